@@ -1,0 +1,27 @@
+# Two entry points: `make repro` (set up + run the pipeline) and `make test` (set up + tests).
+VENV := .venv
+BIN := $(VENV)/bin
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export HF_HUB_OFFLINE := 1
+export PYTHONHASHSEED := 0
+
+.PHONY: setup repro test lint bench prefect-server
+
+setup:
+	@scripts/setup_env.sh
+
+repro: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+
+test: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q tests
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m benchmarks.run_all
+
+prefect-server: setup
+	$(BIN)/prefect server start --host 127.0.0.1 --port 4200

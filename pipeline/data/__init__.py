@@ -1,0 +1,1 @@
+"""Datasets: the embedded synthetic benchmark, VOC/COCO readers and the manifest."""

@@ -1,0 +1,81 @@
+"""Torch-side loading: images as normalised tensors, multi-hot labels, training augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+
+from pipeline.data.datasets import DatasetError, Entry, Manifest
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+def load_image(manifest: Manifest, entry: Entry) -> np.ndarray:
+    """RGB uint8 H×W×3; a file that went bad after validation is still named."""
+    path = manifest.image_path(entry)
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except OSError as error:
+        raise DatasetError(f"{path}: corrupt or unreadable image ({error})") from error
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 H×W×3 → ImageNet-normalised float 3×H×W."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+    return (tensor - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def multi_hot(labels: tuple[int, ...], num_classes: int) -> torch.Tensor:
+    target = torch.zeros(num_classes)
+    target[list(labels)] = 1.0
+    return target
+
+
+def augment(
+    image: torch.Tensor, crop_size: int, scale_range: tuple[float, float], generator: torch.Generator
+) -> torch.Tensor:
+    """Random rescale, horizontal flip and a crop (zero-padded) of ``crop_size``."""
+    scale = scale_range[0] + (scale_range[1] - scale_range[0]) * torch.rand(1, generator=generator).item()
+    if scale != 1.0:
+        size = [max(1, round(image.shape[1] * scale)), max(1, round(image.shape[2] * scale))]
+        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+    if torch.rand(1, generator=generator).item() < 0.5:
+        image = image.flip(-1)
+    _, height, width = image.shape
+    pad_h, pad_w = max(0, crop_size - height), max(0, crop_size - width)
+    if pad_h or pad_w:
+        image = F.pad(image, (0, pad_w, 0, pad_h))
+    top = int(torch.randint(0, image.shape[1] - crop_size + 1, (1,), generator=generator))
+    left = int(torch.randint(0, image.shape[2] - crop_size + 1, (1,), generator=generator))
+    return image[:, top : top + crop_size, left : left + crop_size]
+
+
+class ClassificationDataset(Dataset):
+    """(image tensor, multi-hot labels) pairs of one split; augmentation when ``crop_size`` is given."""
+
+    def __init__(
+        self, manifest: Manifest, split: str, crop_size: int | None = None,
+        scale_range: tuple[float, float] = (1.0, 1.0), seed: int = 0,
+    ) -> None:  # fmt: skip
+        self.manifest = manifest
+        self.entries = manifest.entries(split)
+        self.crop_size = crop_size
+        self.scale_range = scale_range
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        entry = self.entries[index]
+        image = to_tensor(load_image(self.manifest, entry))
+        if self.crop_size is not None:
+            generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
+            image = augment(image, self.crop_size, self.scale_range, generator)
+        return image, multi_hot(entry.labels, self.manifest.num_classes)

@@ -1,0 +1,21 @@
+"""The one place that decides where tensors live."""
+
+from __future__ import annotations
+
+import torch
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Map ``auto | cpu | cuda | cuda:N`` to a device; ``auto`` takes CUDA when present."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{name}' was requested but CUDA is not available on this machine")
+    return device
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch (CPU and CUDA) and return a CPU generator for data order."""
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

@@ -1,0 +1,106 @@
+"""Atomic file writes and label-PNG helpers: a reader never sees a half-written file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from pipeline.voc import voc_palette
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary sibling path; rename it onto ``target`` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically with sorted keys (stable bytes for DVC hashing)."""
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_label_png(path: Path, label: np.ndarray) -> None:
+    """Write a uint8 class-index map as a VOC palette PNG, atomically."""
+    if label.dtype != np.uint8:
+        raise ValueError(f"{path}: label map must be uint8, got {label.dtype}")
+    image = Image.fromarray(label, mode="P")
+    image.putpalette(voc_palette().reshape(-1).tolist())
+    with atomic_path(Path(path)) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def read_label_png(path: Path) -> np.ndarray:
+    """Read a palette or grayscale PNG as its raw class indices."""
+    with Image.open(path) as image:
+        if image.mode not in ("P", "L"):
+            raise ValueError(f"{path}: label PNG must be palette or grayscale, got mode {image.mode}")
+        return np.asarray(image, dtype=np.uint8).copy()
+
+
+def fresh_directory(path: Path) -> Path:
+    """Remove ``path`` if present and recreate it empty."""
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def fingerprint(*parts: bytes | str | Path) -> str:
+    """SHA-256 over strings, bytes and file contents: the identity of a stage's inputs."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Path):
+            with part.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        else:
+            digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def work_directory(target: Path, key: str) -> Path:
+    """Where a resumable output for ``target`` is built: ``<parent>/.work/<name>-<key>``.
+
+    Work left by runs with other inputs (another key) is removed; work with this key is kept and resumed.
+    """
+    work_root = Path(target).parent / ".work"
+    work = work_root / f"{Path(target).name}-{key[:16]}"
+    if work_root.is_dir():
+        for stale in work_root.iterdir():
+            if Path(target).name in stale.name and work.name not in stale.name:
+                shutil.rmtree(stale)
+    work_root.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def publish_directory(work: Path, target: Path) -> None:
+    """Move a finished work directory onto ``target`` (replacing it)."""
+    target = Path(target)
+    if target.exists():
+        shutil.rmtree(target)
+    Path(work).rename(target)
+    if not any(Path(work).parent.iterdir()):
+        Path(work).parent.rmdir()

@@ -1,0 +1,10 @@
+"""Where each stage writes (the same paths dvc.yaml declares as outs)."""
+
+from pathlib import Path
+
+ARTIFACTS = Path("artifacts")
+DATASET = ARTIFACTS / "dataset"
+CLASSIFIER = ARTIFACTS / "classifier"
+CAMS = ARTIFACTS / "cams.zarr"
+SEEDS = ARTIFACTS / "seeds"
+EVALUATION = ARTIFACTS / "eval"

@@ -1,0 +1,205 @@
+"""Validated parameters: ``params.yaml`` parsed into pydantic models.
+
+Every model forbids unknown keys, so a typo fails with the full key path (``seeds.threshold.fg_pad``).
+Method names are checked against the registries' known names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ParamsError(ValueError):
+    """A params file failed validation; the message names each offending key path."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- data ------------------------------------------------------------------------------------------------
+class SyntheticDataParams(Strict):
+    """Knobs of the embedded synthetic VOC-layout benchmark (see pipeline/data/synthetic.py)."""
+
+    seed: int = 0
+    num_train: int = Field(480, ge=1)
+    num_val: int = Field(120, ge=1)
+    image_size: int = Field(96, ge=32)
+    object_counts: tuple[float, float, float] = (0.4, 0.35, 0.25)
+    object_scale: tuple[float, float] = (0.32, 0.55)
+    part_fraction: float = Field(0.18, gt=0, lt=1)
+    context_probability: float = Field(0.85, ge=0, le=1)
+    stray_context_probability: float = Field(0.15, ge=0, le=1)
+    border_width: int = Field(1, ge=0)
+    jpeg_quality: int = Field(92, ge=50, le=100)
+
+    @field_validator("object_counts")
+    @classmethod
+    def _sums_to_one(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if abs(sum(value) - 1.0) > 1e-6 or min(value) < 0:
+            raise ValueError("probabilities of 1, 2 and 3 objects must be ≥ 0 and sum to 1")
+        return value
+
+
+class VocDataParams(Strict):
+    """PASCAL VOC 2012 with SegmentationClassAug (train_aug: 10,582 images)."""
+
+    root: str = "data/VOCdevkit/VOC2012"
+    train_list: str = "train_aug"
+    val_list: str = "val"
+    mask_dir: str = "SegmentationClassAug"
+
+
+class CocoDataParams(Strict):
+    """COCO 2014 in the usual WSSS layout (images, class-index PNG masks, image lists)."""
+
+    root: str = "data/coco2014"
+    train_list: str = "train"
+    val_list: str = "val"
+
+
+class DataParams(Strict):
+    source: Literal["synthetic", "voc", "coco"] = "synthetic"
+    synthetic: SyntheticDataParams = SyntheticDataParams()
+    voc: VocDataParams = VocDataParams()
+    coco: CocoDataParams = CocoDataParams()
+
+
+# --- CAM methods -----------------------------------------------------------------------------------------
+class PlainCamParams(Strict):
+    """GAP classifier on a torchvision ResNet trained with the multi-label soft-margin loss."""
+
+    arch: Literal["resnet10", "resnet18", "resnet34", "resnet50", "resnet101"] = "resnet10"
+    weights: Literal["none", "imagenet"] = "none"
+    output_stride: Literal[8, 16, 32] = 16
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    crop_size: int = Field(96, ge=16)
+    scale_range: tuple[float, float] = (1.0, 1.0)
+
+
+class CamInferenceParams(Strict):
+    scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
+    flip: bool = True
+    split: Literal["train", "val"] = "train"
+
+    @field_validator("scales")
+    @classmethod
+    def _positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or min(value) <= 0:
+            raise ValueError("scales must be a non-empty list of positive numbers")
+        return value
+
+
+class CamParams(Strict):
+    method: str = "cam"
+    inference: CamInferenceParams = CamInferenceParams()
+    cam: PlainCamParams = PlainCamParams()
+
+    @field_validator("method")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from pipeline.methods import CAM_METHODS
+
+        CAM_METHODS.get(value)
+        return value
+
+    def selected(self) -> BaseModel:
+        return getattr(self, self.method)
+
+
+# --- seed methods ----------------------------------------------------------------------------------------
+class ConstantBackground(Strict):
+    fg_pad: float = Field(0.30, ge=0, le=1)
+    bg_pad: float = Field(0.05, ge=0, le=1)
+
+
+class PowerBackground(Strict):
+    fg_alpha: float = Field(4.0, gt=0)
+    bg_alpha: float = Field(32.0, gt=0)
+
+
+class ThresholdSeedParams(Strict):
+    """Background by a constant pad or (1 − max_c CAM)^α; fg/bg confidence band → 255."""
+
+    background: Literal["constant", "power"] = "constant"
+    constant: ConstantBackground = ConstantBackground()
+    power: PowerBackground = PowerBackground()
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThresholdSeedParams:
+        if self.constant.bg_pad > self.constant.fg_pad:
+            raise ValueError("constant.bg_pad must be ≤ constant.fg_pad")
+        if self.power.fg_alpha > self.power.bg_alpha:
+            raise ValueError("power.fg_alpha must be ≤ power.bg_alpha")
+        return self
+
+
+class SeedParams(Strict):
+    method: str = "threshold"
+    threshold: ThresholdSeedParams = ThresholdSeedParams()
+
+    @field_validator("method")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from pipeline.seeds import SEED_METHODS
+
+        SEED_METHODS.get(value)
+        return value
+
+    def selected(self) -> BaseModel:
+        return getattr(self, self.method)
+
+
+# --- evaluation ------------------------------------------------------------------------------------------
+class SweepParams(Strict):
+    start: float = Field(0.05, ge=0, le=1)
+    stop: float = Field(0.95, ge=0, le=1)
+    step: float = Field(0.05, gt=0, le=1)
+
+
+class EvaluateParams(Strict):
+    cam_bg_pad: float = Field(0.15, ge=0, le=1)
+    sweep: SweepParams = SweepParams()
+    overlay_images: int = Field(8, ge=1)
+
+
+class PipelineParams(Strict):
+    seed: int = 0
+    device: str = "auto"
+    data: DataParams = DataParams()
+    cam: CamParams = CamParams()
+    seeds: SeedParams = SeedParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+
+def _format_errors(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: invalid parameters"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(root)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def load_params(path: Path | str = "params.yaml") -> PipelineParams:
+    """Read and validate a params file; raise ParamsError naming every bad key path."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from error
+    try:
+        return PipelineParams.model_validate(raw)
+    except ValidationError as error:
+        raise ParamsError(_format_errors(path, error)) from None

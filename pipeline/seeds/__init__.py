@@ -1,0 +1,44 @@
+"""Seed methods by name (CAMs → pseudo-label seeds with 255 for uncertain pixels) and the seeding stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.cam_store import CamStore
+from pipeline.data.datasets import Manifest
+from pipeline.io import fingerprint, publish_directory, work_directory, write_label_png
+from pipeline.params import SeedParams
+from pipeline.registry import Registry
+from pipeline.tracking import progress
+
+SEED_METHODS: Registry = Registry("seed method")
+
+from pipeline.seeds import threshold as _threshold  # noqa: E402,F401  (registers "threshold")
+
+
+def make_seeds(manifest: Manifest, cams: Path, seeds: SeedParams, out: Path) -> dict[str, int]:
+    """Write one VOC palette PNG seed per image that has CAMs, built in a work dir and published at ``out``."""
+    store = CamStore(cams)
+    seed_fn = SEED_METHODS.get(seeds.method)
+    params = seeds.selected()
+    key = fingerprint((Path(cams) / "zarr.json"), json.dumps(seeds.model_dump(mode="json"), sort_keys=True))
+    work = work_directory(out, key)
+    work.mkdir(parents=True, exist_ok=True)
+    ids = store.ids()
+    by_id = {e.id: e for entries in manifest.splits.values() for e in entries}
+    for image_id in progress(ids, total=len(ids), desc="make_seeds"):
+        target = work / f"{image_id}.png"
+        if target.exists():
+            continue
+        entry = by_id.get(image_id)
+        if entry is None:
+            raise ValueError(f"{Path(cams) / image_id}: image '{image_id}' is not in the dataset manifest")
+        maps, classes = store.read(image_id)
+        if maps.shape[1:] != (entry.height, entry.width):
+            raise ValueError(
+                f"{Path(cams) / image_id}: CAM size {maps.shape[1:]} does not match image {entry.height}×{entry.width}"
+            )
+        write_label_png(target, seed_fn(maps, classes, params))
+    publish_directory(work, out)
+    return {"images": len(ids)}

@@ -1,0 +1,24 @@
+"""Stage extract_cams: multi-scale + flip CAMs of every image of the split into the zarr CAM store."""
+
+import sys
+
+from pipeline import layout
+from pipeline.cams import extract_cams
+from pipeline.data.datasets import load_manifest
+from pipeline.device import resolve_device
+from pipeline.params import PipelineParams
+from pipeline.tracking import report
+from pipeline.training import CHECKPOINT_NAME
+from stages import run
+
+
+def body(params: PipelineParams) -> None:
+    counts = extract_cams(
+        load_manifest(layout.DATASET), layout.DATASET, params.cam, layout.CLASSIFIER / CHECKPOINT_NAME,
+        resolve_device(params.device), layout.CAMS,
+    )  # fmt: skip
+    report("CAM store", [counts])
+
+
+if __name__ == "__main__":
+    sys.exit(run("extract_cams", __doc__, body, ["cam"]))

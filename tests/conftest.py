@@ -1,0 +1,91 @@
+"""Shared fixtures: tiny params and throw-away copies of the project as DVC repositories."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["dvc.yaml", "pipeline", "stages", "flows", "pyproject.toml"]
+
+TINY_OVERRIDES = {
+    "data": {"synthetic": {"num_train": 24, "num_val": 8, "image_size": 48}},
+    "cam": {
+        "inference": {"scales": [1.0, 0.5]},
+        "cam": {"arch": "resnet10", "epochs": 1, "batch_size": 8, "crop_size": 48},
+    },
+    "evaluate": {"overlay_images": 2, "sweep": {"start": 0.1, "stop": 0.5, "step": 0.2}},
+}
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def tiny_params(**overrides: dict) -> dict:
+    """params.yaml of the project with the tiny test sizes (and any further overrides)."""
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    return merge(merge(base, TINY_OVERRIDES), overrides)
+
+
+def project_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONHASHSEED="0", HF_HUB_OFFLINE="1")
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=env or project_env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def write_params(project: Path, params: dict) -> None:
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def edit_params(project: Path, change) -> None:
+    """Apply ``change`` to the project's params.yaml in place."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    change(params)
+    write_params(project, params)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the pipeline in a fresh git + DVC repository with tiny params."""
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, root / name)
+    write_params(root, tiny_params())
+    dvc = str(Path(sys.executable).parent / "dvc")
+    run(["git", "init", "-q"], root)
+    run(["git", "config", "user.email", "test@example.com"], root)
+    run(["git", "config", "user.name", "test"], root)
+    run([dvc, "init", "-q"], root)
+    run([dvc, "config", "core.analytics", "false"], root)
+    run([dvc, "config", "core.check_update", "false"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "init"], root)
+    return root
+
+
+def dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run([str(Path(sys.executable).parent / "dvc"), *args], project, check=check)

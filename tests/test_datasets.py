@@ -1,0 +1,137 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.data.datasets import COCO_CLASSES, DatasetError, load_manifest, prepare_dataset
+from pipeline.data.synthetic import CLASS_CONTEXT, class_part_colour, render_sample
+from pipeline.io import read_label_png, write_label_png
+from pipeline.params import DataParams, SyntheticDataParams
+from pipeline.voc import VOC_CLASSES
+
+SMALL = SyntheticDataParams(num_train=6, num_val=3, image_size=48)
+
+
+def test_synthetic_is_deterministic_and_voc_shaped() -> None:
+    a, b = render_sample(SMALL, "train", 3), render_sample(SMALL, "train", 3)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
+    assert not np.array_equal(a.image, render_sample(SMALL, "train", 4).image)
+    for index in range(20):
+        sample = render_sample(SMALL, "train", index)
+        values = set(np.unique(sample.mask).tolist())
+        assert 255 in values and 0 in values  # VOC void borders and background
+        assert 1 <= len(sample.labels) <= 3
+        assert {v - 1 for v in values - {0, 255}} == set(sample.labels)
+
+
+def test_every_class_has_a_unique_part_colour_and_a_context() -> None:
+    colours = {tuple(round(c, 3) for c in class_part_colour(i)) for i in range(len(VOC_CLASSES))}
+    assert len(colours) == len(VOC_CLASSES)
+    assert set(CLASS_CONTEXT) == set(VOC_CLASSES)
+
+
+def test_synthetic_prepare_writes_voc_layout_and_manifest(tmp_path: Path) -> None:
+    manifest = prepare_dataset(DataParams(synthetic=SMALL), tmp_path / "dataset")
+    root = tmp_path / "dataset" / "synthetic"
+    assert (root / "ImageSets" / "Segmentation" / "train.txt").read_text().split() == [
+        f"train_{i:05d}" for i in range(6)
+    ]
+    assert len(manifest.entries("val")) == 3
+    entry = manifest.entries("train")[0]
+    assert Image.open(manifest.mask_path(entry)).mode == "P"
+    assert Image.open(manifest.image_path(entry)).size == (48, 48)
+    labels = json.loads((root / "cls_labels.json").read_text())
+    assert [VOC_CLASSES[c] for c in entry.labels] == labels[entry.id]
+    assert load_manifest(tmp_path / "dataset") == manifest
+    assert not (tmp_path / ".dataset.partial").exists()
+
+
+def make_voc(root: Path, ids: list[str], size=(20, 16)) -> None:
+    for folder in ("JPEGImages", "SegmentationClassAug", "ImageSets/Segmentation"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for i, image_id in enumerate(ids):
+        Image.new("RGB", size, (i * 10, 20, 30)).save(root / "JPEGImages" / f"{image_id}.jpg")
+        mask = np.zeros(size[::-1], dtype=np.uint8)
+        mask[2:8, 3:9] = 1 + i % 20
+        mask[0, :] = 255
+        write_label_png(root / "SegmentationClassAug" / f"{image_id}.png", mask)
+    (root / "ImageSets/Segmentation/train_aug.txt").write_text("\n".join(ids[:-1]) + "\n")
+    (root / "ImageSets/Segmentation/val.txt").write_text(ids[-1] + "\n")
+
+
+def voc_params(root: Path) -> DataParams:
+    return DataParams(source="voc", voc={"root": str(root)})
+
+
+def test_voc_reader_derives_labels_from_masks(tmp_path: Path) -> None:
+    make_voc(tmp_path / "VOC2012", ["2007_000001", "2007_000002", "2007_000003"])
+    manifest = prepare_dataset(voc_params(tmp_path / "VOC2012"), tmp_path / "out")
+    assert manifest.name == "voc2012"
+    assert [e.labels for e in manifest.entries("train")] == [(0,), (1,)]
+    assert manifest.entries("val")[0].id == "2007_000003"
+    assert manifest.root == (tmp_path / "VOC2012").resolve()
+
+
+def test_coco_reader_layout_and_label_file(tmp_path: Path) -> None:
+    root = tmp_path / "coco2014"
+    for split, folder in (("train", "train2014"), ("val", "val2014")):
+        (root / folder).mkdir(parents=True)
+        (root / "SegmentationClass" / folder).mkdir(parents=True)
+        image_id = f"COCO_{folder}_000000000001"
+        Image.new("RGB", (12, 10)).save(root / folder / f"{image_id}.jpg")
+        mask = np.zeros((10, 12), dtype=np.uint8)
+        mask[1:4, 1:4] = 80  # toothbrush
+        write_label_png(root / "SegmentationClass" / folder / f"{image_id}.png", mask)
+        (root / "ImageSets").mkdir(exist_ok=True)
+        (root / "ImageSets" / f"{split}.txt").write_text(image_id + "\n")
+    manifest = prepare_dataset(DataParams(source="coco", coco={"root": str(root)}), tmp_path / "out")
+    assert manifest.classes == COCO_CLASSES
+    assert manifest.entries("train")[0].labels == (79,)
+    (root / "cls_labels.json").write_text(json.dumps({
+        "COCO_train2014_000000000001": ["toothbrush"], "COCO_val2014_000000000001": ["unicorn"]}))  # fmt: skip
+    with pytest.raises(
+        DatasetError, match=r"cls_labels\.json: image 'COCO_val2014_000000000001' has unknown class 'unicorn'"
+    ):
+        prepare_dataset(DataParams(source="coco", coco={"root": str(root)}), tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
+
+
+def _corrupt(path: Path) -> None:
+    path.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+
+
+def _resize_mask(path: Path) -> None:
+    write_label_png(path, np.zeros((5, 5), dtype=np.uint8))
+
+
+def _out_of_range(path: Path) -> None:
+    mask = read_label_png(path)
+    mask[5, 5] = 42
+    write_label_png(path, mask)
+
+
+@pytest.mark.parametrize(
+    ("damage", "target", "message"),
+    [
+        (lambda p: p.unlink(), "JPEGImages/2007_000002.jpg", "image file not found"),
+        (_corrupt, "JPEGImages/2007_000002.jpg", "corrupt or unreadable image"),
+        (lambda p: p.unlink(), "SegmentationClassAug/2007_000002.png", "mask file not found"),
+        (_resize_mask, "SegmentationClassAug/2007_000002.png", "does not match image"),
+        (_out_of_range, "SegmentationClassAug/2007_000002.png", r"label values \[42\] out of range"),
+    ],
+)
+def test_bad_inputs_fail_naming_the_file_and_leave_no_output(tmp_path: Path, damage, target: str, message: str) -> None:
+    root = tmp_path / "VOC2012"
+    make_voc(root, ["2007_000001", "2007_000002", "2007_000003"])
+    damage(root / target)
+    with pytest.raises(DatasetError, match=f"{root.resolve() / target}: .*{message}"):
+        prepare_dataset(voc_params(root), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / ".out.partial").exists()
+
+
+def test_missing_dataset_root_is_explained(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="VOC root not found .*cannot be downloaded"):
+        prepare_dataset(voc_params(tmp_path / "nowhere"), tmp_path / "out")

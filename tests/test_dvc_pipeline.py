@@ -1,0 +1,77 @@
+"""The DAG under DVC on a tiny config: caching, swapping, run-cache restore, stage failures."""
+
+import json
+import re
+from pathlib import Path
+
+from tests.conftest import dvc, run
+from tests.conftest import edit_params as edit
+
+
+def executed(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def restored(output: str) -> set[str]:
+    return set(re.findall(r"Stage '([^']+)' is cached - skipping run", output))
+
+
+def seed_bytes(project: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((project / "artifacts/seeds").glob("*.png"))}
+
+
+def test_repro_caching_and_method_swapping(project: Path) -> None:
+    first = dvc(project, "repro").stdout
+    assert executed(first) == {"prepare_data", "train_classifier", "extract_cams", "make_seeds", "evaluate"}
+    metrics = json.loads((project / "artifacts/eval/metrics.json").read_text())
+    assert {"gt_free", "gt_tuned"} <= set(metrics["cam"])
+    assert "ground truth" in metrics["cam"]["gt_tuned"]["note"]
+    for name in ("overlay.png", "per_class_iou.csv", "threshold_curve.csv", "confusion_seeds.png"):
+        assert (project / "artifacts/eval" / name).is_file()
+
+    # A second repro runs nothing.
+    assert executed(dvc(project, "repro").stdout) == set()
+
+    # A make_seeds parameter reruns make_seeds and evaluate only.
+    constant_seeds = seed_bytes(project)
+    edit(project, lambda p: p["seeds"]["threshold"]["constant"].update(fg_pad=0.4))
+    assert executed(dvc(project, "repro").stdout) == {"make_seeds", "evaluate"}
+
+    # Parameters of data sources that are not selected rerun nothing.
+    edit(project, lambda p: p["data"]["voc"].update(root="/elsewhere/VOC2012"))
+    edit(project, lambda p: p["data"]["coco"].update(train_list="train_small"))
+    assert executed(dvc(project, "repro").stdout) == set()
+
+    # A → B → A: the way back comes from DVC's run-cache without executing make_seeds.
+    edit(project, lambda p: p["seeds"]["threshold"]["constant"].update(fg_pad=0.3))
+    back = dvc(project, "repro").stdout
+    assert "make_seeds" in restored(back) and "make_seeds" not in executed(back)
+    assert seed_bytes(project) == constant_seeds
+    edit(project, lambda p: p["seeds"]["threshold"].update(background="power"))
+    assert "make_seeds" in executed(dvc(project, "repro").stdout)
+    assert seed_bytes(project) != constant_seeds
+    edit(project, lambda p: p["seeds"]["threshold"].update(background="constant"))
+    again = dvc(project, "repro").stdout
+    assert "make_seeds" in restored(again) and "make_seeds" not in executed(again)
+    assert seed_bytes(project) == constant_seeds
+
+
+def test_bad_params_fail_before_any_output(project: Path) -> None:
+    edit(project, lambda p: p["seeds"].update(method="sam-magic"))
+    result = run(["python", "-m", "stages.make_seeds"], project, check=False)
+    assert result.returncode == 1
+    assert "seeds.method" in result.stderr and "known: threshold" in result.stderr
+    assert not (project / "artifacts").exists()
+
+
+def test_bad_dataset_file_fails_the_stage_naming_it(project: Path) -> None:
+    voc = project / "VOC2012"
+    from tests.test_datasets import make_voc
+
+    make_voc(voc, ["a", "b", "c"])
+    (voc / "JPEGImages/b.jpg").write_bytes(b"garbage")
+    edit(project, lambda p: p["data"].update(source="voc", voc={**p["data"]["voc"], "root": str(voc)}))
+    result = run(["python", "-m", "stages.prepare_data"], project, check=False)
+    assert result.returncode == 1
+    assert f"{voc.resolve()}/JPEGImages/b.jpg: corrupt or unreadable image" in result.stderr
+    assert not (project / "artifacts/dataset").exists()

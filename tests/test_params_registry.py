@@ -1,0 +1,56 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.methods import CAM_METHODS
+from pipeline.params import ParamsError, load_params
+from pipeline.registry import Registry, UnknownNameError
+from pipeline.seeds import SEED_METHODS
+from tests.conftest import REPO, tiny_params
+
+
+def write(tmp_path: Path, params: dict) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_repository_params_are_valid() -> None:
+    params = load_params(REPO / "params.yaml")
+    assert params.cam.method in CAM_METHODS
+    assert params.seeds.method in SEED_METHODS
+
+
+def test_unknown_name_lists_known_ones() -> None:
+    registry: Registry[int] = Registry("widget")
+    registry.register("a")(1)
+    registry.register("b")(2)
+    with pytest.raises(UnknownNameError, match=r"unknown widget 'c'; known: a, b"):
+        registry.get("c")
+    with pytest.raises(ValueError, match="twice"):
+        registry.register("a")(3)
+
+
+def test_unknown_method_fails_naming_key_and_known_methods(tmp_path: Path) -> None:
+    params = tiny_params(seeds={"method": "nonesuch"})
+    with pytest.raises(ParamsError, match=r"seeds\.method: .*unknown seed method 'nonesuch'; known: threshold"):
+        load_params(write(tmp_path, params))
+
+
+def test_unknown_key_names_its_path(tmp_path: Path) -> None:
+    params = tiny_params(seeds={"threshold": {"constant": {"fg_padd": 0.3}}})
+    with pytest.raises(ParamsError, match=r"seeds\.threshold\.constant\.fg_padd: unknown key"):
+        load_params(write(tmp_path, params))
+
+
+def test_wrong_type_names_its_path(tmp_path: Path) -> None:
+    params = tiny_params(cam={"cam": {"epochs": "many"}})
+    with pytest.raises(ParamsError, match=r"cam\.cam\.epochs: Input should be a valid integer"):
+        load_params(write(tmp_path, params))
+
+
+def test_inconsistent_values_fail(tmp_path: Path) -> None:
+    params = tiny_params(seeds={"threshold": {"constant": {"fg_pad": 0.1, "bg_pad": 0.2}}})
+    with pytest.raises(ParamsError, match=r"seeds\.threshold: .*bg_pad must be ≤"):
+        load_params(write(tmp_path, params))

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from pipeline.metrics import confusion_matrix, scores
+from pipeline.params import ThresholdSeedParams
+from pipeline.seeds.threshold import argmax_with_background, power_background, threshold_seeds
+
+# Two classes (VOC indices 2 and 6 → labels 3 and 7) on a 1×5 strip.
+CAMS = np.array([[[0.9, 0.2, 0.04, 0.0, 0.5]], [[0.1, 0.25, 0.01, 0.0, 0.6]]], dtype=np.float32)
+CLASSES = [2, 6]
+
+
+def test_argmax_with_constant_background_ties_go_to_background() -> None:
+    labels = argmax_with_background(CAMS, CLASSES, 0.25)
+    assert labels.tolist() == [[3, 0, 0, 0, 7]]  # 0.25 vs 0.25 tie → background
+
+
+def test_constant_threshold_seeds_with_ignore_band() -> None:
+    seeds = threshold_seeds(CAMS, CLASSES, ThresholdSeedParams())  # fg 0.30, bg 0.05
+    # 0.9 → class, max 0.25 in (0.05, 0.30] → 255, 0.04 ≤ 0.05 → bg, 0 → bg, 0.6 → class 7
+    assert seeds.tolist() == [[3, 255, 0, 0, 7]]
+
+
+def test_power_background_and_seeds() -> None:
+    bg = power_background(CAMS, 2.0)
+    np.testing.assert_allclose(bg, [[0.01, 0.5625, 0.9216, 1.0, 0.16]], rtol=1e-5)
+    params = ThresholdSeedParams(background="power", power={"fg_alpha": 1.0, "bg_alpha": 4.0})
+    seeds = threshold_seeds(CAMS, CLASSES, params)
+    # fg score (1-m)^1: [0.1, 0.75, 0.96, 1, 0.4]  → fg at pixels 0 and 4 only
+    # bg score (1-m)^4: [1e-4, 0.316, 0.849, 1, 0.0256] → bg wins at pixels 1, 2, 3
+    assert seeds.tolist() == [[3, 0, 0, 0, 7]]
+
+
+def test_confusion_and_eq4_rates_by_hand() -> None:
+    truth = np.array([[0, 0, 1, 1, 1, 255]], dtype=np.uint8)
+    pred = np.array([[0, 1, 1, 1, 0, 1]], dtype=np.uint8)
+    conf = confusion_matrix(pred, truth, 2)
+    assert conf.tolist() == [[1, 1], [1, 2]]
+    result = scores(conf)
+    # class 1: TP 2, FP 1, FN 1 → IoU 2/4, FPR = FP/(TP+FP) = 1/3, FNR = FN/(TP+FN) = 1/3
+    assert result["iou"][1] == pytest.approx(0.5)
+    assert result["fpr"][1] == pytest.approx(1 / 3)
+    assert result["fnr"][1] == pytest.approx(1 / 3)
+    # background: TP 1, FP 1, FN 1 → IoU 1/3
+    assert result["miou"] == pytest.approx((1 / 3 + 0.5) / 2)
+
+
+def test_predicted_ignore_is_skipped_and_absent_classes_do_not_count() -> None:
+    truth = np.array([[0, 1, 1]], dtype=np.uint8)
+    pred = np.array([[0, 255, 1]], dtype=np.uint8)
+    result = scores(confusion_matrix(pred, truth, 3))
+    assert np.isnan(result["iou"][2])
+    assert result["miou"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="label value"):
+        confusion_matrix(np.array([[5]], dtype=np.uint8), np.array([[0]], dtype=np.uint8), 3)
