@@ -1,5 +1,8 @@
 """The CAM cache: one zarr v3 group, one float16 Blosc-zstd array (one chunk) per image.
 
+Values are rounded to multiples of 1/1024 before the float16 cast (an error ≤ 0.0005, float16's own spacing
+just below 1): the noise in the low mantissa bits would otherwise defeat compression.
+
 Layout: ``cams.zarr/zarr.json`` (attrs: classes, fingerprint) and ``cams.zarr/<image id>/`` an array of shape
 (present classes, H, W) whose attrs hold the 0-based class indices. Readable with plain ``zarr.open_group``.
 Each image is written to a staging directory and renamed into the store, so an image is either complete or
@@ -17,6 +20,7 @@ from zarr.codecs import BloscCodec
 from zarr.storage import LocalStore
 
 COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+QUANTUM = 1.0 / 1024
 
 
 class CamStore:
@@ -58,7 +62,7 @@ class CamStore:
             LocalStore(str(tmp)), shape=cams.shape, chunks=cams.shape, dtype="float16",
             compressors=[COMPRESSOR], attributes={"classes": [int(c) for c in classes]}, zarr_format=3,
         )  # fmt: skip
-        array[...] = cams.astype(np.float16)
+        array[...] = (np.round(cams / QUANTUM) * QUANTUM).astype(np.float16)
         target = self.path / image_id
         if target.exists():
             shutil.rmtree(target)

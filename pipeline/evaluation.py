@@ -35,9 +35,18 @@ def sweep_values(params: EvaluateParams) -> list[float]:
 
 
 def evaluate_pseudo_labels(
-    manifest: Manifest, cams: Path, seeds: Path, params: EvaluateParams, labels: dict[str, str], out: Path
+    manifest: Manifest,
+    cams: Path,
+    label_sets: dict[str, Path],
+    params: EvaluateParams,
+    methods: dict[str, str],
+    out: Path,
 ) -> dict[str, Any]:
-    """Score CAMs and seeds of every image in the CAM store; write metrics, plots and the overlay grid."""
+    """Score the CAMs and each label set (name → directory of PNGs, e.g. seeds) on the CAM store's images.
+
+    Writes ``metrics.json``, ``per_class_iou.csv``, ``threshold_curve.csv``, confusion matrices and the
+    overlay grid into ``out``; ``methods`` names the method behind each source for the record.
+    """
     store = CamStore(cams)
     ids = store.ids()
     by_id = {e.id: e for entries in manifest.splits.values() for e in entries}
@@ -45,78 +54,83 @@ def evaluate_pseudo_labels(
     pads = sweep_values(params)
     cam_conf = np.zeros((n, n), dtype=np.int64)
     sweep_conf = np.zeros((len(pads), n, n), dtype=np.int64)
-    seed_conf = np.zeros((n, n), dtype=np.int64)
-    seed_confident_conf = np.zeros((n, n), dtype=np.int64)
-    labelled, covered = 0, 0
+    label_conf = {name: np.zeros((n, n), dtype=np.int64) for name in label_sets}
+    confident_conf = {name: np.zeros((n, n), dtype=np.int64) for name in label_sets}
+    covered = dict.fromkeys(label_sets, 0)
+    labelled = 0
     for image_id in progress(ids, total=len(ids), desc="evaluate"):
-        entry = by_id[image_id]
-        truth = read_label_png(manifest.mask_path(entry))
+        truth = read_label_png(manifest.mask_path(by_id[image_id]))
         maps, classes = store.read(image_id)
-        seed_path = Path(seeds) / f"{image_id}.png"
-        if not seed_path.is_file():
-            raise FileNotFoundError(f"{seed_path}: seed missing for image '{image_id}'")
-        seed = read_label_png(seed_path)
-        if seed.shape != truth.shape:
-            raise ValueError(f"{seed_path}: seed size {seed.shape} does not match mask {truth.shape}")
         cam_conf += confusion_matrix(argmax_with_background(maps, classes, params.cam_bg_pad), truth, n)
         for i, pad in enumerate(pads):
             sweep_conf[i] += confusion_matrix(argmax_with_background(maps, classes, pad), truth, n)
-        seed_conf += confusion_matrix(np.where(seed == IGNORE_INDEX, 0, seed).astype(np.uint8), truth, n)
-        seed_confident_conf += confusion_matrix(seed, truth, n)
         valid = truth != IGNORE_INDEX
         labelled += int(valid.sum())
-        covered += int((valid & (seed != IGNORE_INDEX)).sum())
+        for name, directory in label_sets.items():
+            label = read_label_set(directory, image_id, truth.shape)
+            label_conf[name] += confusion_matrix(np.where(label == IGNORE_INDEX, 0, label).astype(np.uint8), truth, n)
+            confident_conf[name] += confusion_matrix(label, truth, n)
+            covered[name] += int((valid & (label != IGNORE_INDEX)).sum())
 
     curve = [summary(c)["miou"] for c in sweep_conf]
     best = int(np.nanargmax(curve))
-    metrics = {
-        "split": sorted({s for s, es in manifest.splits.items() for e in es if e.id in set(ids)}),
+    ids_set = set(ids)
+    metrics: dict[str, Any] = {
+        "split": sorted({s for s, es in manifest.splits.items() if any(e.id in ids_set for e in es)}),
         "images": len(ids),
         "cam": {
-            "method": labels.get("cam", ""),
+            "method": methods.get("cam", ""),
             "gt_free": {"bg_pad": params.cam_bg_pad, **summary(cam_conf)},
             "gt_tuned": {
                 "bg_pad": pads[best],
                 **summary(sweep_conf[best]),
                 "note": "background pad chosen by a sweep against ground truth",
             },
-        },  # fmt: skip
-        "seeds": {
-            "method": labels.get("seeds", ""),
-            **summary(seed_conf),
-            "confident": {**summary(seed_confident_conf), "coverage": covered / max(labelled, 1)},
         },
     }
-    _write_outputs(out, manifest, metrics, cam_conf, seed_conf, pads, curve, ids, store, seeds, params)
-    report(
-        "Pseudo-label quality",
-        [
-            {"source": "CAM (GT-free)", "bg_pad": params.cam_bg_pad, **summary(cam_conf)},
-            {"source": "CAM (GT-tuned)", "bg_pad": pads[best], **summary(sweep_conf[best])},
-            {"source": f"seeds ({labels.get('seeds', '')})", "bg_pad": "-", **summary(seed_conf)},
-        ],
-        notes=f"{len(ids)} images; seed coverage {metrics['seeds']['confident']['coverage']:.3f}",
-    )
-    return metrics
-
-
-def _write_outputs(out, manifest, metrics, cam_conf, seed_conf, pads, curve, ids, store, seeds, params) -> None:
+    rows = [
+        {"source": "CAM (GT-free)", "bg_pad": params.cam_bg_pad, **summary(cam_conf)},
+        {"source": "CAM (GT-tuned)", "bg_pad": pads[best], **summary(sweep_conf[best])},
+    ]
+    for name in label_sets:
+        coverage = covered[name] / max(labelled, 1)
+        metrics[name] = {
+            "method": methods.get(name, ""),
+            **summary(label_conf[name]),
+            "confident": {**summary(confident_conf[name]), "coverage": coverage},
+        }
+        rows.append({"source": f"{name} ({methods.get(name, '')})", "bg_pad": "-", **summary(label_conf[name])})
     out = fresh_directory(out)
     write_json(out / "metrics.json", metrics)
     names = ["background", *manifest.classes]
-    cam_iou, seed_iou = scores(cam_conf)["iou"], scores(seed_conf)["iou"]
+    per_class = {"cam": scores(cam_conf)["iou"], **{name: scores(c)["iou"] for name, c in label_conf.items()}}
     with atomic_path(out / "per_class_iou.csv") as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["class", "cam_iou", "seeds_iou"])
-        for name, cam_value, seed_value in zip(names, cam_iou, seed_iou, strict=True):
-            writer.writerow([name, *("" if np.isnan(v) else f"{v:.6f}" for v in (cam_value, seed_value))])
+        writer.writerow(["class", *(f"{source}_iou" for source in per_class)])
+        for i, name in enumerate(names):
+            writer.writerow([name, *("" if np.isnan(v[i]) else f"{v[i]:.6f}" for v in per_class.values())])
     with atomic_path(out / "threshold_curve.csv") as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["bg_pad", "miou"])
         writer.writerows([[pad, f"{value:.6f}"] for pad, value in zip(pads, curve, strict=True)])
-    _plot_confusion(out / "confusion_seeds.png", seed_conf, names, "Seeds: confusion (row-normalised)")
     _plot_confusion(out / "confusion_cam.png", cam_conf, names, "CAM (GT-free pad): confusion (row-normalised)")
-    _plot_overlay(out / "overlay.png", manifest, ids[: params.overlay_images], store, Path(seeds), params)
+    for name, conf in label_conf.items():
+        _plot_confusion(out / f"confusion_{name}.png", conf, names, f"{name}: confusion (row-normalised)")
+    _plot_overlay(out / "overlay.png", manifest, ids[: params.overlay_images], store, label_sets)
+    coverage_notes = ", ".join(f"{name} coverage {metrics[name]['confident']['coverage']:.3f}" for name in label_sets)
+    report("Pseudo-label quality", rows, notes=f"{len(ids)} images; {coverage_notes}")
+    return metrics
+
+
+def read_label_set(directory: Path, image_id: str, shape: tuple[int, ...]) -> np.ndarray:
+    """One image's label PNG from a label set, checked against the ground truth's size."""
+    path = Path(directory) / f"{image_id}.png"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: label missing for image '{image_id}'")
+    label = read_label_png(path)
+    if label.shape != shape:
+        raise ValueError(f"{path}: label size {label.shape} does not match ground truth {shape}")
+    return label
 
 
 def _plot_confusion(path: Path, confusion: np.ndarray, names: list[str], title: str) -> None:
@@ -136,11 +150,12 @@ def _plot_confusion(path: Path, confusion: np.ndarray, names: list[str], title: 
     plt.close(fig)
 
 
-def _plot_overlay(path: Path, manifest: Manifest, ids: list[str], store: CamStore, seeds: Path, params) -> None:
-    """Grid: image | ground truth | CAM (max over classes, on the image) | seed."""
+def _plot_overlay(path: Path, manifest: Manifest, ids: list[str], store: CamStore, label_sets: dict[str, Path]) -> None:
+    """Grid: image | ground truth | CAM (max over classes, on the image) | each label set."""
     by_id = {e.id: e for entries in manifest.splits.values() for e in entries}
     palette = voc_palette()
-    fig, axes = plt.subplots(len(ids), 4, figsize=(8, 2 * len(ids)), squeeze=False)
+    titles = ["image", "ground truth", "CAM", *label_sets]
+    fig, axes = plt.subplots(len(ids), len(titles), figsize=(2 * len(titles), 2 * len(ids)), squeeze=False)
     for row, image_id in enumerate(ids):
         entry = by_id[image_id]
         image = load_image(manifest, entry)
@@ -149,10 +164,10 @@ def _plot_overlay(path: Path, manifest: Manifest, ids: list[str], store: CamStor
         panels = [
             image,
             palette[read_label_png(manifest.mask_path(entry))],
-            (0.5 * image / 255.0 + 0.5 * heat),
-            palette[read_label_png(seeds / f"{image_id}.png")],
+            0.5 * image / 255.0 + 0.5 * heat,
+            *(palette[read_label_png(Path(d) / f"{image_id}.png")] for d in label_sets.values()),
         ]
-        for col, (panel, title) in enumerate(zip(panels, ("image", "ground truth", "CAM", "seed"), strict=True)):
+        for col, (panel, title) in enumerate(zip(panels, titles, strict=True)):
             axes[row, col].imshow(panel)
             axes[row, col].set_axis_off()
             if row == 0:

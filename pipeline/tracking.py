@@ -71,7 +71,7 @@ def report(title: str, rows: Sequence[dict[str, Any]], notes: str = "") -> str:
     else:
         table = "(no rows)"
     markdown = f"## {title}\n\n{table}\n" + (f"\n{notes}\n" if notes else "")
-    log.info("\n%s", markdown)
+    info(markdown)
     if _flow_run_active():
         from prefect.artifacts import create_markdown_artifact
 

@@ -11,9 +11,13 @@ from stages import run
 
 def body(params: PipelineParams) -> None:
     evaluate_pseudo_labels(
-        load_manifest(layout.DATASET), layout.CAMS, layout.SEEDS, params.evaluate,
-        {"cam": params.cam.method, "seeds": params.seeds.method}, layout.EVALUATION,
-    )  # fmt: skip
+        load_manifest(layout.DATASET),
+        layout.CAMS,
+        {"seeds": layout.SEEDS},
+        params.evaluate,
+        {"cam": params.cam.method, "seeds": params.seeds.method},
+        layout.EVALUATION,
+    )
 
 
 if __name__ == "__main__":

@@ -70,6 +70,8 @@ def test_stage_and_pipeline_flow_runs_are_recorded(project: Path, prefect_api) -
     artifacts = artifacts_of(url, stage_run["id"])
     markdown = [a for a in artifacts if a["key"] == "dataset"]
     assert markdown and "| train | 24 |" in markdown[0]["data"]
+    logs = httpx.post(f"{url}/logs/filter", json={"logs": {"flow_run_id": {"any_": [stage_run["id"]]}}}).json()
+    assert any("## Dataset" in entry["message"] for entry in logs)
     progress = [a for a in artifacts if a["type"] == "progress"]
     assert progress and all(a["data"] == 100.0 for a in progress)
 

@@ -2,16 +2,15 @@
 
 Each object of a VOC class is a *body* shared by every class of its super-category (animals: a horizontal
 ellipse with spots, vehicles: a wide rounded box with stripes, indoor objects: a tall box, person: an upright
-ellipse) plus a small *discriminative part* whose colour and shape belong to its class alone. A classifier only
-needs the part to name the class, so its CAM under-activates the body. Most objects also stand on a
-class-specific *context* texture (boat on water, train on rails, cow on grass …) that is labelled background, so
-the CAM over-activates onto it. Images hold 1–3 objects, mostly of different classes; masks carry 255 on object
-borders as VOC does. Every image is a pure function of ``(seed, split, index)``.
+ellipse) plus a small *discriminative part* whose two colours (rim and core) and shape belong to its class
+alone. A classifier only needs the part to name the class, so its CAM under-activates the body. Most objects
+also stand on a class-specific *context* texture (boat on water, train on rails, cow on grass …) that is
+labelled background, so the CAM over-activates onto it. Images hold 1–3 objects, mostly of different classes;
+masks carry 255 on object borders as VOC does. Every image is a pure function of ``(seed, split, index)``.
 """
 
 from __future__ import annotations
 
-import colorsys
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,10 +66,16 @@ class SyntheticSample:
     labels: tuple[int, ...]  # 0-based class indices present
 
 
-def class_part_colour(class_index: int) -> tuple[float, float, float]:
-    """A saturated colour unique to the class (hues 18° apart), far from the muted bodies."""
-    hue = (class_index * 7 % 20) / 20.0
-    return colorsys.hsv_to_rgb(hue, 0.95, 0.95)
+# Six saturated colours far from the muted bodies; a class's part is a pair (rim, core) of two of them.
+PART_COLOURS = ((0.95, 0.05, 0.05), (0.05, 0.85, 0.05), (0.10, 0.20, 1.00), (1.00, 0.90, 0.00),
+                (0.95, 0.00, 0.95), (0.00, 0.95, 0.95))  # fmt: skip
+PART_COLOUR_PAIRS = tuple((a, b) for a in range(6) for b in range(6) if a != b)
+
+
+def class_part_colours(class_index: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(rim, core) colours of the class's part: any two classes differ in at least one of them."""
+    rim, core = PART_COLOUR_PAIRS[(class_index * 7) % len(PART_COLOUR_PAIRS)]
+    return PART_COLOURS[rim], PART_COLOURS[core]
 
 
 def class_part_shape(class_index: int) -> str:
@@ -210,7 +215,9 @@ def render_sample(params: SyntheticDataParams, split: str, index: int) -> Synthe
                 py, px = cy - 0.1 * hh, cx + rng.choice([-1, 1]) * (hw - part_half)
             else:
                 py, px = cy - (hh - part_half), cx
-            part = _shape_mask(class_part_shape(class_index), yy, xx, py, px, part_half, part_half)
+            core = (np.abs(yy - py) <= part_half / 2) & (np.abs(xx - px) <= part_half / 2)
+            part = _shape_mask(class_part_shape(class_index), yy, xx, py, px, part_half, part_half) | core
+            part_core = core * 1.0
             obj = body | part
             # Keep every earlier object at least half visible, its part too.
             if all((m & ~obj).sum() >= 0.5 * m.sum() and (p & ~obj).sum() >= 0.5 * p.sum() for m, p in placed):
@@ -220,7 +227,7 @@ def render_sample(params: SyntheticDataParams, split: str, index: int) -> Synthe
         placed.append((obj, part))
         instance[obj] = len(placed)
         label[obj] = class_index + 1
-        drawings.append((class_index, cy, cx, hh, hw, body, part, body_rgb, body_texture))
+        drawings.append((class_index, cy, cx, hh, hw, body, part, part_core, body_rgb, body_texture))
 
     # Contexts first (behind every object), then the objects in placement order.
     for class_index, cy, cx, hh, hw, *_ in drawings:
@@ -230,12 +237,12 @@ def render_sample(params: SyntheticDataParams, split: str, index: int) -> Synthe
         ch, cw = hh * rng.uniform(1.4, 1.9), hw * rng.uniform(1.4, 1.9)
         region = (np.abs(yy - cy - 0.3 * hh) <= ch) & (np.abs(xx - cx) <= cw)
         _paint(canvas, region, colour_a, colour_b, _pattern(pattern, yy, xx, size / 12, rng), 1.0)
-    for class_index, _cy, _cx, _hh, _hw, body, part, body_rgb, body_texture in drawings:
+    for class_index, _cy, _cx, _hh, _hw, body, part, part_core, body_rgb, body_texture in drawings:
         jitter = np.clip(np.asarray(body_rgb) + rng.uniform(-0.06, 0.06, size=3), 0, 1)
         texture = _pattern(body_texture, yy, xx, size / 10, rng)
         _paint(canvas, body, jitter, jitter * 0.7, texture, 1.0)
-        part_rgb = np.asarray(class_part_colour(class_index))
-        _paint(canvas, part, part_rgb, part_rgb * 0.6, np.zeros_like(yy), 0.0)
+        rim, core = class_part_colours(class_index)
+        _paint(canvas, part, rim, core, part_core, 1.0)
 
     canvas = np.clip(canvas + rng.normal(0, 0.03, size=canvas.shape), 0, 1)
     image = (canvas * 255 + 0.5).astype(np.uint8)

@@ -1,0 +1,95 @@
+"""Pipeline benchmarks (run from the repository root after `make repro`; `make bench`).
+
+- no-op ``dvc repro`` wall time of the full pipeline, against ``dvc version`` (DVC's own start-up) as baseline;
+- CAM store bytes against the float32 ``.npy`` bytes of the same CAMs;
+- with ``--cold``: a cold ``make repro`` in a fresh clone (environment set-up included), against a warm rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import layout
+from pipeline.cam_store import CamStore
+
+DVC = str(Path(sys.executable).parent / "dvc")
+
+
+def timed(cmd: list[str], cwd: Path | None = None, repeat: int = 5) -> float:
+    """Median wall time of ``cmd`` over ``repeat`` runs (it must succeed)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def noop_repro() -> None:
+    status = subprocess.run([DVC, "status", "--quiet"], capture_output=True)
+    if status.returncode != 0:
+        raise SystemExit("the pipeline is not up to date: run `make repro` first")
+    baseline = timed([DVC, "version"])
+    noop = timed([DVC, "repro"])
+    print(f"no-op dvc repro: {noop:.2f} s (median of 5); dvc version: {baseline:.2f} s; ratio {noop / baseline:.2f}")
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def cam_store_size() -> None:
+    store = CamStore(layout.CAMS)
+    zarr_bytes = directory_bytes(layout.CAMS)
+    with tempfile.TemporaryDirectory() as tmp:
+        for image_id in store.ids():
+            cams, _ = store.read(image_id)
+            np.save(Path(tmp) / f"{image_id}.npy", cams.astype(np.float32))
+        npy_bytes = directory_bytes(Path(tmp))
+    print(
+        f"CAM store: {zarr_bytes / 1e6:.2f} MB for {len(store.ids())} images; float32 .npy: {npy_bytes / 1e6:.2f} MB; "
+        f"ratio {zarr_bytes / npy_bytes:.3f}"
+    )
+
+
+def cold_repro() -> None:
+    repo = Path.cwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        clone = Path(tmp) / "clone"
+        subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+        env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+        start = time.perf_counter()
+        subprocess.run(["make", "repro"], cwd=clone, check=True, capture_output=True, env=env)
+        cold = time.perf_counter() - start
+        shutil.rmtree(clone / "artifacts")
+        start = time.perf_counter()
+        subprocess.run(["make", "repro"], cwd=clone, check=True, capture_output=True, env=env)
+        warm = time.perf_counter() - start
+    print(
+        f"cold make repro (fresh clone, venv set-up included): {cold:.1f} s; rerun with the venv and DVC cache "
+        f"present: {warm:.1f} s; ratio {cold / warm:.2f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cold", action="store_true", help="also time a cold `make repro` in a fresh clone")
+    args = parser.parse_args()
+    noop_repro()
+    cam_store_size()
+    if args.cold:
+        cold_repro()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.cam_store import CamStore
+from pipeline.data.datasets import Entry, Manifest
+from pipeline.evaluation import evaluate_pseudo_labels, sweep_values
+from pipeline.io import write_label_png
+from pipeline.params import EvaluateParams
+
+
+def test_cam_and_seed_scores_gt_free_beside_gt_tuned(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    (root / "img").mkdir(parents=True)
+    truth = np.array([[0, 0, 1, 1]], dtype=np.uint8)
+    Image.new("RGB", (4, 1)).save(root / "img" / "a.jpg")
+    write_label_png(root / "a.png", truth)
+    manifest = Manifest("t", root, ("c0", "c1"), {"train": [Entry("a", "img/a.jpg", "a.png", 1, 4, (0,))]})
+    store = CamStore.create(tmp_path / "cams.zarr", {})
+    store.write("a", np.array([[[0.1, 0.3, 0.6, 1.0]]], dtype=np.float32), [0])
+    seeds = tmp_path / "seeds"
+    write_label_png(seeds / "a.png", np.array([[0, 255, 1, 1]], dtype=np.uint8))
+    params = EvaluateParams(cam_bg_pad=0.2, sweep={"start": 0.2, "stop": 0.6, "step": 0.2}, overlay_images=1)
+    assert sweep_values(params) == [0.2, 0.4, 0.6]
+
+    metrics = evaluate_pseudo_labels(
+        manifest, store.path, {"seeds": seeds}, params, {"cam": "cam", "seeds": "threshold"}, tmp_path / "eval"
+    )
+    # GT-free pad 0.2: prediction [0, 1, 1, 1] → bg IoU 1/2, class IoU 2/3.
+    assert metrics["cam"]["gt_free"]["miou"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    # The sweep finds pad 0.4 (prediction [0, 0, 1, 1], perfect) and says it looked at ground truth.
+    assert metrics["cam"]["gt_tuned"]["bg_pad"] == 0.4
+    assert metrics["cam"]["gt_tuned"]["miou"] == pytest.approx(1.0)
+    assert "ground truth" in metrics["cam"]["gt_tuned"]["note"]
+    # Seeds: 255 counted as background → perfect; the confident pixels cover 3 of 4.
+    assert metrics["seeds"]["miou"] == pytest.approx(1.0)
+    assert metrics["seeds"]["confident"]["coverage"] == pytest.approx(0.75)
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert written["seeds"]["method"] == "threshold"
+    lines = (tmp_path / "eval" / "per_class_iou.csv").read_text().splitlines()
+    assert lines[0] == "class,cam_iou,seeds_iou"
+    assert lines[2].startswith("c0,0.666667,1.000000")
+    for name in ("overlay.png", "confusion_cam.png", "confusion_seeds.png", "threshold_curve.csv"):
+        assert (tmp_path / "eval" / name).is_file()
+
+
+def test_missing_seed_is_named(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    write_label_png(root / "a.png", np.zeros((1, 2), dtype=np.uint8))
+    manifest = Manifest("t", root, ("c0",), {"train": [Entry("a", "a.jpg", "a.png", 1, 2, (0,))]})
+    store = CamStore.create(tmp_path / "cams.zarr", {})
+    store.write("a", np.zeros((1, 1, 2), dtype=np.float32), [0])
+    with pytest.raises(FileNotFoundError, match=r"seeds/a\.png: label missing"):
+        evaluate_pseudo_labels(
+            manifest, store.path, {"seeds": tmp_path / "seeds"}, EvaluateParams(), {}, tmp_path / "e"
+        )
