@@ -86,11 +86,13 @@ def work_directory(target: Path, key: str) -> Path:
 
     Work left by runs with other inputs (another key) is removed; work with this key is kept and resumed.
     """
+    name = Path(target).name
     work_root = Path(target).parent / ".work"
-    work = work_root / f"{Path(target).name}-{key[:16]}"
+    work = work_root / f"{name}-{key[:16]}"
     if work_root.is_dir():
         for stale in work_root.iterdir():
-            if Path(target).name in stale.name and work.name not in stale.name:
+            ours = stale.name.startswith((f"{name}-", f".{name}-"))
+            if ours and not stale.name.lstrip(".").startswith(work.name):
                 shutil.rmtree(stale)
     work_root.mkdir(parents=True, exist_ok=True)
     return work

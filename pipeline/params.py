@@ -26,9 +26,9 @@ class SyntheticDataParams(Strict):
     """Knobs of the embedded synthetic VOC-layout benchmark (see pipeline/data/synthetic.py)."""
 
     seed: int = 0
-    num_train: int = Field(480, ge=1)
-    num_val: int = Field(120, ge=1)
-    image_size: int = Field(96, ge=32)
+    num_train: int = Field(1200, ge=1)
+    num_val: int = Field(200, ge=1)
+    image_size: int = Field(64, ge=32)
     object_counts: tuple[float, float, float] = (0.4, 0.35, 0.25)
     object_scale: tuple[float, float] = (0.32, 0.55)
     part_fraction: float = Field(0.18, gt=0, lt=1)
@@ -77,10 +77,10 @@ class PlainCamParams(Strict):
     weights: Literal["none", "imagenet"] = "none"
     output_stride: Literal[8, 16, 32] = 16
     epochs: int = Field(12, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
-    crop_size: int = Field(96, ge=16)
+    crop_size: int = Field(64, ge=16)
     scale_range: tuple[float, float] = (1.0, 1.0)
 
 

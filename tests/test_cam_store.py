@@ -30,3 +30,21 @@ def test_mismatched_classes_and_missing_image_are_named(tmp_path: Path) -> None:
         store.write("img1", np.zeros((2, 4, 4)), [0])
     with pytest.raises(FileNotFoundError, match="img9"):
         store.read("img9")
+
+
+def test_work_directory_keeps_matching_work_and_drops_stale(tmp_path: Path) -> None:
+    from pipeline.io import publish_directory, work_directory
+
+    target = tmp_path / "seeds"
+    old = work_directory(target, "a" * 64)
+    old.mkdir()
+    other = work_directory(tmp_path / "seeds_refined", "c" * 64)
+    other.mkdir()
+    same = work_directory(target, "a" * 64)
+    assert same == old and old.exists()  # same inputs: resumed
+    new = work_directory(target, "b" * 64)
+    new.mkdir()
+    assert not old.exists() and other.exists()  # other inputs: stale work removed, other outputs untouched
+    (new / "x.png").write_bytes(b"1")
+    publish_directory(new, target)
+    assert (target / "x.png").read_bytes() == b"1" and not new.exists()

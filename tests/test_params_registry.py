@@ -54,3 +54,9 @@ def test_inconsistent_values_fail(tmp_path: Path) -> None:
     params = tiny_params(seeds={"threshold": {"constant": {"fg_pad": 0.1, "bg_pad": 0.2}}})
     with pytest.raises(ParamsError, match=r"seeds\.threshold: .*bg_pad must be ≤"):
         load_params(write(tmp_path, params))
+
+
+def test_params_yaml_matches_the_documented_model_defaults() -> None:
+    from pipeline.params import PipelineParams
+
+    assert load_params(REPO / "params.yaml") == PipelineParams()

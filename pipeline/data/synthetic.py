@@ -270,7 +270,7 @@ def write_synthetic_voc(params: SyntheticDataParams, root: Path, progress=None) 
         samples = iter_split(params, split)
         for sample_id, sample in progress(samples, total=count, desc=f"synthetic {split}") if progress else samples:
             with atomic_path(root / "JPEGImages" / f"{sample_id}.jpg") as tmp:
-                Image.fromarray(sample.image).save(tmp, format="JPEG", quality=params.jpeg_quality)
+                Image.fromarray(sample.image).save(tmp, format="JPEG", quality=params.jpeg_quality, subsampling=0)
             write_label_png(root / "SegmentationClass" / f"{sample_id}.png", sample.mask)
             image_labels[sample_id] = [VOC_CLASSES[c] for c in sample.labels]
             ids.append(sample_id)
