@@ -50,7 +50,7 @@ def directory_bytes(path: Path) -> int:
 
 def cam_store_size() -> None:
     store = CamStore(layout.CAMS)
-    zarr_bytes = directory_bytes(layout.CAMS)
+    zarr_bytes = layout.CAMS.stat().st_size
     with tempfile.TemporaryDirectory() as tmp:
         for image_id in store.ids():
             cams, _ = store.read(image_id)

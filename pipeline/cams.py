@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pipeline.cam_store import CamStore
+from pipeline.cam_store import CamStoreWriter
 from pipeline.data.datasets import MANIFEST_NAME, Manifest
 from pipeline.data.loading import load_image, to_tensor
-from pipeline.io import fingerprint, publish_directory, work_directory
+from pipeline.io import fingerprint, pack_zip, remove_work, work_directory
 from pipeline.params import CamParams
 from pipeline.tracking import progress
 from pipeline.training import load_cam_model
@@ -47,10 +47,10 @@ def cam_inputs_key(manifest_dir: Path, checkpoint: Path, cam: CamParams) -> str:
 def extract_cams(
     manifest: Manifest, manifest_dir: Path, cam: CamParams, checkpoint: Path, device: torch.device, out: Path
 ) -> dict[str, int]:
-    """Fill the CAM store for the configured split, resuming a killed run, then publish it at ``out``."""
+    """Fill the CAM store for the configured split, resuming a killed run, then publish it as the zip ``out``."""
     key = cam_inputs_key(manifest_dir, checkpoint, cam)
     work = work_directory(out, key)
-    store = CamStore.create(
+    store = CamStoreWriter(
         work, {"classes": list(manifest.classes), "method": cam.method, "inputs_key": key,
                "split": cam.inference.split, "scales": list(cam.inference.scales), "flip": cam.inference.flip},
     )  # fmt: skip
@@ -63,5 +63,6 @@ def extract_cams(
         cams = multiscale_cam(model.cam, image, classes, cam.inference.scales, cam.inference.flip)
         store.write(entry.id, cams.cpu().numpy(), classes)
     store.finish()
-    publish_directory(work, out)
+    pack_zip(work, out)
+    remove_work(work)
     return {"images": len(entries), "computed": len(todo), "resumed": len(entries) - len(todo)}

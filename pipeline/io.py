@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,6 +99,13 @@ def work_directory(target: Path, key: str) -> Path:
     return work
 
 
+def remove_work(work: Path) -> None:
+    """Delete a finished work directory (and ``.work`` itself once empty)."""
+    shutil.rmtree(work)
+    if not any(Path(work).parent.iterdir()):
+        Path(work).parent.rmdir()
+
+
 def publish_directory(work: Path, target: Path) -> None:
     """Move a finished work directory onto ``target`` (replacing it)."""
     target = Path(target)
@@ -106,3 +114,13 @@ def publish_directory(work: Path, target: Path) -> None:
     Path(work).rename(target)
     if not any(Path(work).parent.iterdir()):
         Path(work).parent.rmdir()
+
+
+def pack_zip(directory: Path, target: Path) -> None:
+    """Pack a directory into an uncompressed zip, atomically and deterministically (sorted, fixed times)."""
+    files = sorted(p for p in Path(directory).rglob("*") if p.is_file())
+    with atomic_path(Path(target)) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+        for path in files:
+            info = zipfile.ZipInfo(path.relative_to(directory).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, path.read_bytes())

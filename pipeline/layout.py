@@ -5,6 +5,6 @@ from pathlib import Path
 ARTIFACTS = Path("artifacts")
 DATASET = ARTIFACTS / "dataset"
 CLASSIFIER = ARTIFACTS / "classifier"
-CAMS = ARTIFACTS / "cams.zarr"
+CAMS = ARTIFACTS / "cams.zarr.zip"
 SEEDS = ARTIFACTS / "seeds"
 EVALUATION = ARTIFACTS / "eval"

@@ -4,32 +4,52 @@ import numpy as np
 import pytest
 import zarr
 
-from pipeline.cam_store import CamStore
+from pipeline.cam_store import QUANTUM, CamStore, CamStoreWriter
+from pipeline.io import pack_zip
+
+
+def write_store(tmp_path: Path, images: dict[str, tuple[np.ndarray, list[int]]], attributes: dict) -> Path:
+    """Build a CAM store directory and publish it as a zip, as extract_cams does."""
+    writer = CamStoreWriter(tmp_path / "work", attributes)
+    for image_id, (cams, classes) in images.items():
+        writer.write(image_id, cams, classes)
+    writer.finish()
+    pack_zip(writer.path, tmp_path / "cams.zarr.zip")
+    return tmp_path / "cams.zarr.zip"
 
 
 def test_roundtrip_float16_schema_and_plain_zarr_access(tmp_path: Path) -> None:
-    store = CamStore.create(tmp_path / "cams.zarr", {"classes": ["a", "b", "c"]})
     rng = np.random.default_rng(0)
     cams = rng.random((2, 30, 40)).astype(np.float32)
-    store.write("img1", cams, [0, 2])
-    store.finish()
+    path = write_store(tmp_path, {"img1": (cams, [0, 2])}, {"classes": ["a", "b", "c"]})
+    store = CamStore(path)
     read, classes = store.read("img1")
     assert classes == [0, 2]
-    np.testing.assert_allclose(read, cams, atol=1e-3)
+    np.testing.assert_allclose(read, cams, atol=QUANTUM / 2 + 1e-3 * cams.max())
     assert store.ids() == ["img1"]
-    assert not store.staging.exists()
-    group = zarr.open_group(str(tmp_path / "cams.zarr"), mode="r")
-    assert group.attrs["classes"] == ["a", "b", "c"]
+    assert store.attributes["classes"] == ["a", "b", "c"]
+    group = zarr.open_group(zarr.storage.ZipStore(path, mode="r"), mode="r")
     array = group["img1"]
     assert array.dtype == np.float16 and array.chunks == (2, 30, 40)
+    assert not (tmp_path / ".work.staging").exists()
+
+
+def test_packing_is_deterministic(tmp_path: Path) -> None:
+    cams = np.linspace(0, 1, 2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8)
+    first = write_store(tmp_path / "a", {"x": (cams, [1, 3]), "y": (cams[:1], [0])}, {"k": 1}).read_bytes()
+    second = write_store(tmp_path / "b", {"y": (cams[:1], [0]), "x": (cams, [1, 3])}, {"k": 1}).read_bytes()
+    assert first == second
 
 
 def test_mismatched_classes_and_missing_image_are_named(tmp_path: Path) -> None:
-    store = CamStore.create(tmp_path / "cams.zarr", {})
+    writer = CamStoreWriter(tmp_path / "work", {})
     with pytest.raises(ValueError, match="img1"):
-        store.write("img1", np.zeros((2, 4, 4)), [0])
+        writer.write("img1", np.zeros((2, 4, 4)), [0])
+    path = write_store(tmp_path, {}, {})
     with pytest.raises(FileNotFoundError, match="img9"):
-        store.read("img9")
+        CamStore(path).read("img9")
+    with pytest.raises(FileNotFoundError, match="CAM store not found"):
+        CamStore(tmp_path / "missing.zip")
 
 
 def test_work_directory_keeps_matching_work_and_drops_stale(tmp_path: Path) -> None:

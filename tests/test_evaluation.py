@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.cam_store import CamStore
 from pipeline.data.datasets import Entry, Manifest
 from pipeline.evaluation import evaluate_pseudo_labels, sweep_values
 from pipeline.io import write_label_png
 from pipeline.params import EvaluateParams
+from tests.test_cam_store import write_store
 
 
 def test_cam_and_seed_scores_gt_free_beside_gt_tuned(tmp_path: Path) -> None:
@@ -19,15 +19,14 @@ def test_cam_and_seed_scores_gt_free_beside_gt_tuned(tmp_path: Path) -> None:
     Image.new("RGB", (4, 1)).save(root / "img" / "a.jpg")
     write_label_png(root / "a.png", truth)
     manifest = Manifest("t", root, ("c0", "c1"), {"train": [Entry("a", "img/a.jpg", "a.png", 1, 4, (0,))]})
-    store = CamStore.create(tmp_path / "cams.zarr", {})
-    store.write("a", np.array([[[0.1, 0.3, 0.6, 1.0]]], dtype=np.float32), [0])
+    cams = write_store(tmp_path, {"a": (np.array([[[0.1, 0.3, 0.6, 1.0]]], dtype=np.float32), [0])}, {})
     seeds = tmp_path / "seeds"
     write_label_png(seeds / "a.png", np.array([[0, 255, 1, 1]], dtype=np.uint8))
     params = EvaluateParams(cam_bg_pad=0.2, sweep={"start": 0.2, "stop": 0.6, "step": 0.2}, overlay_images=1)
     assert sweep_values(params) == [0.2, 0.4, 0.6]
 
     metrics = evaluate_pseudo_labels(
-        manifest, store.path, {"seeds": seeds}, params, {"cam": "cam", "seeds": "threshold"}, tmp_path / "eval"
+        manifest, cams, {"seeds": seeds}, params, {"cam": "cam", "seeds": "threshold"}, tmp_path / "eval"
     )
     # GT-free pad 0.2: prediction [0, 1, 1, 1] → bg IoU 1/2, class IoU 2/3.
     assert metrics["cam"]["gt_free"]["miou"] == pytest.approx((1 / 2 + 2 / 3) / 2)
@@ -52,9 +51,6 @@ def test_missing_seed_is_named(tmp_path: Path) -> None:
     root.mkdir()
     write_label_png(root / "a.png", np.zeros((1, 2), dtype=np.uint8))
     manifest = Manifest("t", root, ("c0",), {"train": [Entry("a", "a.jpg", "a.png", 1, 2, (0,))]})
-    store = CamStore.create(tmp_path / "cams.zarr", {})
-    store.write("a", np.zeros((1, 1, 2), dtype=np.float32), [0])
+    cams = write_store(tmp_path, {"a": (np.zeros((1, 1, 2), dtype=np.float32), [0])}, {})
     with pytest.raises(FileNotFoundError, match=r"seeds/a\.png: label missing"):
-        evaluate_pseudo_labels(
-            manifest, store.path, {"seeds": tmp_path / "seeds"}, EvaluateParams(), {}, tmp_path / "e"
-        )
+        evaluate_pseudo_labels(manifest, cams, {"seeds": tmp_path / "seeds"}, EvaluateParams(), {}, tmp_path / "e")

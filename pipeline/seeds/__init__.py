@@ -22,7 +22,7 @@ def make_seeds(manifest: Manifest, cams: Path, seeds: SeedParams, out: Path) -> 
     store = CamStore(cams)
     seed_fn = SEED_METHODS.get(seeds.method)
     params = seeds.selected()
-    key = fingerprint((Path(cams) / "zarr.json"), json.dumps(seeds.model_dump(mode="json"), sort_keys=True))
+    key = fingerprint(store.attributes["inputs_key"], json.dumps(seeds.model_dump(mode="json"), sort_keys=True))
     work = work_directory(out, key)
     work.mkdir(parents=True, exist_ok=True)
     ids = store.ids()
@@ -33,11 +33,11 @@ def make_seeds(manifest: Manifest, cams: Path, seeds: SeedParams, out: Path) -> 
             continue
         entry = by_id.get(image_id)
         if entry is None:
-            raise ValueError(f"{Path(cams) / image_id}: image '{image_id}' is not in the dataset manifest")
+            raise ValueError(f"{cams}: image '{image_id}' is not in the dataset manifest")
         maps, classes = store.read(image_id)
         if maps.shape[1:] != (entry.height, entry.width):
             raise ValueError(
-                f"{Path(cams) / image_id}: CAM size {maps.shape[1:]} does not match image {entry.height}×{entry.width}"
+                f"{cams}: CAMs of '{image_id}' are {maps.shape[1:]}, the image is {entry.height}×{entry.width}"
             )
         write_label_png(target, seed_fn(maps, classes, params))
     publish_directory(work, out)
