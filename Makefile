@@ -4,6 +4,7 @@ BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export HF_HUB_OFFLINE := 1
+export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
 .PHONY: setup repro test lint bench prefect-server

@@ -6,8 +6,9 @@ Method names are checked against the registries' known names.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -97,21 +98,29 @@ class CamInferenceParams(Strict):
         return value
 
 
-class CamParams(Strict):
-    method: str = "cam"
-    inference: CamInferenceParams = CamInferenceParams()
-    cam: PlainCamParams = PlainCamParams()
+class MethodChoice(Strict):
+    """A stage section that picks a method by name from a registry; each method has a sub-section of its own."""
+
+    registry: ClassVar[str]  # "module:NAME" of the registry, imported lazily (methods import torch)
+    method: str
 
     @field_validator("method")
     @classmethod
     def _known(cls, value: str) -> str:
-        from pipeline.methods import CAM_METHODS
-
-        CAM_METHODS.get(value)
+        module, name = cls.registry.split(":")
+        getattr(importlib.import_module(module), name).get(value)
         return value
 
     def selected(self) -> BaseModel:
+        """The selected method's own parameters."""
         return getattr(self, self.method)
+
+
+class CamParams(MethodChoice):
+    registry: ClassVar[str] = "pipeline.methods:CAM_METHODS"
+    method: str = "cam"
+    inference: CamInferenceParams = CamInferenceParams()
+    cam: PlainCamParams = PlainCamParams()
 
 
 # --- seed methods ----------------------------------------------------------------------------------------
@@ -141,20 +150,10 @@ class ThresholdSeedParams(Strict):
         return self
 
 
-class SeedParams(Strict):
+class SeedParams(MethodChoice):
+    registry: ClassVar[str] = "pipeline.seeds:SEED_METHODS"
     method: str = "threshold"
     threshold: ThresholdSeedParams = ThresholdSeedParams()
-
-    @field_validator("method")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        from pipeline.seeds import SEED_METHODS
-
-        SEED_METHODS.get(value)
-        return value
-
-    def selected(self) -> BaseModel:
-        return getattr(self, self.method)
 
 
 # --- evaluation ------------------------------------------------------------------------------------------
@@ -170,6 +169,52 @@ class EvaluateParams(Strict):
     overlay_images: int = Field(8, ge=1)
 
 
+# --- vocabulary (LLM synonyms and clusters) ----------------------------------------------------------------
+class EmbeddingVocabParams(Strict):
+    """Offline provider: MiniLM embeddings, agglomerative clusters, WordNet or vocabulary-file synonyms."""
+
+    distance_threshold: float = Field(0.6, gt=0, le=2)
+    vocabulary_file: str = "pipeline/vocab/vocabulary.txt"
+    use_wordnet: bool = True
+
+
+class OpenAIVocabParams(Strict):
+    """Any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, llama.cpp server)."""
+
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4o-mini"
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = Field(0.0, ge=0, le=2)
+    seed: int | None = 0
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    max_invalid: int = Field(2, ge=0)
+
+
+class FileVocabParams(Strict):
+    synonyms: str = "vocab/synonyms.json"
+    clusters: str = "vocab/clusters.json"
+
+
+class VocabParams(Strict):
+    provider: str = "embedding"
+    num_synonyms: int = Field(4, ge=1)
+    stable_rounds: int = Field(1, ge=1)
+    max_rounds: int = Field(5, ge=1)
+    cache_dir: str = ".cache/llm"
+    embedding: EmbeddingVocabParams = EmbeddingVocabParams()
+    openai: OpenAIVocabParams = OpenAIVocabParams()
+    file: FileVocabParams = FileVocabParams()
+
+    @field_validator("provider")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from pipeline.vocab import VOCAB_PROVIDERS
+
+        VOCAB_PROVIDERS.get(value)
+        return value
+
+
 class PipelineParams(Strict):
     seed: int = 0
     device: str = "auto"
@@ -177,6 +222,7 @@ class PipelineParams(Strict):
     cam: CamParams = CamParams()
     seeds: SeedParams = SeedParams()
     evaluate: EvaluateParams = EvaluateParams()
+    vocab: VocabParams = VocabParams()
 
 
 def _format_errors(path: Path, error: ValidationError) -> str:

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["dvc.yaml", "pipeline", "stages", "flows", "pyproject.toml"]
+PROJECT_FILES = ["dvc.yaml", "pipeline", "stages", "flows", "prompts", "pyproject.toml"]
+TINY_VOCABULARY = "kitten\nfeline\npuppy\nhound\nautomobile\nvehicle\nairplane\naircraft\nboat\nship\nseat\ncouch\n"
 
 TINY_OVERRIDES = {
     "data": {"synthetic": {"num_train": 24, "num_val": 8, "image_size": 48}},
@@ -21,6 +22,7 @@ TINY_OVERRIDES = {
         "cam": {"arch": "resnet10", "epochs": 1, "batch_size": 8, "crop_size": 48},
     },
     "evaluate": {"overlay_images": 2, "sweep": {"start": 0.1, "stop": 0.5, "step": 0.2}},
+    "vocab": {"num_synonyms": 1, "embedding": {"vocabulary_file": "tiny_vocabulary.txt", "use_wordnet": False}},
 }
 
 
@@ -40,7 +42,7 @@ def tiny_params(**overrides: dict) -> dict:
 def project_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONHASHSEED="0", HF_HUB_OFFLINE="1")
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONHASHSEED="0", HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1")
     env.pop("PREFECT_API_URL", None)
     return env
 
@@ -75,6 +77,7 @@ def project(tmp_path: Path) -> Path:
         else:
             shutil.copy2(source, root / name)
     write_params(root, tiny_params())
+    (root / "tiny_vocabulary.txt").write_text(TINY_VOCABULARY)
     dvc = str(Path(sys.executable).parent / "dvc")
     run(["git", "init", "-q"], root)
     run(["git", "config", "user.email", "test@example.com"], root)

@@ -22,7 +22,8 @@ def seed_bytes(project: Path) -> dict[str, bytes]:
 
 def test_repro_caching_and_method_swapping(project: Path) -> None:
     first = dvc(project, "repro").stdout
-    assert executed(first) == {"prepare_data", "train_classifier", "extract_cams", "make_seeds", "evaluate"}
+    assert executed(first) == {"vocab", "prepare_data", "train_classifier", "extract_cams", "make_seeds", "evaluate"}
+    assert (project / "artifacts/vocab/clusters.json").is_file()
     metrics = json.loads((project / "artifacts/eval/metrics.json").read_text())
     assert {"gt_free", "gt_tuned"} <= set(metrics["cam"])
     assert "ground truth" in metrics["cam"]["gt_tuned"]["note"]
@@ -36,6 +37,12 @@ def test_repro_caching_and_method_swapping(project: Path) -> None:
     constant_seeds = seed_bytes(project)
     edit(project, lambda p: p["seeds"]["threshold"]["constant"].update(fg_pad=0.4))
     assert executed(dvc(project, "repro").stdout) == {"make_seeds", "evaluate"}
+
+    # vocab.* reruns vocab and nothing that does not read its outputs; an unselected provider reruns nothing.
+    edit(project, lambda p: p["vocab"].update(max_rounds=3))
+    assert executed(dvc(project, "repro").stdout) == {"vocab"}
+    edit(project, lambda p: p["vocab"]["openai"].update(model="another-model"))
+    assert executed(dvc(project, "repro").stdout) == set()
 
     # Parameters of data sources that are not selected rerun nothing.
     edit(project, lambda p: p["data"]["voc"].update(root="/elsewhere/VOC2012"))

@@ -35,6 +35,7 @@ COCO_CLASSES: tuple[str, ...] = (
     "teddy bear", "hair drier", "toothbrush",
 )  # fmt: skip
 
+CLASS_NAMES: dict[str, tuple[str, ...]] = {"synthetic": VOC_CLASSES, "voc": VOC_CLASSES, "coco": COCO_CLASSES}
 MANIFEST_NAME = "manifest.json"
 
 

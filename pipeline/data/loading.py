@@ -19,7 +19,7 @@ def load_image(manifest: Manifest, entry: Entry) -> np.ndarray:
     path = manifest.image_path(entry)
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))
     except OSError as error:
         raise DatasetError(f"{path}: corrupt or unreadable image ({error})") from error
 
