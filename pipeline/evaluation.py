@@ -49,7 +49,7 @@ def evaluate_pseudo_labels(
     """
     store = CamStore(cams)
     ids = store.ids()
-    by_id = {e.id: e for entries in manifest.splits.values() for e in entries}
+    by_id = manifest.by_id()
     n = manifest.num_classes + 1
     pads = sweep_values(params)
     cam_conf = np.zeros((n, n), dtype=np.int64)
@@ -152,7 +152,7 @@ def _plot_confusion(path: Path, confusion: np.ndarray, names: list[str], title: 
 
 def _plot_overlay(path: Path, manifest: Manifest, ids: list[str], store: CamStore, label_sets: dict[str, Path]) -> None:
     """Grid: image | ground truth | CAM (max over classes, on the image) | each label set."""
-    by_id = {e.id: e for entries in manifest.splits.values() for e in entries}
+    by_id = manifest.by_id()
     palette = voc_palette()
     titles = ["image", "ground truth", "CAM", *label_sets]
     fig, axes = plt.subplots(len(ids), len(titles), figsize=(2 * len(titles), 2 * len(ids)), squeeze=False)

@@ -71,6 +71,10 @@ class Manifest:
     def entries(self, split: str) -> list[Entry]:
         return self.splits[split]
 
+    def by_id(self) -> dict[str, Entry]:
+        """Every entry of every split by image id."""
+        return {entry.id: entry for entries in self.splits.values() for entry in entries}
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)

@@ -26,7 +26,7 @@ def make_seeds(manifest: Manifest, cams: Path, seeds: SeedParams, out: Path) -> 
     work = work_directory(out, key)
     work.mkdir(parents=True, exist_ok=True)
     ids = store.ids()
-    by_id = {e.id: e for entries in manifest.splits.values() for e in entries}
+    by_id = manifest.by_id()
     for image_id in progress(ids, total=len(ids), desc="make_seeds"):
         target = work / f"{image_id}.png"
         if target.exists():
