@@ -24,7 +24,6 @@ from pipeline.data.loading import load_image  # noqa: E402
 from pipeline.io import atomic_path, fresh_directory, read_label_png, write_json  # noqa: E402
 from pipeline.metrics import confusion_matrix, scores, summary  # noqa: E402
 from pipeline.params import EvaluateParams  # noqa: E402
-from pipeline.seeds.threshold import argmax_with_background  # noqa: E402
 from pipeline.tracking import progress, report  # noqa: E402
 from pipeline.voc import IGNORE_INDEX, voc_palette  # noqa: E402
 
@@ -61,9 +60,12 @@ def evaluate_pseudo_labels(
     for image_id in progress(ids, total=len(ids), desc="evaluate"):
         truth = read_label_png(manifest.mask_path(by_id[image_id]))
         maps, classes = store.read(image_id)
-        cam_conf += confusion_matrix(argmax_with_background(maps, classes, params.cam_bg_pad), truth, n)
+        # argmax over (constant pad, CAMs), ties to background: the class argmax is computed once for all pads.
+        peak = maps.max(axis=0)
+        winner = np.asarray([c + 1 for c in classes], dtype=np.uint8)[maps.argmax(axis=0)]
+        cam_conf += confusion_matrix(np.where(peak > params.cam_bg_pad, winner, 0).astype(np.uint8), truth, n)
         for i, pad in enumerate(pads):
-            sweep_conf[i] += confusion_matrix(argmax_with_background(maps, classes, pad), truth, n)
+            sweep_conf[i] += confusion_matrix(np.where(peak > pad, winner, 0).astype(np.uint8), truth, n)
         valid = truth != IGNORE_INDEX
         labelled += int(valid.sum())
         for name, directory in label_sets.items():

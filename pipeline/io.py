@@ -99,11 +99,15 @@ def work_directory(target: Path, key: str) -> Path:
     return work
 
 
+def _drop_empty_work_root(work: Path) -> None:
+    if not any(Path(work).parent.iterdir()):
+        Path(work).parent.rmdir()
+
+
 def remove_work(work: Path) -> None:
     """Delete a finished work directory (and ``.work`` itself once empty)."""
     shutil.rmtree(work)
-    if not any(Path(work).parent.iterdir()):
-        Path(work).parent.rmdir()
+    _drop_empty_work_root(work)
 
 
 def publish_directory(work: Path, target: Path) -> None:
@@ -112,8 +116,7 @@ def publish_directory(work: Path, target: Path) -> None:
     if target.exists():
         shutil.rmtree(target)
     Path(work).rename(target)
-    if not any(Path(work).parent.iterdir()):
-        Path(work).parent.rmdir()
+    _drop_empty_work_root(work)
 
 
 def pack_zip(directory: Path, target: Path) -> None:
