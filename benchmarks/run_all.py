@@ -2,6 +2,8 @@
 
 - no-op ``dvc repro`` wall time of the full pipeline, against ``dvc version`` (DVC's own start-up) as baseline;
 - CAM store bytes against the float32 ``.npy`` bytes of the same CAMs;
+- SAMS speed, CRF parallel speed-up and proposal store size (benchmarks/seeds_refine.py);
+- with ``--resume``: ``sam_masks`` killed halfway and resumed, against an uninterrupted run;
 - with ``--cold``: a cold ``make repro`` in a fresh clone (environment set-up included), against a warm rerun.
 """
 
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import seeds_refine
 from pipeline import layout
 from pipeline.cam_store import CamStore
 
@@ -84,9 +87,15 @@ def cold_repro() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cold", action="store_true", help="also time a cold `make repro` in a fresh clone")
+    parser.add_argument("--resume", action="store_true", help="also kill and resume sam_masks (rewrites its output)")
     args = parser.parse_args()
     noop_repro()
     cam_store_size()
+    seeds_refine.proposal_store_size()
+    seeds_refine.sams_speed()
+    seeds_refine.crf_speedup()
+    if args.resume:
+        seeds_refine.sam_masks_resume()
     if args.cold:
         cold_repro()
 

@@ -123,6 +123,53 @@ class CamParams(MethodChoice):
     cam: PlainCamParams = PlainCamParams()
 
 
+# --- class-agnostic region proposals (SAM or superpixels) ----------------------------------------------------
+class SuperpixelProposalParams(Strict):
+    """Felzenszwalb segmentations at three scales standing for SAM's whole / part / sub-part levels."""
+
+    scales: tuple[float, float, float] = (200.0, 60.0, 20.0)  # whole, part, sub-part (larger → bigger regions)
+    sigma: float = Field(0.5, ge=0)
+    min_size: int = Field(8, ge=1)  # Felzenszwalb's own minimum component size (pixels)
+    min_area: int = Field(8, ge=1)  # regions smaller than this are dropped (SAM: min_mask_region_area)
+    min_score: float = Field(0.0, ge=0, le=1)  # drop regions whose colour homogeneity is below this
+    min_stability: float = Field(0.0, ge=0, le=1)  # drop regions whose IoU under a 1.25× scale change is below
+
+    @field_validator("scales")
+    @classmethod
+    def _decreasing(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if not value[0] > value[1] > value[2] > 0:
+            raise ValueError("scales must be positive and decreasing: whole > part > sub-part")
+        return value
+
+
+class SamProposalParams(Strict):
+    """segment-anything's automatic mask generator with the FMA-WSSS settings (implementation notes)."""
+
+    model_type: Literal["vit_h", "vit_l", "vit_b"] = "vit_h"
+    checkpoint: str = "models/sam_vit_h_4b8939.pth"
+    points_per_side: int = Field(32, ge=1)
+    points_per_batch: int = Field(64, ge=1)
+    pred_iou_thresh: float = Field(0.86, ge=0, le=1)
+    stability_score_thresh: float = Field(0.92, ge=0, le=1)
+    box_nms_thresh: float = Field(0.7, gt=0, le=1)
+    crop_n_layers: int = Field(1, ge=0)
+    crop_nms_thresh: float = Field(0.7, gt=0, le=1)
+    crop_overlap_ratio: float = Field(512 / 1500, ge=0, lt=1)
+    crop_n_points_downscale_factor: int = Field(2, ge=1)
+    min_mask_region_area: int = Field(100, ge=0)
+    more_whole: float = Field(0.1, ge=0)  # added to whole masks' predicted IoU before thresholding
+    nms_priority: float = Field(1.0, ge=0)  # added to whole masks' score in NMS
+
+
+class ProposalParams(MethodChoice):
+    registry: ClassVar[str] = "pipeline.proposals:PROPOSAL_METHODS"
+    method: str = "superpixels"
+    splits: tuple[Literal["train", "val"], ...] = ("train", "val")
+    workers: int = Field(0, ge=0)  # processes on CPU (0: one per core); does not change the output
+    superpixels: SuperpixelProposalParams = SuperpixelProposalParams()
+    sam: SamProposalParams = SamProposalParams()
+
+
 # --- seed methods ----------------------------------------------------------------------------------------
 class ConstantBackground(Strict):
     fg_pad: float = Field(0.30, ge=0, le=1)
@@ -150,10 +197,76 @@ class ThresholdSeedParams(Strict):
         return self
 
 
+class SamsSeedParams(Strict):
+    """FMA-WSSS SAM-based seeding (SAMS): quasi-superpixel filter t_r, background exponent α (eq. 9)."""
+
+    t_r: float = Field(0.3, gt=0, le=1)
+    alpha: float = Field(0.6, gt=0)
+
+
+class VotingSeedParams(Strict):
+    """Chen et al.'s SAM voting on top of threshold seeds: a mask joins a class region P when more than
+    ``mask_fraction`` of it lies in P, or it covers at least ``region_fraction`` of P."""
+
+    threshold: ThresholdSeedParams = ThresholdSeedParams()
+    mask_fraction: float = Field(0.5, ge=0, lt=1)
+    region_fraction: float = Field(0.85, gt=0, le=1)
+
+
 class SeedParams(MethodChoice):
     registry: ClassVar[str] = "pipeline.seeds:SEED_METHODS"
-    method: str = "threshold"
+    method: str = "sams"
     threshold: ThresholdSeedParams = ThresholdSeedParams()
+    sams: SamsSeedParams = SamsSeedParams()
+    voting: VotingSeedParams = VotingSeedParams()
+
+
+# --- refinement of pseudo labels ---------------------------------------------------------------------------
+class CrfKernelParams(Strict):
+    """Dense CRF (Krähenbühl & Koltun) settings; see pipeline/refine/crf.py for the presets. The ``custom``
+    default is IRN's preset with its spatial standard deviations scaled to the 64 px demo images."""
+
+    unary: Literal["labels", "cams"]  # labels: seeds with gt_prob (IRN); cams: (1 − max)^α background (CLIP-ES)
+    gt_prob: float = Field(0.7, gt=0, lt=1)
+    bg_alpha: float = Field(1.0, gt=0)
+    iterations: int = Field(10, ge=1)
+    gaussian_sxy: float = Field(3.0, gt=0)
+    gaussian_compat: float = Field(3.0, ge=0)
+    bilateral_sxy: float = Field(50.0, gt=0)
+    bilateral_srgb: float = Field(5.0, gt=0)
+    bilateral_compat: float = Field(10.0, ge=0)
+    confidence: float = Field(0.0, ge=0, le=1)  # pixels whose CRF posterior is below this become 255
+
+
+class CrfRefineParams(Strict):
+    """``preset`` picks IRN's, CLIP-ES's or ToCo's settings (sized for ~500 px images), or ``custom``."""
+
+    preset: Literal["irn", "clip_es", "toco", "custom"] = "custom"
+    custom: CrfKernelParams = CrfKernelParams(unary="labels", gaussian_sxy=1.0, bilateral_sxy=6.0)
+
+
+class AffinityRefineParams(Strict):
+    """IRN-style random walk; affinities from image boundaries (see pipeline/refine/affinity.py)."""
+
+    stride: int = Field(4, ge=1)
+    radius: int = Field(5, ge=1)
+    beta: float = Field(10.0, gt=0)
+    log_t: int = Field(8, ge=0)  # 2^log_t walk steps
+    bg_pad: float = Field(0.25, ge=0, le=1)
+    edge_sigma: float = Field(1.0, ge=0)  # Gaussian smoothing before the Sobel boundary map
+
+
+class NoRefineParams(Strict):
+    """``refine.method: none`` passes the seeds through unchanged; it has no parameters."""
+
+
+class RefineParams(MethodChoice):
+    registry: ClassVar[str] = "pipeline.refine:REFINE_METHODS"
+    method: str = "crf"
+    workers: int = Field(0, ge=0)  # processes (0: one per core); does not change the output
+    none: NoRefineParams = NoRefineParams()
+    crf: CrfRefineParams = CrfRefineParams()
+    affinity: AffinityRefineParams = AffinityRefineParams()
 
 
 # --- evaluation ------------------------------------------------------------------------------------------
@@ -220,7 +333,9 @@ class PipelineParams(Strict):
     device: str = "auto"
     data: DataParams = DataParams()
     cam: CamParams = CamParams()
+    proposals: ProposalParams = ProposalParams()
     seeds: SeedParams = SeedParams()
+    refine: RefineParams = RefineParams()
     evaluate: EvaluateParams = EvaluateParams()
     vocab: VocabParams = VocabParams()
 

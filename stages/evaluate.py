@@ -1,4 +1,4 @@
-"""Stage evaluate: score CAMs and seeds against ground truth; metrics, plots and the overlay grid."""
+"""Stage evaluate: score CAMs, seeds and refined labels against ground truth; metrics, plots, overlay grid."""
 
 import sys
 
@@ -13,9 +13,9 @@ def body(params: PipelineParams) -> None:
     evaluate_pseudo_labels(
         load_manifest(layout.DATASET),
         layout.CAMS,
-        {"seeds": layout.SEEDS},
+        {"seeds": layout.SEEDS, "refined": layout.REFINED},
         params.evaluate,
-        {"cam": params.cam.method, "seeds": params.seeds.method},
+        {"cam": params.cam.method, "seeds": params.seeds.method, "refined": params.refine.method},
         layout.EVALUATION,
     )
 

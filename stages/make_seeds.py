@@ -11,7 +11,7 @@ from stages import run
 
 
 def body(params: PipelineParams) -> None:
-    counts = make_seeds(load_manifest(layout.DATASET), layout.CAMS, params.seeds, layout.SEEDS)
+    counts = make_seeds(load_manifest(layout.DATASET), layout.CAMS, params.seeds, layout.SEEDS, layout.PROPOSALS)
     report("Seeds", [{"method": params.seeds.method, **counts}])
 
 

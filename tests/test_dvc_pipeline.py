@@ -22,21 +22,54 @@ def seed_bytes(project: Path) -> dict[str, bytes]:
 
 def test_repro_caching_and_method_swapping(project: Path) -> None:
     first = dvc(project, "repro").stdout
-    assert executed(first) == {"vocab", "prepare_data", "train_classifier", "extract_cams", "make_seeds", "evaluate"}
+    assert executed(first) == {
+        "vocab", "prepare_data", "train_classifier", "extract_cams", "sam_masks", "make_seeds", "refine", "evaluate",
+    }  # fmt: skip
     assert (project / "artifacts/vocab/clusters.json").is_file()
     metrics = json.loads((project / "artifacts/eval/metrics.json").read_text())
     assert {"gt_free", "gt_tuned"} <= set(metrics["cam"])
     assert "ground truth" in metrics["cam"]["gt_tuned"]["note"]
-    for name in ("overlay.png", "per_class_iou.csv", "threshold_curve.csv", "confusion_seeds.png"):
+    assert (metrics["seeds"]["method"], metrics["refined"]["method"]) == ("sams", "crf")
+    for name in ("overlay.png", "per_class_iou.csv", "threshold_curve.csv", "confusion_seeds.png",
+                 "confusion_refined.png"):  # fmt: skip
         assert (project / "artifacts/eval" / name).is_file()
 
     # A second repro runs nothing.
     assert executed(dvc(project, "repro").stdout) == set()
 
-    # A make_seeds parameter reruns make_seeds and evaluate only.
-    constant_seeds = seed_bytes(project)
-    edit(project, lambda p: p["seeds"]["threshold"]["constant"].update(fg_pad=0.4))
-    assert executed(dvc(project, "repro").stdout) == {"make_seeds", "evaluate"}
+    # A seed parameter reruns the seeds and what reads them — never sam_masks.
+    sams_seeds = seed_bytes(project)
+    edit(project, lambda p: p["seeds"]["sams"].update(alpha=2.0))
+    assert executed(dvc(project, "repro").stdout) == {"make_seeds", "refine", "evaluate"}
+
+    # A → B → A: the way back comes from DVC's run-cache without executing make_seeds.
+    edit(project, lambda p: p["seeds"]["sams"].update(alpha=0.6))
+    back = dvc(project, "repro").stdout
+    assert "make_seeds" in restored(back) and "make_seeds" not in executed(back)
+    assert seed_bytes(project) == sams_seeds
+
+    # Swapping the seed method: threshold seeds differ; parameters of unselected methods rerun nothing.
+    edit(project, lambda p: p["seeds"].update(method="threshold"))
+    assert executed(dvc(project, "repro").stdout) == {"make_seeds", "refine", "evaluate"}
+    assert seed_bytes(project) != sams_seeds
+    edit(project, lambda p: p["seeds"]["voting"].update(region_fraction=0.5))
+    edit(project, lambda p: p["proposals"]["sam"].update(checkpoint="elsewhere/sam.pth"))
+    edit(project, lambda p: p["refine"]["affinity"].update(beta=8.0))
+    edit(project, lambda p: p.update(proposals={**p["proposals"], "workers": 1}, refine={**p["refine"], "workers": 1}))
+    assert executed(dvc(project, "repro").stdout) == set()
+    edit(project, lambda p: p["seeds"].update(method="sams"))
+    again = dvc(project, "repro").stdout
+    assert "make_seeds" in restored(again) and "make_seeds" not in executed(again)
+    assert seed_bytes(project) == sams_seeds
+
+    # A CAM parameter reruns the CAM stages and everything after them — never sam_masks.
+    edit(project, lambda p: p["cam"]["inference"].update(scales=[1.0]))
+    assert executed(dvc(project, "repro").stdout) == {"extract_cams", "make_seeds", "refine", "evaluate"}
+
+    # A refinement swap reruns refine (and evaluate).
+    edit(project, lambda p: p["refine"].update(method="none"))
+    assert executed(dvc(project, "repro").stdout) == {"refine", "evaluate"}
+    assert {p.name: p.read_bytes() for p in (project / "artifacts/refined").glob("*.png")} == seed_bytes(project)
 
     # vocab.* reruns vocab and nothing that does not read its outputs; an unselected provider reruns nothing.
     edit(project, lambda p: p["vocab"].update(max_rounds=3))
@@ -49,25 +82,16 @@ def test_repro_caching_and_method_swapping(project: Path) -> None:
     edit(project, lambda p: p["data"]["coco"].update(train_list="train_small"))
     assert executed(dvc(project, "repro").stdout) == set()
 
-    # A → B → A: the way back comes from DVC's run-cache without executing make_seeds.
-    edit(project, lambda p: p["seeds"]["threshold"]["constant"].update(fg_pad=0.3))
-    back = dvc(project, "repro").stdout
-    assert "make_seeds" in restored(back) and "make_seeds" not in executed(back)
-    assert seed_bytes(project) == constant_seeds
-    edit(project, lambda p: p["seeds"]["threshold"].update(background="power"))
-    assert "make_seeds" in executed(dvc(project, "repro").stdout)
-    assert seed_bytes(project) != constant_seeds
-    edit(project, lambda p: p["seeds"]["threshold"].update(background="constant"))
-    again = dvc(project, "repro").stdout
-    assert "make_seeds" in restored(again) and "make_seeds" not in executed(again)
-    assert seed_bytes(project) == constant_seeds
+    # A proposal parameter reruns sam_masks and the seeds (CAMs untouched).
+    edit(project, lambda p: p["proposals"]["superpixels"].update(min_area=12))
+    assert executed(dvc(project, "repro").stdout) >= {"sam_masks", "make_seeds"}
 
 
 def test_bad_params_fail_before_any_output(project: Path) -> None:
     edit(project, lambda p: p["seeds"].update(method="sam-magic"))
     result = run(["python", "-m", "stages.make_seeds"], project, check=False)
     assert result.returncode == 1
-    assert "seeds.method" in result.stderr and "known: threshold" in result.stderr
+    assert "seeds.method" in result.stderr and "known: sams, threshold, voting" in result.stderr
     assert not (project / "artifacts").exists()
 
 

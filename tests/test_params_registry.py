@@ -34,7 +34,8 @@ def test_unknown_name_lists_known_ones() -> None:
 
 def test_unknown_method_fails_naming_key_and_known_methods(tmp_path: Path) -> None:
     params = tiny_params(seeds={"method": "nonesuch"})
-    with pytest.raises(ParamsError, match=r"seeds\.method: .*unknown seed method 'nonesuch'; known: threshold"):
+    known = "known: sams, threshold, voting"
+    with pytest.raises(ParamsError, match=rf"seeds\.method: .*unknown seed method 'nonesuch'; {known}"):
         load_params(write(tmp_path, params))
 
 

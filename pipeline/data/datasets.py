@@ -1,6 +1,7 @@
 """Dataset readers (synthetic, PASCAL VOC 2012, COCO 2014) validated into one manifest.
 
-The manifest lists, per split, every image with its mask, size and image-level labels. Readers check every
+The manifest lists, per split, every image with its mask, size, image-level labels and a digest of both files
+(so any changed file changes the manifest that downstream stages depend on). Readers check every
 file before anything is written: a missing file, a corrupt image, an image/mask size mismatch, a label value
 out of range or an unknown class name raises :class:`DatasetError` naming the file.
 """
@@ -18,7 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.data.synthetic import write_synthetic_voc
-from pipeline.io import read_label_png, write_json
+from pipeline.io import fingerprint, read_label_png, write_json
 from pipeline.params import DataParams
 from pipeline.registry import Registry
 from pipeline.voc import IGNORE_INDEX, VOC_CLASSES
@@ -53,6 +54,7 @@ class Entry:
     height: int
     width: int
     labels: tuple[int, ...]
+    digest: str = ""  # SHA-256 (16 hex) of the image and mask bytes: a changed file changes the manifest
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,8 @@ def validate_entry(
         labels = tuple(int(v) - 1 for v in values if 0 < v < IGNORE_INDEX)
     if not labels:
         raise DatasetError(f"{mask_path}: image '{image_id}' has no foreground class")
-    return Entry(id=image_id, image=image_rel, mask=mask_rel, height=height, width=width, labels=labels)
+    digest = fingerprint(image_path, mask_path)[:16]
+    return Entry(image_id, image_rel, mask_rel, height, width, labels, digest)
 
 
 def _build_splits(

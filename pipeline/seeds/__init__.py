@@ -1,4 +1,9 @@
-"""Seed methods by name (CAMs → pseudo-label seeds with 255 for uncertain pixels) and the seeding stage."""
+"""Seed methods by name (CAMs → pseudo-label seeds with 255 for uncertain pixels) and the seeding stage.
+
+A seed method is ``fn(cams, classes, params)``; methods that also read the class-agnostic proposals of the
+``sam_masks`` stage set ``fn.uses_proposals = True`` and take the image's
+:class:`~pipeline.proposals.regions.RegionIndex` as a fourth argument.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +14,30 @@ from pipeline.cam_store import CamStore
 from pipeline.data.datasets import Manifest
 from pipeline.io import fingerprint, publish_directory, work_directory, write_label_png
 from pipeline.params import SeedParams
+from pipeline.proposals.store import ProposalStore
 from pipeline.registry import Registry
 from pipeline.tracking import progress
 
 SEED_METHODS: Registry = Registry("seed method")
 
+from pipeline.seeds import sams as _sams  # noqa: E402,F401  (registers "sams")
 from pipeline.seeds import threshold as _threshold  # noqa: E402,F401  (registers "threshold")
+from pipeline.seeds import voting as _voting  # noqa: E402,F401  (registers "voting")
 
 
-def make_seeds(manifest: Manifest, cams: Path, seeds: SeedParams, out: Path) -> dict[str, int]:
-    """Write one VOC palette PNG seed per image that has CAMs, built in a work dir and published at ``out``."""
+def make_seeds(manifest: Manifest, cams: Path, seeds: SeedParams, out: Path, proposals: Path) -> dict[str, int]:
+    """Write one VOC palette PNG seed per image that has CAMs, built in a work dir and published at ``out``.
+
+    ``proposals`` (the ``sam_masks`` store) is opened only by the methods that use it.
+    """
     store = CamStore(cams)
     seed_fn = SEED_METHODS.get(seeds.method)
     params = seeds.selected()
-    key = fingerprint(store.attributes["inputs_key"], json.dumps(seeds.model_dump(mode="json"), sort_keys=True))
+    regions_store = ProposalStore(proposals) if getattr(seed_fn, "uses_proposals", False) else None
+    inputs = [store.attributes["inputs_key"], json.dumps(seeds.model_dump(mode="json"), sort_keys=True)]
+    if regions_store is not None:
+        inputs.append(regions_store.attributes["inputs_key"])
+    key = fingerprint(*inputs)
     work = work_directory(out, key)
     work.mkdir(parents=True, exist_ok=True)
     ids = store.ids()
@@ -39,6 +54,10 @@ def make_seeds(manifest: Manifest, cams: Path, seeds: SeedParams, out: Path) -> 
             raise ValueError(
                 f"{cams}: CAMs of '{image_id}' are {maps.shape[1:]}, the image is {entry.height}×{entry.width}"
             )
-        write_label_png(target, seed_fn(maps, classes, params))
+        if regions_store is None:
+            seeds_map = seed_fn(maps, classes, params)
+        else:
+            seeds_map = seed_fn(maps, classes, params, regions_store.read_regions(image_id, maps.shape[1:]))
+        write_label_png(target, seeds_map)
     publish_directory(work, out)
     return {"images": len(ids)}

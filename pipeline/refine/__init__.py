@@ -1,0 +1,78 @@
+"""Pseudo-label refinement by name (none, dense CRF, random-walk affinity) and the ``refine`` stage.
+
+A refinement method is ``fn(image, seeds, cams, classes, params) -> labels``: the H×W×3 uint8 image, the
+stage's seed labels (uint8, 255 = ignore), the (k, H, W) CAMs of the image's classes, their 0-based indices
+and the method's params; it returns a uint8 label map (255 allowed). Images are spread over processes with
+joblib; the output does not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel, delayed
+
+from pipeline.cam_store import CamStore
+from pipeline.data.datasets import Manifest
+from pipeline.data.loading import load_image
+from pipeline.evaluation import read_label_set
+from pipeline.io import fingerprint, publish_directory, work_directory, write_label_png
+from pipeline.params import RefineParams
+from pipeline.registry import Registry
+from pipeline.tracking import progress
+
+REFINE_METHODS: Registry = Registry("refine method")
+
+from pipeline.refine import affinity as _affinity  # noqa: E402,F401  (registers "affinity")
+from pipeline.refine import crf as _crf  # noqa: E402,F401  (registers "crf")
+
+
+@REFINE_METHODS.register("none")
+def no_refinement(image: np.ndarray, seeds: np.ndarray, cams: np.ndarray, classes: list[int], params) -> np.ndarray:
+    """The seeds unchanged."""
+    return seeds
+
+
+def refine_many(items: Iterable[tuple], method: str, params, workers: int) -> Iterator[np.ndarray]:
+    """Refine (image, seeds, cams, classes) tuples in order on ``workers`` processes (0: one per core)."""
+    fn = REFINE_METHODS.get(method)
+    jobs = workers or os.cpu_count() or 1
+    if jobs == 1:
+        for image, seeds, cams, classes in items:
+            yield fn(image, seeds, cams, classes, params)
+        return
+    parallel = Parallel(n_jobs=jobs, return_as="generator", batch_size=1, pre_dispatch="2*n_jobs")
+    yield from parallel(delayed(fn)(image, seeds, cams, classes, params) for image, seeds, cams, classes in items)
+
+
+def refine_labels(manifest: Manifest, cams: Path, seeds: Path, params: RefineParams, out: Path) -> dict[str, int]:
+    """Refine every seed PNG into ``out`` (built in a resumable work directory, then published)."""
+    store = CamStore(cams)
+    seed_files = sorted(Path(seeds).glob("*.png"))
+    key = fingerprint(
+        store.attributes["inputs_key"], json.dumps({"method": params.method, "params": params.model_dump(
+            mode="json", exclude={"workers"})}, sort_keys=True), *seed_files,
+    )  # fmt: skip
+    work = work_directory(out, key)
+    work.mkdir(parents=True, exist_ok=True)
+    by_id = manifest.by_id()
+    ids = store.ids()
+    todo = [image_id for image_id in ids if not (work / f"{image_id}.png").exists()]
+
+    def inputs() -> Iterator[tuple]:
+        for image_id in todo:
+            entry = by_id[image_id]
+            image = load_image(manifest, entry)
+            label = read_label_set(seeds, image_id, image.shape[:2])
+            maps, classes = store.read(image_id)
+            yield image, label, maps, classes
+
+    refined = refine_many(inputs(), params.method, params.selected(), params.workers)
+    for image_id, label in progress(zip(todo, refined, strict=True), total=len(todo), desc="refine"):
+        write_label_png(work / f"{image_id}.png", np.asarray(label, dtype=np.uint8))
+    publish_directory(work, out)
+    return {"images": len(ids), "computed": len(todo), "resumed": len(ids) - len(todo)}

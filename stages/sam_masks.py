@@ -1,0 +1,22 @@
+"""Stage sam_masks: class-agnostic proposals (SAM or superpixels) for every image, cached in zarr."""
+
+import sys
+
+from pipeline import layout
+from pipeline.data.datasets import load_manifest
+from pipeline.device import resolve_device
+from pipeline.params import PipelineParams
+from pipeline.proposals import generate_proposals
+from pipeline.tracking import report
+from stages import run
+
+
+def body(params: PipelineParams) -> None:
+    counts = generate_proposals(
+        load_manifest(layout.DATASET), layout.DATASET, params.proposals, resolve_device(params.device), layout.PROPOSALS
+    )
+    report("Proposals", [{"method": params.proposals.method, **counts}])
+
+
+if __name__ == "__main__":
+    sys.exit(run("sam_masks", __doc__, body, ["proposals"]))
