@@ -156,27 +156,73 @@ def _plot_overlay(path: Path, manifest: Manifest, ids: list[str], store: CamStor
     """Grid: image | ground truth | CAM (max over classes, on the image) | each label set."""
     by_id = manifest.by_id()
     palette = voc_palette()
-    titles = ["image", "ground truth", "CAM", *label_sets]
-    fig, axes = plt.subplots(len(ids), len(titles), figsize=(2 * len(titles), 2 * len(ids)), squeeze=False)
-    for row, image_id in enumerate(ids):
+    rows, captions = [], []
+    for image_id in ids:
         entry = by_id[image_id]
         image = load_image(manifest, entry)
         maps, classes = store.read(image_id)
         heat = plt.get_cmap("jet")(maps.max(axis=0))[..., :3]
-        panels = [
-            image,
-            palette[read_label_png(manifest.mask_path(entry))],
-            0.5 * image / 255.0 + 0.5 * heat,
+        rows.append([
+            image, palette[read_label_png(manifest.mask_path(entry))], 0.5 * image / 255.0 + 0.5 * heat,
             *(palette[read_label_png(Path(d) / f"{image_id}.png")] for d in label_sets.values()),
-        ]
-        for col, (panel, title) in enumerate(zip(panels, titles, strict=True)):
-            axes[row, col].imshow(panel)
-            axes[row, col].set_axis_off()
-            if row == 0:
-                axes[row, col].set_title(title, fontsize=9)
-        names = ", ".join(manifest.classes[c] for c in classes)
-        axes[row, 0].text(0, -2, f"{image_id}: {names}", fontsize=6)
+        ])  # fmt: skip
+        captions.append(f"{image_id}: {', '.join(manifest.classes[c] for c in classes)}")
+    _save_grid(path, rows, ["image", "ground truth", "CAM", *label_sets], captions)
+
+
+def _save_grid(path: Path, rows: list[list[np.ndarray]], titles: list[str], captions: list[str]) -> None:
+    fig, axes = plt.subplots(len(rows), len(titles), figsize=(2 * len(titles), 2 * len(rows)), squeeze=False)
+    for r, (panels, caption) in enumerate(zip(rows, captions, strict=True)):
+        for c, (panel, title) in enumerate(zip(panels, titles, strict=True)):
+            axes[r, c].imshow(panel)
+            axes[r, c].set_axis_off()
+            if r == 0:
+                axes[r, c].set_title(title, fontsize=9)
+        axes[r, 0].text(0, -2, caption, fontsize=6)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def evaluate_predictions(
+    manifest: Manifest, predictions: dict[str, Path], split: str, out: Path, overlay_images: int,
+    bound: str = "fullsup",
+) -> dict[str, Any]:  # fmt: skip
+    """Final mIoU of each prediction set (name → PNG directory) on ``split`` and its ratio to ``bound``.
+
+    Writes ``per_class_iou_<split>.csv``, ``confusion_<name>.png`` and ``overlay_<split>.png`` (image | ground
+    truth | each prediction) into ``out``, which must exist.
+    """
+    n = manifest.num_classes + 1
+    entries = manifest.entries(split)
+    confusion = {name: np.zeros((n, n), dtype=np.int64) for name in predictions}
+    for entry in progress(entries, total=len(entries), desc=f"evaluate {split}"):
+        truth = read_label_png(manifest.mask_path(entry))
+        for name, directory in predictions.items():
+            confusion[name] += confusion_matrix(read_label_set(directory, entry.id, truth.shape), truth, n)
+    metrics: dict[str, Any] = {"split": split, "images": len(entries)}
+    for name, conf in confusion.items():
+        metrics[name] = summary(conf)
+    for name in predictions:
+        if name != bound and bound in predictions:
+            metrics[name]["ratio_to_" + bound] = metrics[name]["miou"] / metrics[bound]["miou"]
+    names = ["background", *manifest.classes]
+    per_class = {name: scores(c)["iou"] for name, c in confusion.items()}
+    with atomic_path(out / f"per_class_iou_{split}.csv") as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["class", *(f"{name}_iou" for name in per_class)])
+        for i, name in enumerate(names):
+            writer.writerow([name, *("" if np.isnan(v[i]) else f"{v[i]:.6f}" for v in per_class.values())])
+    for name, conf in confusion.items():
+        _plot_confusion(out / f"confusion_{name}.png", conf, names, f"{name} on {split}: confusion (row-normalised)")
+    palette = voc_palette()
+    rows = [
+        [load_image(manifest, e), palette[read_label_png(manifest.mask_path(e))],
+         *(palette[read_label_png(Path(d) / f"{e.id}.png")] for d in predictions.values())]
+        for e in entries[:overlay_images]
+    ]  # fmt: skip
+    captions = [f"{e.id}: {', '.join(manifest.classes[c] for c in e.labels)}" for e in entries[:overlay_images]]
+    _save_grid(out / f"overlay_{split}.png", rows, ["image", "ground truth", *predictions], captions)
+    report(f"Final segmentation on {split}", [{"model": name, **metrics[name]} for name in predictions])
+    return metrics

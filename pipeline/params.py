@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ParamsError(ValueError):
@@ -20,6 +20,22 @@ class ParamsError(ValueError):
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def registered(registry: str, value: str) -> str:
+    """``value`` if the registry at ``"module:NAME"`` knows it (imported lazily: methods import torch)."""
+    module, name = registry.split(":")
+    getattr(importlib.import_module(module), name).get(value)
+    return value
+
+
+def _positive_scales(value: tuple[float, ...]) -> tuple[float, ...]:
+    if not value or min(value) <= 0:
+        raise ValueError("scales must be a non-empty list of positive numbers")
+    return value
+
+
+Scales = Annotated[tuple[float, ...], AfterValidator(_positive_scales)]
 
 
 # --- data ------------------------------------------------------------------------------------------------
@@ -86,16 +102,9 @@ class PlainCamParams(Strict):
 
 
 class CamInferenceParams(Strict):
-    scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
+    scales: Scales = (1.0, 0.5, 1.5, 2.0)
     flip: bool = True
     split: Literal["train", "val"] = "train"
-
-    @field_validator("scales")
-    @classmethod
-    def _positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if not value or min(value) <= 0:
-            raise ValueError("scales must be a non-empty list of positive numbers")
-        return value
 
 
 class MethodChoice(Strict):
@@ -107,9 +116,7 @@ class MethodChoice(Strict):
     @field_validator("method")
     @classmethod
     def _known(cls, value: str) -> str:
-        module, name = cls.registry.split(":")
-        getattr(importlib.import_module(module), name).get(value)
-        return value
+        return registered(cls.registry, value)
 
     def selected(self) -> BaseModel:
         """The selected method's own parameters."""
@@ -270,6 +277,41 @@ class RefineParams(MethodChoice):
     affinity: AffinityRefineParams = AffinityRefineParams()
 
 
+# --- segmentation network (trained on pseudo labels and, as the bound, on ground truth) ---------------------
+class SegmenterParams(Strict):
+    """Network and schedule, the same for pseudo labels and full supervision. Paper-scale settings (ResNet-101,
+    512 crops, the papers' schedules) are in presets/segmenter_{voc,coco}.yaml; the defaults fit the demo."""
+
+    network: str = "deeplabv3plus"  # deeplabv3plus (segmentation-models-pytorch) | deeplabv3 (torchvision)
+    encoder: str = "resnet18"  # smp encoder name (deeplabv3plus) | resnet10 … resnet101 (deeplabv3)
+    weights: Literal["none", "imagenet"] = "none"
+    output_stride: Literal[8, 16] = 16
+    epochs: int = Field(6, ge=1)
+    batch_size: int = Field(16, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = Field(2e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
+    weight_decay: float = Field(1e-4, ge=0)
+    poly_power: float = Field(0.9, ge=0)  # learning rate × (1 − step / steps)^power
+    crop_size: int = Field(64, ge=16)
+    scale_range: tuple[float, float] = (0.75, 1.25)
+
+    @field_validator("network")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return registered("pipeline.segmentation:SEGMENTERS", value)
+
+
+class PredictParams(Strict):
+    """Multi-scale + flip inference on the val split and optional post-processing (FMA-WSSS §4.4)."""
+
+    scales: Scales = (1.0, 0.75, 1.25)
+    flip: bool = True
+    postprocess: Literal["none", "crf", "sams"] = "none"
+    crf: CrfRefineParams = CrfRefineParams()  # kernels only: the unary is the predicted probabilities
+    sams: SamsSeedParams = SamsSeedParams()  # eq. 8–10 with the predicted class probabilities as scores
+
+
 # --- evaluation ------------------------------------------------------------------------------------------
 class SweepParams(Strict):
     start: float = Field(0.05, ge=0, le=1)
@@ -323,10 +365,7 @@ class VocabParams(Strict):
     @field_validator("provider")
     @classmethod
     def _known(cls, value: str) -> str:
-        from pipeline.vocab import VOCAB_PROVIDERS
-
-        VOCAB_PROVIDERS.get(value)
-        return value
+        return registered("pipeline.vocab:VOCAB_PROVIDERS", value)
 
 
 class PipelineParams(Strict):
@@ -337,6 +376,8 @@ class PipelineParams(Strict):
     proposals: ProposalParams = ProposalParams()
     seeds: SeedParams = SeedParams()
     refine: RefineParams = RefineParams()
+    segmenter: SegmenterParams = SegmenterParams()
+    predict: PredictParams = PredictParams()
     evaluate: EvaluateParams = EvaluateParams()
     vocab: VocabParams = VocabParams()
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["dvc.yaml", "pipeline", "stages", "flows", "prompts", "pyproject.toml"]
+PROJECT_FILES = ["dvc.yaml", "pipeline", "stages", "flows", "prompts", "presets", "pyproject.toml"]
 TINY_VOCABULARY = "kitten\nfeline\npuppy\nhound\nautomobile\nvehicle\nairplane\naircraft\nboat\nship\nseat\ncouch\n"
 
 TINY_OVERRIDES = {
@@ -21,6 +21,8 @@ TINY_OVERRIDES = {
         "inference": {"scales": [1.0, 0.5]},
         "cam": {"arch": "resnet10", "epochs": 1, "batch_size": 8, "crop_size": 48},
     },
+    "segmenter": {"epochs": 1, "batch_size": 8, "crop_size": 48},
+    "predict": {"scales": [1.0]},
     "evaluate": {"overlay_images": 2, "sweep": {"start": 0.1, "stop": 0.5, "step": 0.2}},
     "vocab": {"num_synonyms": 1, "embedding": {"vocabulary_file": "tiny_vocabulary.txt", "use_wordnet": False}},
 }

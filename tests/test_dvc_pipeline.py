@@ -7,6 +7,8 @@ from pathlib import Path
 from tests.conftest import dvc, run
 from tests.conftest import edit_params as edit
 
+AFTER_SEEDS = {"make_seeds", "refine", "train_segmenter", "predict", "evaluate"}
+
 
 def executed(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
@@ -23,24 +25,28 @@ def seed_bytes(project: Path) -> dict[str, bytes]:
 def test_repro_caching_and_method_swapping(project: Path) -> None:
     first = dvc(project, "repro").stdout
     assert executed(first) == {
-        "vocab", "prepare_data", "train_classifier", "extract_cams", "sam_masks", "make_seeds", "refine", "evaluate",
+        "vocab", "prepare_data", "train_classifier", "extract_cams", "sam_masks", "make_seeds", "refine",
+        "train_segmenter", "train_segmenter_fullsup", "predict", "predict_fullsup", "evaluate",
     }  # fmt: skip
     assert (project / "artifacts/vocab/clusters.json").is_file()
     metrics = json.loads((project / "artifacts/eval/metrics.json").read_text())
     assert {"gt_free", "gt_tuned"} <= set(metrics["cam"])
     assert "ground truth" in metrics["cam"]["gt_tuned"]["note"]
     assert (metrics["seeds"]["method"], metrics["refined"]["method"]) == ("sams", "crf")
+    final = metrics["final"]
+    assert final["prediction"]["ratio_to_fullsup"] == final["prediction"]["miou"] / final["fullsup"]["miou"]
     for name in ("overlay.png", "per_class_iou.csv", "threshold_curve.csv", "confusion_seeds.png",
-                 "confusion_refined.png"):  # fmt: skip
+                 "confusion_refined.png", "overlay_val.png", "per_class_iou_val.csv"):  # fmt: skip
         assert (project / "artifacts/eval" / name).is_file()
 
     # A second repro runs nothing.
     assert executed(dvc(project, "repro").stdout) == set()
 
-    # A seed parameter reruns the seeds and what reads them — never sam_masks.
+    # A seed parameter reruns the seeds and what learns from them — never sam_masks, never the full-supervision
+    # bound.
     sams_seeds = seed_bytes(project)
     edit(project, lambda p: p["seeds"]["sams"].update(alpha=2.0))
-    assert executed(dvc(project, "repro").stdout) == {"make_seeds", "refine", "evaluate"}
+    assert executed(dvc(project, "repro").stdout) == AFTER_SEEDS
 
     # A → B → A: the way back comes from DVC's run-cache without executing make_seeds.
     edit(project, lambda p: p["seeds"]["sams"].update(alpha=0.6))
@@ -50,7 +56,7 @@ def test_repro_caching_and_method_swapping(project: Path) -> None:
 
     # Swapping the seed method: threshold seeds differ; parameters of unselected methods rerun nothing.
     edit(project, lambda p: p["seeds"].update(method="threshold"))
-    assert executed(dvc(project, "repro").stdout) == {"make_seeds", "refine", "evaluate"}
+    assert executed(dvc(project, "repro").stdout) == AFTER_SEEDS
     assert seed_bytes(project) != sams_seeds
     edit(project, lambda p: p["seeds"]["voting"].update(region_fraction=0.5))
     edit(project, lambda p: p["proposals"]["sam"].update(checkpoint="elsewhere/sam.pth"))
@@ -64,11 +70,15 @@ def test_repro_caching_and_method_swapping(project: Path) -> None:
 
     # A CAM parameter reruns the CAM stages and everything after them — never sam_masks.
     edit(project, lambda p: p["cam"]["inference"].update(scales=[1.0]))
-    assert executed(dvc(project, "repro").stdout) == {"extract_cams", "make_seeds", "refine", "evaluate"}
+    assert executed(dvc(project, "repro").stdout) == {"extract_cams"} | AFTER_SEEDS
 
-    # A refinement swap reruns refine (and evaluate).
+    # A refinement swap reruns refine and what trains on it.
     edit(project, lambda p: p["refine"].update(method="none"))
-    assert executed(dvc(project, "repro").stdout) == {"refine", "evaluate"}
+    assert {"refine", "evaluate"} <= executed(dvc(project, "repro").stdout) <= AFTER_SEEDS - {"make_seeds"}
+
+    # Post-processing of predictions reruns both predict stages and evaluate, no training.
+    edit(project, lambda p: p["predict"].update(postprocess="sams"))
+    assert executed(dvc(project, "repro").stdout) == {"predict", "predict_fullsup", "evaluate"}
     assert {p.name: p.read_bytes() for p in (project / "artifacts/refined").glob("*.png")} == seed_bytes(project)
 
     # vocab.* reruns vocab and nothing that does not read its outputs; an unselected provider reruns nothing.
@@ -84,7 +94,8 @@ def test_repro_caching_and_method_swapping(project: Path) -> None:
 
     # A proposal parameter reruns sam_masks and the seeds (CAMs untouched).
     edit(project, lambda p: p["proposals"]["superpixels"].update(min_area=12))
-    assert executed(dvc(project, "repro").stdout) >= {"sam_masks", "make_seeds"}
+    proposals_changed = executed(dvc(project, "repro").stdout)
+    assert {"sam_masks", "make_seeds"} <= proposals_changed and "train_segmenter_fullsup" not in proposals_changed
 
 
 def test_bad_params_fail_before_any_output(project: Path) -> None:

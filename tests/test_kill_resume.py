@@ -1,4 +1,4 @@
-"""SIGKILL extract_cams / sam_masks halfway, rerun them, and compare each store with an uninterrupted run."""
+"""SIGKILL extract_cams / sam_masks / segmenter training halfway, rerun, and compare with an uninterrupted run."""
 
 import os
 import signal
@@ -21,6 +21,19 @@ def stored_images(project: Path, store_name: str = "cams.zarr.zip") -> int:
     )
 
 
+def kill_when(project: Path, stage: str, ready) -> None:
+    """Start ``python -m stages.<stage>``, SIGKILL its whole process group once ``ready()`` holds."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", f"stages.{stage}"], cwd=project, env=project_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not ready() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 def test_killed_extract_cams_resumes_to_an_identical_store(project: Path) -> None:
     edit_params(project, lambda p: p["data"]["synthetic"].update(num_train=60, image_size=64))
     dvc(project, "repro", "train_classifier")
@@ -30,15 +43,7 @@ def test_killed_extract_cams_resumes_to_an_identical_store(project: Path) -> Non
     assert len(CamStore(store).ids()) == 60
     store.unlink()
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stages.extract_cams"], cwd=project, env=project_env(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while stored_images(project) < 30 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_when(project, "extract_cams", lambda: stored_images(project) >= 30)
     done_before_kill = stored_images(project)
     assert 0 < done_before_kill < 60, "the kill must land halfway"
     assert not store.exists()
@@ -58,15 +63,7 @@ def test_killed_sam_masks_resumes_to_an_identical_store(project: Path) -> None:
     store.unlink()
 
     # The whole process group goes (the stage and its worker processes), as with a killed job.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stages.sam_masks"], cwd=project, env=project_env(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while stored_images(project, "proposals.zarr.zip") < 60 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_when(project, "sam_masks", lambda: stored_images(project, "proposals.zarr.zip") >= 60)
     done_before_kill = stored_images(project, "proposals.zarr.zip")
     assert 0 < done_before_kill < 248, "the kill must land halfway"
     assert not store.exists()
@@ -75,3 +72,30 @@ def test_killed_sam_masks_resumes_to_an_identical_store(project: Path) -> None:
     assert f"| 248 | {248 - done_before_kill} | {done_before_kill} |" in resumed.stderr + resumed.stdout
     assert store.read_bytes() == reference
     assert not (project / "artifacts/.work").exists()
+
+
+def test_killed_segmenter_training_resumes_from_its_last_checkpoint(project: Path) -> None:
+    import torch
+
+    edit_params(project, lambda p: p["segmenter"].update(epochs=4))
+    dvc(project, "repro", "prepare_data")
+    command = [sys.executable, "-m", "stages.train_segmenter_fullsup"]
+    run(command, project)
+    model = project / "artifacts/segmenter_fullsup/model.pt"
+    reference = torch.load(model, weights_only=True)["state_dict"]
+    reference_loss = (project / "artifacts/segmenter_fullsup/loss.csv").read_text()
+    model.unlink()
+
+    work = project / "artifacts/.work"
+    kill_when(project, "train_segmenter_fullsup", lambda: any(work.glob("segmenter_fullsup-*/checkpoint.pt")))
+    epoch = torch.load(next(work.glob("segmenter_fullsup-*/checkpoint.pt")), weights_only=True)["epoch"]
+    assert 1 <= epoch < 4, "the kill must land between checkpoints"
+    assert not model.exists()
+
+    resumed = run(command, project)
+    assert f"resuming after epoch {epoch}/4" in resumed.stderr + resumed.stdout
+    state = torch.load(model, weights_only=True)["state_dict"]
+    assert state.keys() == reference.keys()
+    assert all(torch.equal(state[k], reference[k]) for k in reference)
+    assert (project / "artifacts/segmenter_fullsup/loss.csv").read_text() == reference_loss
+    assert not work.exists()

@@ -78,3 +78,10 @@ def crf_refine(
     posterior = dense_crf(image, unary.reshape(len(values), *seeds.shape), kernel)
     label = values[posterior.argmax(axis=0)]
     return np.where(posterior.max(axis=0) < kernel.confidence, IGNORE_INDEX, label).astype(np.uint8)
+
+
+def crf_from_probabilities(image: np.ndarray, probabilities: np.ndarray, params: CrfRefineParams) -> np.ndarray:
+    """Post-processing of a prediction: the CRF's posterior argmax with unary −log p (p: (C, H, W) softmax)."""
+    kernel = kernel_params(params)
+    posterior = dense_crf(image, unary_from_softmax(np.clip(probabilities, 1e-8, 1.0)), kernel)
+    return posterior.argmax(axis=0).astype(np.uint8)

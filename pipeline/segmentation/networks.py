@@ -1,0 +1,73 @@
+"""Segmentation networks: DeepLabV3+ (segmentation-models-pytorch) and DeepLabV3 (torchvision).
+
+- ``deeplabv3plus``: ``smp.DeepLabV3Plus`` with any smp encoder (``resnet18`` … ``resnet101``); FMA-WSSS trains
+  DeepLabV3+ on its seeds. ImageNet encoder weights come only from the local Hugging Face cache
+  (``HF_HUB_OFFLINE=1``; nothing is downloaded).
+- ``deeplabv3``: torchvision's DeepLabV3 head (ASPP) on the torchvision ResNets of ``pipeline.methods.cam``
+  (``resnet10`` … ``resnet101``), output stride by removing the last strides as the CAM classifier does.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet
+from torchvision.models.segmentation.deeplabv3 import DeepLabHead
+
+from pipeline.methods.cam import ARCHS, _stride_one, imagenet_state_dict
+from pipeline.params import SegmenterParams
+from pipeline.segmentation import SEGMENTERS
+
+
+@SEGMENTERS.register("deeplabv3plus")
+def deeplabv3plus(params: SegmenterParams, num_classes: int) -> nn.Module:
+    """smp DeepLabV3+ (logits at the input resolution)."""
+    import segmentation_models_pytorch as smp
+
+    weights = "imagenet" if params.weights == "imagenet" else None
+    try:
+        return smp.DeepLabV3Plus(
+            encoder_name=params.encoder, encoder_weights=weights, encoder_output_stride=params.output_stride,
+            classes=num_classes,
+        )  # fmt: skip
+    except KeyError as error:
+        raise ValueError(f"unknown smp encoder '{params.encoder}' for deeplabv3plus ({error})") from None
+    except Exception as error:  # smp raises library-specific errors when a weight file is not cached
+        if weights is None:
+            raise
+        raise FileNotFoundError(
+            f"ImageNet weights for smp encoder '{params.encoder}' are not in the local cache and nothing is "
+            f"downloaded at run time ({type(error).__name__}: {error}); copy them into the Hugging Face cache "
+            f"or use segmenter.weights: none"
+        ) from None
+
+
+class ResNetDeepLabV3(nn.Module):
+    """torchvision ResNet trunk → DeepLabV3 head (ASPP), upsampled to the input size."""
+
+    def __init__(self, arch: str, num_classes: int, output_stride: int, weights: str) -> None:
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"unknown encoder '{arch}' for deeplabv3; known: {', '.join(ARCHS)}")
+        block, layers, _ = ARCHS[arch]
+        net = resnet.ResNet(block, layers)
+        if weights == "imagenet":
+            net.load_state_dict(imagenet_state_dict(arch))
+        _stride_one(net.layer4)
+        if output_stride <= 8:
+            _stride_one(net.layer3)
+        self.trunk = nn.Sequential(
+            net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
+        )
+        self.head = DeepLabHead(net.fc.in_features, num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.trunk(images))
+        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@SEGMENTERS.register("deeplabv3")
+def deeplabv3(params: SegmenterParams, num_classes: int) -> nn.Module:
+    """torchvision DeepLabV3 head on a torchvision ResNet."""
+    return ResNetDeepLabV3(params.encoder, num_classes, params.output_stride, params.weights)

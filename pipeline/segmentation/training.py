@@ -1,0 +1,182 @@
+"""Segmentation training on pseudo labels or ground truth: seeded, checkpointed every epoch, resumable.
+
+Pixels labelled 255 are ignored by the cross-entropy loss. Each epoch's data order, augmentation and dropout
+come from generators seeded by (seed, epoch), and the optimiser and schedule are checkpointed with the weights
+after every epoch, so a killed run resumes from its last checkpoint and ends with the same weights as an
+uninterrupted one. The checkpoint lives in ``<out parent>/.work/<out name>-<inputs key>/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from pipeline.data.datasets import MANIFEST_NAME, Entry, Manifest
+from pipeline.data.loading import load_image, to_tensor
+from pipeline.io import atomic_path, fingerprint, read_label_png, remove_work, work_directory, write_json
+from pipeline.params import SegmenterParams
+from pipeline.segmentation import SEGMENTERS
+from pipeline.tracking import info, progress
+from pipeline.voc import IGNORE_INDEX
+
+MODEL_NAME = "model.pt"
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def label_path(manifest: Manifest, entry: Entry, labels: Path | None) -> Path:
+    """The training label of an image: a pseudo-label PNG from ``labels``, or the ground truth when None."""
+    return manifest.mask_path(entry) if labels is None else Path(labels) / f"{entry.id}.png"
+
+
+def read_training_label(path: Path, entry: Entry, num_classes: int) -> np.ndarray:
+    """A label map checked for presence, size and range; errors name the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: label missing for image '{entry.id}'")
+    label = read_label_png(path)
+    if label.shape != (entry.height, entry.width):
+        raise ValueError(f"{path}: label size {label.shape} does not match the image {entry.height}×{entry.width}")
+    bad = np.unique(label[(label > num_classes) & (label != IGNORE_INDEX)])
+    if len(bad):
+        raise ValueError(f"{path}: label values {bad.tolist()} out of range 0..{num_classes} (255 = ignore)")
+    return label
+
+
+class SegmentationDataset(Dataset):
+    """(image, label) pairs of the train split with joint random scale, flip and crop (label padded with 255)."""
+
+    def __init__(self, manifest: Manifest, labels: Path | None, params: SegmenterParams, seed: int) -> None:
+        self.manifest, self.labels, self.params, self.seed = manifest, labels, params, seed
+        self.entries = manifest.entries("train")
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        entry = self.entries[index]
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index)
+        image = to_tensor(load_image(self.manifest, entry))
+        path = label_path(self.manifest, entry, self.labels)
+        label = torch.from_numpy(read_training_label(path, entry, self.manifest.num_classes).astype(np.int64))
+        low, high = self.params.scale_range
+        scale = low + (high - low) * torch.rand(1, generator=generator).item()
+        size = (max(1, round(entry.height * scale)), max(1, round(entry.width * scale)))
+        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+        label = F.interpolate(label[None, None].float(), size=size, mode="nearest")[0, 0].long()
+        if torch.rand(1, generator=generator).item() < 0.5:
+            image, label = image.flip(-1), label.flip(-1)
+        crop = self.params.crop_size
+        pad_h, pad_w = max(0, crop - size[0]), max(0, crop - size[1])
+        image = F.pad(image, (0, pad_w, 0, pad_h))
+        label = F.pad(label, (0, pad_w, 0, pad_h), value=IGNORE_INDEX)
+        top = int(torch.randint(0, image.shape[1] - crop + 1, (1,), generator=generator))
+        left = int(torch.randint(0, image.shape[2] - crop + 1, (1,), generator=generator))
+        return image[:, top : top + crop, left : left + crop], label[top : top + crop, left : left + crop]
+
+
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Pixel-wise cross-entropy with 255 ignored (mean over the labelled pixels)."""
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+
+
+def build_segmenter(params: SegmenterParams, num_classes: int) -> torch.nn.Module:
+    """The named network with ``num_classes`` outputs (background included)."""
+    return SEGMENTERS.get(params.network)(params, num_classes)
+
+
+def _optimizer(model: torch.nn.Module, params: SegmenterParams, steps: int):
+    if params.optimizer == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum,
+                                    weight_decay=params.weight_decay)  # fmt: skip
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    poly = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: (1 - min(step, steps - 1) / steps) ** params.poly_power
+    )
+    return optimizer, poly
+
+
+def training_inputs_key(manifest_dir: Path, labels: Path | None, params: SegmenterParams, seed: int) -> str:
+    label_files = sorted(Path(labels).glob("*.png")) if labels is not None else []
+    settings = json.dumps({"seed": seed, "labels": "ground truth" if labels is None else "pseudo",
+                           **params.model_dump(mode="json")}, sort_keys=True)  # fmt: skip
+    return fingerprint(Path(manifest_dir) / MANIFEST_NAME, settings, *label_files)
+
+
+def train_segmenter(
+    manifest: Manifest, manifest_dir: Path, labels: Path | None, params: SegmenterParams, seed: int,
+    device: torch.device, out_dir: Path, name: str,
+) -> tuple[dict[str, Any], list[dict[str, float]]]:  # fmt: skip
+    """Train on ``labels`` (a directory of PNGs; None = ground truth); write model.pt, loss.csv, metrics.json.
+
+    Returns the metrics and the per-epoch loss history.
+    """
+    work = work_directory(out_dir, training_inputs_key(manifest_dir, labels, params, seed))
+    work.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = build_segmenter(params, manifest.num_classes + 1).to(device)
+    dataset = SegmentationDataset(manifest, labels, params, seed)
+    drop_last = len(dataset) > params.batch_size  # BatchNorm needs more than one sample per batch
+    batches = len(dataset) // params.batch_size if drop_last else 1
+    optimizer, scheduler = _optimizer(model, params, params.epochs * batches)
+    start, history = 0, []
+    checkpoint = work / CHECKPOINT_NAME
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, history = state["epoch"], state["history"]
+        info(f"{name}: resuming after epoch {start}/{params.epochs} from {checkpoint}")
+    for epoch in progress(range(start, params.epochs), total=params.epochs - start, desc=f"{name} epochs"):
+        dataset.epoch = epoch
+        torch.manual_seed(seed * 1_000_003 + epoch)
+        order = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        loader = DataLoader(dataset, batch_size=params.batch_size, shuffle=True, generator=order, drop_last=drop_last)
+        model.train()
+        total, pixels = 0.0, 0
+        for images, targets in loader:
+            images, targets = images.to(device), targets.to(device)
+            loss = segmentation_loss(model(images), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            labelled = int((targets != IGNORE_INDEX).sum())
+            total += loss.item() * labelled
+            pixels += labelled
+        history.append({"epoch": epoch + 1, "loss": total / max(pixels, 1)})
+        info(f"{name}: epoch {epoch + 1}/{params.epochs} loss {history[-1]['loss']:.4f}")
+        with atomic_path(checkpoint) as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history}, tmp)  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / MODEL_NAME) as tmp:
+        torch.save({"params": params.model_dump(mode="json"), "classes": list(manifest.classes),
+                    "state_dict": model.state_dict()}, tmp)  # fmt: skip
+    with atomic_path(out_dir / "loss.csv") as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["epoch", "loss"])
+        writer.writeheader()
+        writer.writerows(history)
+    metrics = {"train_loss": history[-1]["loss"], "epochs": params.epochs,
+               "labels": "ground truth" if labels is None else str(labels)}  # fmt: skip
+    write_json(out_dir / "metrics.json", metrics)
+    remove_work(work)
+    return metrics, history
+
+
+def load_segmenter(checkpoint: Path, params: SegmenterParams, num_classes: int, device: torch.device):
+    """Rebuild the network of ``params`` (weights: none) and load a model.pt written by train_segmenter."""
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"{checkpoint}: segmentation model not found (run its training stage)")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model = build_segmenter(params.model_copy(update={"weights": "none"}), num_classes)
+    model.load_state_dict(state["state_dict"])
+    return model.to(device).eval()

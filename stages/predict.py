@@ -1,0 +1,30 @@
+"""Stage predict: multi-scale + flip predictions of the pseudo-label segmenter on the val split."""
+
+import sys
+from pathlib import Path
+
+from pipeline import layout
+from pipeline.data.datasets import load_manifest
+from pipeline.device import resolve_device
+from pipeline.params import PipelineParams
+from pipeline.segmentation.predict import predict_split
+from pipeline.segmentation.training import MODEL_NAME
+from pipeline.tracking import report
+from stages import run
+
+
+def predict(params: PipelineParams, model_dir: Path, out: Path, title: str) -> None:
+    """Predict the val split with the model in ``model_dir`` into ``out`` and report it."""
+    counts = predict_split(
+        load_manifest(layout.DATASET), model_dir / MODEL_NAME, params.segmenter, params.predict,
+        resolve_device(params.device), out, layout.PROPOSALS,
+    )  # fmt: skip
+    report(title, [{"postprocess": params.predict.postprocess, **counts}])
+
+
+def body(params: PipelineParams) -> None:
+    predict(params, layout.SEGMENTER, layout.PREDICTIONS, "Predictions (pseudo-label segmenter)")
+
+
+if __name__ == "__main__":
+    sys.exit(run("predict", __doc__, body, ["predict"]))
