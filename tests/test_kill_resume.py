@@ -55,7 +55,7 @@ def test_killed_extract_cams_resumes_to_an_identical_store(project: Path) -> Non
 
 
 def test_killed_sam_masks_resumes_to_an_identical_store(project: Path) -> None:
-    edit_params(project, lambda p: p["data"]["synthetic"].update(num_train=240, num_val=8, image_size=64))
+    edit_params(project, lambda p: p["data"]["synthetic"].update(num_train=160, num_val=8, image_size=64))
     dvc(project, "repro", "prepare_data")
     run([sys.executable, "-m", "stages.sam_masks"], project)
     store = project / "artifacts/proposals.zarr.zip"
@@ -63,13 +63,13 @@ def test_killed_sam_masks_resumes_to_an_identical_store(project: Path) -> None:
     store.unlink()
 
     # The whole process group goes (the stage and its worker processes), as with a killed job.
-    kill_when(project, "sam_masks", lambda: stored_images(project, "proposals.zarr.zip") >= 60)
+    kill_when(project, "sam_masks", lambda: stored_images(project, "proposals.zarr.zip") >= 40)
     done_before_kill = stored_images(project, "proposals.zarr.zip")
-    assert 0 < done_before_kill < 248, "the kill must land halfway"
+    assert 0 < done_before_kill < 168, "the kill must land halfway"
     assert not store.exists()
 
     resumed = run([sys.executable, "-m", "stages.sam_masks"], project)
-    assert f"| 248 | {248 - done_before_kill} | {done_before_kill} |" in resumed.stderr + resumed.stdout
+    assert f"| 168 | {168 - done_before_kill} | {done_before_kill} |" in resumed.stderr + resumed.stdout
     assert store.read_bytes() == reference
     assert not (project / "artifacts/.work").exists()
 

@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 from pipeline.data.datasets import MANIFEST_NAME, Entry, Manifest
@@ -55,13 +55,19 @@ def _propose_and_store(entry: Entry) -> int:
     return len(proposals.masks)
 
 
+def _worker_context():
+    """fork where the platform has it (workers start without re-importing torch; the parent has run no torch
+    op, so no thread pool is copied mid-flight), spawn elsewhere."""
+    return get_context("fork" if "fork" in get_all_start_methods() else "spawn")
+
+
 def _store_all(manifest: Manifest, params: ProposalParams, todo: list[Entry], device, work: Path) -> Iterator[int]:
     """Mask counts of the images of ``todo`` in order, each stored as soon as it is computed."""
     method_cls = PROPOSAL_METHODS.get(params.method)
     workers = params.workers or os.cpu_count() or 1
     if method_cls.parallel_on_cpu and device.type == "cpu" and workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(
-            workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(manifest, params, work)
+            workers, mp_context=_worker_context(), initializer=_init_worker, initargs=(manifest, params, work)
         ) as pool:
             yield from pool.map(_propose_and_store, todo, chunksize=4)
         return
