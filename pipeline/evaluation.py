@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from pipeline.cam_store import CamStore  # noqa: E402
 from pipeline.data.datasets import Manifest  # noqa: E402
 from pipeline.data.loading import load_image  # noqa: E402
-from pipeline.io import atomic_path, fresh_directory, read_label_png, write_json  # noqa: E402
+from pipeline.io import atomic_path, fresh_directory, inside, read_label_png, write_json  # noqa: E402
 from pipeline.metrics import confusion_matrix, scores, summary  # noqa: E402
 from pipeline.params import EvaluateParams  # noqa: E402
 from pipeline.tracking import progress, report  # noqa: E402
@@ -126,7 +126,7 @@ def evaluate_pseudo_labels(
 
 def read_label_set(directory: Path, image_id: str, shape: tuple[int, ...]) -> np.ndarray:
     """One image's label PNG from a label set, checked against the ground truth's size."""
-    path = Path(directory) / f"{image_id}.png"
+    path = inside(Path(directory), f"{image_id}.png")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: label missing for image '{image_id}'")
     label = read_label_png(path)
@@ -164,7 +164,7 @@ def _plot_overlay(path: Path, manifest: Manifest, ids: list[str], store: CamStor
         heat = plt.get_cmap("jet")(maps.max(axis=0))[..., :3]
         rows.append([
             image, palette[read_label_png(manifest.mask_path(entry))], 0.5 * image / 255.0 + 0.5 * heat,
-            *(palette[read_label_png(Path(d) / f"{image_id}.png")] for d in label_sets.values()),
+            *(palette[read_label_set(d, image_id, image.shape[:2])] for d in label_sets.values()),
         ])  # fmt: skip
         captions.append(f"{image_id}: {', '.join(manifest.classes[c] for c in classes)}")
     _save_grid(path, rows, ["image", "ground truth", "CAM", *label_sets], captions)
@@ -219,7 +219,7 @@ def evaluate_predictions(
     palette = voc_palette()
     rows = [
         [load_image(manifest, e), palette[read_label_png(manifest.mask_path(e))],
-         *(palette[read_label_png(Path(d) / f"{e.id}.png")] for d in predictions.values())]
+         *(palette[read_label_set(d, e.id, (e.height, e.width))] for d in predictions.values())]
         for e in entries[:overlay_images]
     ]  # fmt: skip
     captions = [f"{e.id}: {', '.join(manifest.classes[c] for c in e.labels)}" for e in entries[:overlay_images]]

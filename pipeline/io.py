@@ -1,4 +1,5 @@
-"""Atomic file writes and label-PNG helpers: a reader never sees a half-written file."""
+"""Atomic file writes, label-PNG helpers and safe paths: a reader never sees a half-written file, and no path
+built from an image id or a parameter leaves the root it is meant for."""
 
 from __future__ import annotations
 
@@ -17,6 +18,42 @@ import numpy as np
 from PIL import Image
 
 from pipeline.voc import voc_palette
+
+
+class UnsafePathError(ValueError):
+    """An image id or a configured path would leave the directory it must stay in."""
+
+
+FORBIDDEN_ID_CHARACTERS = frozenset("/\\\0") | frozenset(chr(c) for c in range(32))
+
+
+def id_problem(image_id: str) -> str | None:
+    """Why ``image_id`` cannot name files (path separators, NUL or control characters, ``.``/``..``, a leading
+    dot that would collide with staging files, empty), or None when it is safe."""
+    if not image_id:
+        return "empty id"
+    if image_id in (".", ".."):
+        return f"id {image_id!r} is a relative path"
+    if any(c in FORBIDDEN_ID_CHARACTERS for c in image_id):
+        return f"id {image_id!r} contains a path separator, NUL or control character"
+    if image_id.startswith("."):
+        return f"id {image_id!r} starts with a dot (reserved for staging files)"
+    return None
+
+
+def inside(root: Path, *parts: str) -> Path:
+    """``root / parts`` after checking, lexically, that the result stays inside ``root``: no ``..`` that climbs
+    out, no absolute part, no NUL. Symbolic links inside the root (a dataset's image folder linked from
+    elsewhere) are allowed: only the path as written is checked."""
+    root = Path(root)
+    for part in parts:
+        if "\0" in str(part):
+            raise UnsafePathError(f"{root}: path part {str(part)!r} contains NUL")
+    base = os.path.normpath(os.path.abspath(root))
+    joined = os.path.normpath(os.path.join(base, *(str(part) for part in parts)))
+    if joined != base and not joined.startswith(base.rstrip(os.sep) + os.sep):
+        raise UnsafePathError(f"{root}: {'/'.join(str(p) for p in parts)!r} leads outside this directory")
+    return root.joinpath(*parts)
 
 
 @contextmanager

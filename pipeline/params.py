@@ -69,6 +69,7 @@ class VocDataParams(Strict):
     train_list: str = "train_aug"
     val_list: str = "val"
     mask_dir: str = "SegmentationClassAug"
+    label_file: str = "cls_labels.json"  # optional, inside root: .json or IRN's .npy; absent → labels from masks
 
 
 class CocoDataParams(Strict):
@@ -77,10 +78,18 @@ class CocoDataParams(Strict):
     root: str = "data/coco2014"
     train_list: str = "train"
     val_list: str = "val"
+    label_file: str = "cls_labels.json"  # optional, inside root: .json or .npy; absent → labels from masks
 
 
 class DataParams(Strict):
+    """``no_foreground``: what to do with an image whose mask has no foreground class (a tiny object lost under
+    its 255 border, a COCO image without annotations) — ``drop`` it (counted in the manifest and the report),
+    ``keep`` it as a negative, or stop (``error``). ``label_mismatch``: image-level labels that contradict the
+    mask stop prepare_data (``error``) or are counted and used as given (``allow``)."""
+
     source: Literal["synthetic", "voc", "coco"] = "synthetic"
+    no_foreground: Literal["drop", "keep", "error"] = "drop"
+    label_mismatch: Literal["error", "allow"] = "error"
     synthetic: SyntheticDataParams = SyntheticDataParams()
     voc: VocDataParams = VocDataParams()
     coco: CocoDataParams = CocoDataParams()

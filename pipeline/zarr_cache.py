@@ -18,6 +18,8 @@ import zarr
 from zarr.codecs import BloscCodec
 from zarr.storage import LocalStore, ZipStore
 
+from pipeline.io import inside
+
 COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
 CHUNK_KEYS = {"name": "default", "separator": "."}
 
@@ -40,17 +42,17 @@ class StagedHierarchy:
             shutil.rmtree(self.staging)
 
     def has(self, image_id: str) -> bool:
-        return (self.path / image_id / "zarr.json").is_file()
+        return (inside(self.path, image_id) / "zarr.json").is_file()
 
     @contextmanager
     def stage(self, image_id: str) -> Iterator[LocalStore]:
         """Yield a store for the image's node; it is renamed into the hierarchy only if the block succeeds."""
-        tmp = self.staging / image_id
+        tmp = inside(self.staging, image_id)
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.parent.mkdir(parents=True, exist_ok=True)
         yield LocalStore(str(tmp))
-        target = self.path / image_id
+        target = inside(self.path, image_id)
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)

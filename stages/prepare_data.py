@@ -11,13 +11,23 @@ from stages import run
 
 def body(params: PipelineParams) -> None:
     manifest = prepare_dataset(params.data, layout.DATASET, progress=progress)
+    labels = manifest.labels
     report(
         "Dataset",
         [
-            {"split": s, "images": len(es), "labels per image": sum(len(e.labels) for e in es) / len(es)}
+            {
+                "split": s,
+                "images": len(es),
+                "labels per image": sum(len(e.labels) for e in es) / len(es),
+                "dropped (no foreground)": labels["dropped_no_foreground"].get(s, 0),
+                "kept negatives": labels["kept_no_foreground"].get(s, 0),
+                "labels without pixels": labels["labels_without_pixels"].get(s, 0),
+                "pixels without labels": labels["pixels_without_labels"].get(s, 0),
+            }
             for s, es in manifest.splits.items()
         ],  # fmt: skip
-        notes=f"{manifest.name}: {manifest.num_classes} classes, root {manifest.root}",
+        notes=f"{manifest.name}: {manifest.num_classes} classes, root {manifest.root}, image labels "
+        f"{labels['label_file'] or '(none)'} read as {labels['label_format']}",
     )
 
 

@@ -135,3 +135,104 @@ def test_bad_inputs_fail_naming_the_file_and_leave_no_output(tmp_path: Path, dam
 def test_missing_dataset_root_is_explained(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="VOC root not found .*cannot be downloaded"):
         prepare_dataset(voc_params(tmp_path / "nowhere"), tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("../../outside/x", "contains a path separator"),
+        ("..", "is a relative path"),
+        ("/etc/passwd", "contains a path separator"),
+        (".hidden", "starts with a dot"),
+    ],
+)
+def test_unsafe_ids_fail_naming_list_and_line(tmp_path: Path, line: str, message: str) -> None:
+    root = tmp_path / "VOC2012"
+    make_voc(root, ["2007_000001", "2007_000002", "2007_000003"])
+    listing = root / "ImageSets/Segmentation/train_aug.txt"
+    listing.write_text(f"2007_000001\n{line}\n")
+    with pytest.raises(DatasetError, match=rf"train_aug\.txt:2: bad image id: .*{message}"):
+        prepare_dataset(voc_params(root), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_params_paths_cannot_leave_the_dataset_root(tmp_path: Path) -> None:
+    root = tmp_path / "VOC2012"
+    make_voc(root, ["2007_000001", "2007_000002", "2007_000003"])
+    for key, value in (("train_list", "../../../outside"), ("mask_dir", "../elsewhere"), ("label_file", "/etc/x")):
+        with pytest.raises(ValueError, match="leads outside this directory"):
+            prepare_dataset(DataParams(source="voc", voc={"root": str(root), key: value}), tmp_path / "out")
+
+
+def test_duplicate_ids_and_split_overlap_are_refused(tmp_path: Path) -> None:
+    root = tmp_path / "VOC2012"
+    make_voc(root, ["2007_000001", "2007_000002", "2007_000003"])
+    listing = root / "ImageSets/Segmentation/train_aug.txt"
+    listing.write_text("2007_000001\n2007_000002\n2007_000001\n")
+    with pytest.raises(DatasetError, match=r"train_aug\.txt:3: image id '2007_000001' is listed twice"):
+        prepare_dataset(voc_params(root), tmp_path / "out")
+    listing.write_text("2007_000001\n2007_000003\n")
+    with pytest.raises(DatasetError, match=r"val\.txt: 1 image\(s\) also in the train list"):
+        prepare_dataset(voc_params(root), tmp_path / "out")
+
+
+IDS = ["2007_000001", "2007_000002", "2007_000003"]  # make_voc: classes 0 (aeroplane), 1, 2
+
+
+def test_irn_one_hot_labels_are_read_as_one_hot(tmp_path: Path) -> None:
+    root = tmp_path / "VOC2012"
+    make_voc(root, IDS)
+    one_hot = {image_id: [1 if c == i else 0 for c in range(20)] for i, image_id in enumerate(IDS)}
+    (root / "cls_labels.json").write_text(json.dumps(one_hot))
+    manifest = prepare_dataset(voc_params(root), tmp_path / "out")
+    assert [e.labels for e in manifest.entries("train")] == [(0,), (1,)]
+    assert manifest.labels["label_format"] == "onehot"
+    # IRN's cls_labels.npy: a pickled dict, VOC ids encoded as integers, float32 one-hot vectors
+    npy = {int(i.replace("_", "")): np.asarray(v, dtype=np.float32) for i, v in one_hot.items()}
+    np.save(root / "cls_labels.npy", npy)
+    params = DataParams(source="voc", voc={"root": str(root), "label_file": "cls_labels.npy"})
+    manifest = prepare_dataset(params, tmp_path / "out")
+    assert [e.labels for e in manifest.entries("train")] == [(0,), (1,)]
+    assert manifest.entries("val")[0].labels == (2,)
+
+
+def test_index_lists_and_unknown_formats(tmp_path: Path) -> None:
+    root = tmp_path / "VOC2012"
+    make_voc(root, IDS)
+    (root / "cls_labels.json").write_text(json.dumps({i: [n] for n, i in enumerate(IDS)}))
+    manifest = prepare_dataset(voc_params(root), tmp_path / "out")
+    assert manifest.labels["label_format"] == "indices"
+    assert [e.labels for e in manifest.entries("train")] == [(0,), (1,)]
+    (root / "cls_labels.json").write_text(json.dumps({i: {"cls": 1} for i in IDS}))
+    with pytest.raises(DatasetError, match="unrecognised image-label format; expected .*one-hot"):
+        prepare_dataset(voc_params(root), tmp_path / "out")
+
+
+def test_labels_contradicting_masks_are_counted_and_stop_unless_allowed(tmp_path: Path) -> None:
+    root = tmp_path / "VOC2012"
+    make_voc(root, IDS)
+    labels = {"2007_000001": ["aeroplane", "dog"], "2007_000002": ["bicycle"], "2007_000003": ["cat"]}
+    (root / "cls_labels.json").write_text(json.dumps(labels))
+    with pytest.raises(DatasetError, match=r"contradict the masks: 2 labelled classes without pixels, 1 classes"):
+        prepare_dataset(voc_params(root), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    allowed = DataParams(source="voc", label_mismatch="allow", voc={"root": str(root)})
+    manifest = prepare_dataset(allowed, tmp_path / "out")
+    assert manifest.entries("train")[0].labels == (0, 11)  # the labels as given
+    assert manifest.labels["labels_without_pixels"] == {"train": 1, "val": 1}
+    assert manifest.labels["pixels_without_labels"] == {"val": 1}
+
+
+def test_images_without_foreground_are_dropped_kept_or_refused(tmp_path: Path) -> None:
+    root = tmp_path / "VOC2012"
+    make_voc(root, ["2007_000001", "2007_000002", "2007_000003", "2007_000004"])
+    mask = read_label_png(root / "SegmentationClassAug/2007_000002.png")
+    write_label_png(root / "SegmentationClassAug/2007_000002.png", np.where(mask == 255, 255, 0).astype(np.uint8))
+    manifest = prepare_dataset(voc_params(root), tmp_path / "out")  # default: drop
+    assert [e.id for e in manifest.entries("train")] == ["2007_000001", "2007_000003"]
+    assert manifest.labels["dropped_no_foreground"] == {"train": 1}
+    assert manifest.labels["dropped_ids"] == {"train": ["2007_000002"]}
+    kept = prepare_dataset(DataParams(source="voc", no_foreground="keep", voc={"root": str(root)}), tmp_path / "k")
+    assert [e.labels for e in kept.entries("train")] == [(0,), (), (2,)]
+    with pytest.raises(DatasetError, match="2007_000002.png: image '2007_000002' has no foreground class"):
+        prepare_dataset(DataParams(source="voc", no_foreground="error", voc={"root": str(root)}), tmp_path / "e")

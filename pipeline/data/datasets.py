@@ -3,7 +3,10 @@
 The manifest lists, per split, every image with its mask, size, image-level labels and a digest of both files
 (so any changed file changes the manifest that downstream stages depend on). Readers check every
 file before anything is written: a missing file, a corrupt image, an image/mask size mismatch, a label value
-out of range or an unknown class name raises :class:`DatasetError` naming the file.
+out of range, an unknown class name, an unsafe or repeated image id or a train/val overlap raises
+:class:`DatasetError` naming the file (and line). Images whose mask has no foreground class are dropped, kept as
+negatives or refused (``data.no_foreground``); image-level labels that contradict the masks are counted and
+refused unless ``data.label_mismatch: allow``. The manifest records both under ``labels``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.data.synthetic import write_synthetic_voc
-from pipeline.io import fingerprint, read_label_png, write_json
+from pipeline.io import fingerprint, id_problem, inside, read_label_png, write_json
 from pipeline.params import DataParams
 from pipeline.registry import Registry
 from pipeline.voc import IGNORE_INDEX, VOC_CLASSES
@@ -63,12 +66,13 @@ class Manifest:
     root: Path
     classes: tuple[str, ...]
     splits: dict[str, list[Entry]]
+    labels: dict[str, Any] = field(default_factory=dict)  # LabelReport.summary(): format, drops, contradictions
 
     def image_path(self, entry: Entry) -> Path:
-        return self.root / entry.image
+        return inside(self.root, entry.image)
 
     def mask_path(self, entry: Entry) -> Path:
-        return self.root / entry.mask
+        return inside(self.root, entry.mask)
 
     def entries(self, split: str) -> list[Entry]:
         return self.splits[split]
@@ -95,46 +99,152 @@ def load_manifest(directory: Path) -> Manifest:
         split: [Entry(**{**item, "labels": tuple(item["labels"])}) for item in items]
         for split, items in raw["splits"].items()
     }
-    return Manifest(name=raw["name"], root=root, classes=tuple(raw["classes"]), splits=splits)
+    for entries in splits.values():
+        for entry in entries:
+            if id_problem(entry.id):
+                raise DatasetError(f"{path}: bad image id: {id_problem(entry.id)}")
+    return Manifest(
+        name=raw["name"], root=root, classes=tuple(raw["classes"]), splits=splits, labels=raw.get("labels", {})
+    )
 
 
-def _read_ids(path: Path) -> list[str]:
+def read_ids(path: Path) -> list[str]:
+    """The image ids of a split list (first column of each non-blank line), each checked to be a safe file
+    name and listed once; errors name the list file and line."""
     if not path.is_file():
         raise DatasetError(f"{path}: image list not found")
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    ids: list[str] = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        image_id = line.split()[0]
+        problem = id_problem(image_id)
+        if problem:
+            raise DatasetError(f"{path}:{number}: bad image id: {problem}")
+        if image_id in seen:
+            raise DatasetError(
+                f"{path}:{number}: image id '{image_id}' is listed twice (first on line {seen[image_id]})"
+            )
+        seen[image_id] = number
+        ids.append(image_id)
     if not ids:
         raise DatasetError(f"{path}: image list is empty")
     return ids
 
 
-def _read_label_file(path: Path, classes: tuple[str, ...]) -> dict[str, tuple[int, ...]] | None:
-    """Optional ``cls_labels.json``: id → class names (or 0-based indices)."""
+LABEL_FORMATS = (
+    "a JSON object or .npy dict mapping each image id to a list of class names, a list of 0-based class "
+    "indices (background excluded), or a one-hot vector of one entry per class (IRN / PSA cls_labels)"
+)
+
+
+def _decode_key(key: object) -> str:
+    """Image id of a label-file key; IRN's cls_labels.npy stores VOC ids as integers (2007000032)."""
+    if isinstance(key, (int, np.integer)):
+        text = str(int(key))
+        return f"{text[:4]}_{text[4:]}" if len(text) == 10 else text
+    return str(key)
+
+
+def _label_format(path: Path, raw: dict, num_classes: int) -> str:
+    """``names``, ``onehot`` or ``indices``, decided for the whole file; anything else is rejected."""
+    values = [list(v) if isinstance(v, (list, tuple, np.ndarray)) else v for v in raw.values()]
+    if not all(isinstance(v, list) for v in values):
+        raise DatasetError(f"{path}: unrecognised image-label format; expected {LABEL_FORMATS}")
+    items = [x for v in values for x in v]
+    if items and all(isinstance(x, str) for x in items):
+        return "names"
+    numbers = all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) for x in items)
+    if numbers and all(len(v) == num_classes for v in values) and all(float(x) in (0.0, 1.0) for x in items):
+        return "onehot"
+    if numbers and all(float(x).is_integer() for x in items):
+        return "indices"
+    raise DatasetError(f"{path}: unrecognised image-label format; expected {LABEL_FORMATS}")
+
+
+def read_label_file(path: Path, classes: tuple[str, ...]) -> tuple[dict[str, tuple[int, ...]], str] | None:
+    """Optional image-level labels (``.json`` or ``.npy``): id → 0-based class indices, and the format read.
+
+    The format is recognised for the whole file (see ``LABEL_FORMATS``): one-hot vectors are lists of exactly
+    one 0/1 entry per class, so they are never mistaken for index lists. A ``.npy`` file is a pickled dict as
+    IRN and PSA write it; it is unpickled, so only point this at your own dataset's files.
+    """
     if not path.is_file():
         return None
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DatasetError(f"{path}: not valid JSON: {error}") from error
+    if path.suffix == ".npy":
+        try:
+            loaded = np.load(path, allow_pickle=True)
+            raw = loaded.item() if loaded.dtype == object and loaded.shape == () else None
+        except (OSError, ValueError, EOFError) as error:
+            raise DatasetError(f"{path}: not a readable .npy file ({error})") from error
+    else:
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"{path}: not valid JSON: {error}") from error
+    if not isinstance(raw, dict) or not raw:
+        raise DatasetError(f"{path}: unrecognised image-label format; expected {LABEL_FORMATS}")
+    fmt = _label_format(path, raw, len(classes))
     labels = {}
-    for image_id, names in raw.items():
-        indices = []
-        for name in names:
-            if isinstance(name, int) and 0 <= name < len(classes):
-                indices.append(name)
-            elif isinstance(name, str) and name in classes:
-                indices.append(classes.index(name))
-            else:
-                raise DatasetError(f"{path}: image '{image_id}' has unknown class {name!r}")
+    for key, value in raw.items():
+        image_id = _decode_key(key)
+        if fmt == "onehot":
+            indices = [i for i, x in enumerate(value) if float(x) == 1.0]
+        else:
+            indices = []
+            for item in value:
+                if fmt == "names" and item in classes:
+                    indices.append(classes.index(item))
+                elif fmt == "indices" and 0 <= int(item) < len(classes):
+                    indices.append(int(item))
+                else:
+                    raise DatasetError(f"{path}: image '{image_id}' has unknown class {item!r} ({fmt} format)")
         labels[image_id] = tuple(sorted(set(indices)))
-    return labels
+    return labels, fmt
 
 
-def validate_entry(
-    root: Path, image_rel: str, mask_rel: str, image_id: str, classes: tuple[str, ...],
-    labels: tuple[int, ...] | None,
-) -> Entry:  # fmt: skip
-    """Open the image and its mask, check sizes and label values; derive labels from the mask if absent."""
-    image_path, mask_path = root / image_rel, root / mask_rel
+@dataclass
+class LabelReport:
+    """What validation found about image-level labels, written into the manifest and the stage report."""
+
+    label_file: str = ""
+    label_format: str = "from masks"
+    dropped_no_foreground: dict[str, list[str]] = field(default_factory=dict)
+    kept_no_foreground: dict[str, int] = field(default_factory=dict)
+    labels_without_pixels: dict[str, int] = field(default_factory=dict)  # image-class pairs, per split
+    pixels_without_labels: dict[str, int] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+
+    def note_mismatch(self, split: str, image_id: str, missing: set[int], extra: set[int]) -> None:
+        for counts, found in ((self.labels_without_pixels, missing), (self.pixels_without_labels, extra)):
+            if found:
+                counts[split] = counts.get(split, 0) + len(found)
+        if len(self.examples) < 5:
+            self.examples.append(
+                f"'{image_id}': labelled {sorted(missing)} without pixels, pixels of {sorted(extra)} unlabelled"
+            )
+
+    def mismatches(self) -> int:
+        return sum(self.labels_without_pixels.values()) + sum(self.pixels_without_labels.values())
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "label_file": self.label_file, "label_format": self.label_format,
+            "dropped_no_foreground": {s: len(ids) for s, ids in self.dropped_no_foreground.items()},
+            "dropped_ids": self.dropped_no_foreground,
+            "kept_no_foreground": self.kept_no_foreground,
+            "labels_without_pixels": self.labels_without_pixels,
+            "pixels_without_labels": self.pixels_without_labels,
+        }  # fmt: skip
+
+
+def validate_entry(root: Path, image_rel: str, mask_rel: str, image_id: str, classes: tuple[str, ...]) -> tuple[
+    Entry, tuple[int, ...]
+]:  # fmt: skip
+    """Open the image and its mask, check sizes and label values; return the entry (labels from the mask)
+    and the classes with pixels in the mask."""
+    image_path, mask_path = inside(root, image_rel), inside(root, mask_rel)
     if not image_path.is_file():
         raise DatasetError(f"{image_path}: image file not found")
     try:
@@ -157,38 +267,77 @@ def validate_entry(
     bad = [int(v) for v in values if v != IGNORE_INDEX and v > len(classes)]
     if bad:
         raise DatasetError(f"{mask_path}: label values {bad} out of range 0..{len(classes)} (255 = ignore)")
-    if labels is None:
-        labels = tuple(int(v) - 1 for v in values if 0 < v < IGNORE_INDEX)
-    if not labels:
-        raise DatasetError(f"{mask_path}: image '{image_id}' has no foreground class")
+    present = tuple(int(v) - 1 for v in values if 0 < v < IGNORE_INDEX)
     digest = fingerprint(image_path, mask_path)[:16]
-    return Entry(image_id, image_rel, mask_rel, height, width, labels, digest)
+    return Entry(image_id, image_rel, mask_rel, height, width, present, digest), present
 
 
 def _build_splits(
     root: Path, classes: tuple[str, ...], lists: dict[str, Path], image_rel: Callable[[str, str], str],
-    mask_rel: Callable[[str, str], str], label_file: Path, progress=None,
-) -> dict[str, list[Entry]]:  # fmt: skip
-    labels = _read_label_file(label_file, classes)
+    mask_rel: Callable[[str, str], str], label_file: Path, params: DataParams, progress=None,
+) -> tuple[dict[str, list[Entry]], LabelReport]:  # fmt: skip
+    """Validate every listed image; apply ``no_foreground`` and ``label_mismatch`` (see DataParams)."""
+    read = read_label_file(label_file, classes)
+    labels, fmt = read if read is not None else (None, "from masks")
+    report = LabelReport(label_file=label_file.name if read is not None else "", label_format=fmt)
+    ids_by_split = {split: read_ids(path) for split, path in lists.items()}
+    _check_disjoint(lists, ids_by_split)
     splits = {}
-    for split, list_path in lists.items():
-        ids = _read_ids(list_path)
+    for split, ids in ids_by_split.items():
         items: Iterable[str] = progress(ids, total=len(ids), desc=f"validate {split}") if progress else ids
         entries = []
         for image_id in items:
-            given = None
+            entry, present = validate_entry(
+                root, image_rel(split, image_id), mask_rel(split, image_id), image_id, classes
+            )
+            if not present:
+                if params.no_foreground == "error":
+                    raise DatasetError(
+                        f"{root / entry.mask}: image '{image_id}' has no foreground class (data.no_foreground: "
+                        f"drop or keep to accept such images)"
+                    )
+                if params.no_foreground == "drop":
+                    report.dropped_no_foreground.setdefault(split, []).append(image_id)
+                    continue
+                report.kept_no_foreground[split] = report.kept_no_foreground.get(split, 0) + 1
             if labels is not None:
                 if image_id not in labels:
-                    raise DatasetError(f"{label_file}: no image-level labels for '{image_id}'")
+                    raise DatasetError(
+                        f"{label_file}: no image-level labels for '{image_id}' (listed in {lists[split]})"
+                    )
                 given = labels[image_id]
-            entries.append(
-                validate_entry(root, image_rel(split, image_id), mask_rel(split, image_id), image_id, classes, given)
-            )
+                missing, extra = set(given) - set(present), set(present) - set(given)
+                if missing or extra:
+                    report.note_mismatch(split, image_id, missing, extra)
+                entry = replace(entry, labels=given)
+            entries.append(entry)
+        if not entries:
+            raise DatasetError(f"{lists[split]}: no image of the {split} split has a foreground class")
         splits[split] = entries
-    return splits
+    if report.mismatches() and params.label_mismatch == "error":
+        raise DatasetError(
+            f"{label_file}: image labels contradict the masks: {sum(report.labels_without_pixels.values())} "
+            f"labelled classes without pixels, {sum(report.pixels_without_labels.values())} classes with pixels "
+            f"but no label (e.g. {report.examples[0]}); set data.label_mismatch: allow to train on the labels as given"
+        )
+    return splits, report
 
 
-DATASETS: Registry[Callable[..., tuple[Path, str, tuple[str, ...], dict[str, list[Entry]]]]] = Registry("dataset")
+def _check_disjoint(lists: dict[str, Path], ids_by_split: dict[str, list[str]]) -> None:
+    names = list(ids_by_split)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            shared = sorted(set(ids_by_split[first]) & set(ids_by_split[second]))
+            if shared:
+                raise DatasetError(
+                    f"{lists[second]}: {len(shared)} image(s) also in the {first} list {lists[first]} "
+                    f"(e.g. '{shared[0]}'); train and val must not overlap"
+                )
+
+
+DATASETS: Registry[Callable[..., tuple[Path, str, tuple[str, ...], dict[str, list[Entry]], LabelReport]]] = Registry(
+    "dataset"
+)
 
 
 @DATASETS.register("synthetic")
@@ -197,29 +346,35 @@ def prepare_synthetic(params: DataParams, out_dir: Path, progress=None):
     root = out_dir / "synthetic"
     write_synthetic_voc(params.synthetic, root, progress=progress)
     lists = {s: root / "ImageSets" / "Segmentation" / f"{s}.txt" for s in ("train", "val")}
-    splits = _build_splits(
+    splits, report = _build_splits(
         root, VOC_CLASSES, lists, lambda _s, i: f"JPEGImages/{i}.jpg", lambda _s, i: f"SegmentationClass/{i}.png",
-        root / "cls_labels.json", progress,
+        root / "cls_labels.json", params, progress,
     )  # fmt: skip
-    return Path("synthetic"), "synthetic-voc", VOC_CLASSES, splits
+    return Path("synthetic"), "synthetic-voc", VOC_CLASSES, splits, report
+
+
+def _dataset_root(root: str, what: str, key: str) -> Path:
+    path = Path(root).resolve()
+    if not path.is_dir():
+        raise DatasetError(f"{path}: {what} root not found (set {key}; datasets cannot be downloaded here)")
+    return path
 
 
 @DATASETS.register("voc")
 def prepare_voc(params: DataParams, out_dir: Path, progress=None):
     """PASCAL VOC 2012: ``JPEGImages``, ``{mask_dir}`` PNGs, ``ImageSets/Segmentation/{list}.txt``."""
     voc = params.voc
-    root = Path(voc.root).resolve()
-    if not root.is_dir():
-        raise DatasetError(f"{root}: VOC root not found (set data.voc.root; VOC cannot be downloaded here)")
+    root = _dataset_root(voc.root, "VOC", "data.voc.root")
     lists = {
-        "train": root / "ImageSets" / "Segmentation" / f"{voc.train_list}.txt",
-        "val": root / "ImageSets" / "Segmentation" / f"{voc.val_list}.txt",
+        "train": inside(root, "ImageSets", "Segmentation", f"{voc.train_list}.txt"),
+        "val": inside(root, "ImageSets", "Segmentation", f"{voc.val_list}.txt"),
     }
-    splits = _build_splits(
+    inside(root, voc.mask_dir)
+    splits, report = _build_splits(
         root, VOC_CLASSES, lists, lambda _s, i: f"JPEGImages/{i}.jpg", lambda _s, i: f"{voc.mask_dir}/{i}.png",
-        root / "cls_labels.json", progress,
+        inside(root, voc.label_file), params, progress,
     )  # fmt: skip
-    return root, "voc2012", VOC_CLASSES, splits
+    return root, "voc2012", VOC_CLASSES, splits, report
 
 
 @DATASETS.register("coco")
@@ -227,20 +382,22 @@ def prepare_coco(params: DataParams, out_dir: Path, progress=None):
     """COCO 2014, WSSS layout: ``{train,val}2014/{id}.jpg``, ``SegmentationClass/{train,val}2014/{id}.png``
     (values 0 = background, 1..80 = classes, 255 = ignore), lists ``ImageSets/{list}.txt``."""
     coco = params.coco
-    root = Path(coco.root).resolve()
-    if not root.is_dir():
-        raise DatasetError(f"{root}: COCO root not found (set data.coco.root; COCO cannot be downloaded here)")
+    root = _dataset_root(coco.root, "COCO", "data.coco.root")
     folder = {"train": "train2014", "val": "val2014"}
-    lists = {"train": root / "ImageSets" / f"{coco.train_list}.txt", "val": root / "ImageSets" / f"{coco.val_list}.txt"}
-    splits = _build_splits(
+    lists = {
+        "train": inside(root, "ImageSets", f"{coco.train_list}.txt"),
+        "val": inside(root, "ImageSets", f"{coco.val_list}.txt"),
+    }
+    splits, report = _build_splits(
         root, COCO_CLASSES, lists, lambda s, i: f"{folder[s]}/{i}.jpg",
-        lambda s, i: f"SegmentationClass/{folder[s]}/{i}.png", root / "cls_labels.json", progress,
+        lambda s, i: f"SegmentationClass/{folder[s]}/{i}.png", inside(root, coco.label_file), params, progress,
     )  # fmt: skip
-    return root, "coco2014", COCO_CLASSES, splits
+    return root, "coco2014", COCO_CLASSES, splits, report
 
 
 def prepare_dataset(params: DataParams, out_dir: Path, progress=None) -> Manifest:
-    """Generate or validate the selected dataset into a fresh ``out_dir`` with its manifest.
+    """Generate or validate the selected dataset into a fresh ``out_dir`` with its manifest, which also records
+    the label report (label format, dropped images, label/mask contradictions).
 
     Work happens in a sibling temporary directory renamed into place at the end, so a failure leaves no
     partial output behind.
@@ -251,11 +408,12 @@ def prepare_dataset(params: DataParams, out_dir: Path, progress=None) -> Manifes
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     try:
-        root, name, classes, splits = DATASETS.get(params.source)(params, staging, progress)
+        root, name, classes, splits, report = DATASETS.get(params.source)(params, staging, progress)
         manifest: dict[str, Any] = {
             "name": name,
             "root": str(root),
             "classes": list(classes),
+            "labels": report.summary(),
             "splits": {s: [{**asdict(e), "labels": list(e.labels)} for e in entries] for s, entries in splits.items()},
         }
         write_json(staging / MANIFEST_NAME, manifest)

@@ -20,7 +20,7 @@ from pipeline.cam_store import CamStore
 from pipeline.data.datasets import Manifest
 from pipeline.data.loading import load_image
 from pipeline.evaluation import read_label_set
-from pipeline.io import fingerprint, publish_directory, work_directory, write_label_png
+from pipeline.io import fingerprint, inside, publish_directory, work_directory, write_label_png
 from pipeline.params import RefineParams
 from pipeline.registry import Registry
 from pipeline.tracking import progress
@@ -61,7 +61,7 @@ def refine_labels(manifest: Manifest, cams: Path, seeds: Path, params: RefinePar
     work.mkdir(parents=True, exist_ok=True)
     by_id = manifest.by_id()
     ids = store.ids()
-    todo = [image_id for image_id in ids if not (work / f"{image_id}.png").exists()]
+    todo = [image_id for image_id in ids if not inside(work, f"{image_id}.png").exists()]
 
     def inputs() -> Iterator[tuple]:
         for image_id in todo:
@@ -73,6 +73,6 @@ def refine_labels(manifest: Manifest, cams: Path, seeds: Path, params: RefinePar
 
     refined = refine_many(inputs(), params.method, params.selected(), params.workers)
     for image_id, label in progress(zip(todo, refined, strict=True), total=len(todo), desc="refine"):
-        write_label_png(work / f"{image_id}.png", np.asarray(label, dtype=np.uint8))
+        write_label_png(inside(work, f"{image_id}.png"), np.asarray(label, dtype=np.uint8))
     publish_directory(work, out)
     return {"images": len(ids), "computed": len(todo), "resumed": len(ids) - len(todo)}

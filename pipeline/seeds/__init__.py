@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline.cam_store import CamStore
 from pipeline.data.datasets import Manifest
-from pipeline.io import fingerprint, publish_directory, work_directory, write_label_png
+from pipeline.io import fingerprint, inside, publish_directory, work_directory, write_label_png
 from pipeline.params import SeedParams
 from pipeline.proposals.store import ProposalStore
 from pipeline.registry import Registry
@@ -43,7 +43,7 @@ def make_seeds(manifest: Manifest, cams: Path, seeds: SeedParams, out: Path, pro
     ids = store.ids()
     by_id = manifest.by_id()
     for image_id in progress(ids, total=len(ids), desc="make_seeds"):
-        target = work / f"{image_id}.png"
+        target = inside(work, f"{image_id}.png")
         if target.exists():
             continue
         entry = by_id.get(image_id)

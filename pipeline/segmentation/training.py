@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from pipeline.data.datasets import MANIFEST_NAME, Entry, Manifest
 from pipeline.data.loading import load_image, to_tensor
-from pipeline.io import atomic_path, fingerprint, read_label_png, remove_work, work_directory, write_json
+from pipeline.io import atomic_path, fingerprint, inside, read_label_png, remove_work, work_directory, write_json
 from pipeline.params import SegmenterParams
 from pipeline.segmentation import SEGMENTERS
 from pipeline.tracking import info, progress
@@ -32,7 +32,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 def label_path(manifest: Manifest, entry: Entry, labels: Path | None) -> Path:
     """The training label of an image: a pseudo-label PNG from ``labels``, or the ground truth when None."""
-    return manifest.mask_path(entry) if labels is None else Path(labels) / f"{entry.id}.png"
+    return manifest.mask_path(entry) if labels is None else inside(Path(labels), f"{entry.id}.png")
 
 
 def read_training_label(path: Path, entry: Entry, num_classes: int) -> np.ndarray:
