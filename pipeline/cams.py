@@ -15,15 +15,17 @@ from pipeline.io import fingerprint, pack_zip, remove_work, work_directory
 from pipeline.params import CamParams
 from pipeline.tracking import progress
 from pipeline.training import load_cam_model
+from pipeline.tta import padded_forward, size_multiple
 
 
 @torch.no_grad()
 def multiscale_cam(
-    cam_fn, image: torch.Tensor, classes: list[int], scales: tuple[float, ...], flip: bool
+    cam_fn, image: torch.Tensor, classes: list[int], scales: tuple[float, ...], flip: bool, multiple: int = 1
 ) -> torch.Tensor:
     """Σ over scales (and flips) of ReLU(CAM) resized to the image, divided by each class's max.
 
-    ``cam_fn`` maps a (B, 3, h, w) batch to (B, K, h', w') raw CAMs. Returns (len(classes), H, W) in [0, 1].
+    ``cam_fn`` maps a (B, 3, h, w) batch to (B, K, h', w') raw CAMs; each scaled image is padded to sides
+    divisible by ``multiple`` (:func:`pipeline.tta.padded_forward`). Returns (len(classes), H, W) in [0, 1].
     """
     height, width = image.shape[-2:]
     total = torch.zeros(len(classes), height, width, device=image.device)
@@ -31,7 +33,7 @@ def multiscale_cam(
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
         scaled = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)
         batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
-        cams = F.relu(cam_fn(batch)[:, classes])
+        cams = F.relu(padded_forward(cam_fn, batch, multiple)[:, classes])
         if flip:
             cams = cams[:1] + cams[1:].flip(-1)
         total += F.interpolate(cams, size=(height, width), mode="bilinear", align_corners=False)[0]
@@ -60,7 +62,7 @@ def extract_cams(
     for entry in progress(todo, total=len(todo), desc="extract_cams"):
         image = to_tensor(load_image(manifest, entry)).to(device)
         classes = list(entry.labels)
-        cams = multiscale_cam(model.cam, image, classes, cam.inference.scales, cam.inference.flip)
+        cams = multiscale_cam(model.cam, image, classes, cam.inference.scales, cam.inference.flip, size_multiple(model))
         store.write(entry.id, cams.cpu().numpy(), classes)
     store.finish()
     pack_zip(work, out)

@@ -310,6 +310,16 @@ class SegmenterParams(Strict):
     def _known(cls, value: str) -> str:
         return registered("pipeline.segmentation:SEGMENTERS", value)
 
+    @model_validator(mode="after")
+    def _crop_fits_network(self) -> SegmenterParams:
+        stride = self.output_stride
+        if self.network == "deeplabv3plus" and self.crop_size % stride:
+            raise ValueError(
+                f"crop_size {self.crop_size} cannot be taken by deeplabv3plus: segmentation-models-pytorch needs "
+                f"sides divisible by the output stride {stride} (e.g. {max(stride, self.crop_size // stride * stride)})"
+            )
+        return self
+
 
 class PredictParams(Strict):
     """Multi-scale + flip inference on the val split and optional post-processing (FMA-WSSS §4.4)."""

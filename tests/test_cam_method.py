@@ -64,3 +64,32 @@ def test_multiscale_cam_relu_sum_flip_and_max_normalisation() -> None:
     # Without flip the left column is still the max → normalised to ~1.
     single = multiscale_cam(cam_fn, image, classes=[2], scales=(1.0, 2.0), flip=False)
     assert single.max().item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_padded_forward_crops_back_what_the_network_saw() -> None:
+    """A coarse (stride 4) network on a 6×10 input padded to 8×12: the output is resized to 8×12 and cropped."""
+    from pipeline.tta import padded_forward
+
+    seen = []
+
+    def coarse(batch: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(batch.shape[-2:]))
+        return torch.nn.functional.avg_pool2d(batch, 4)
+
+    batch = torch.arange(60, dtype=torch.float32).view(1, 1, 6, 10)
+    out = padded_forward(coarse, batch, 4)
+    assert seen == [(8, 12)] and out.shape == (1, 1, 6, 10)
+    expected = torch.nn.functional.interpolate(
+        torch.nn.functional.avg_pool2d(torch.nn.functional.pad(batch, (0, 2, 0, 2)), 4), size=(8, 12),
+        mode="bilinear", align_corners=False,
+    )[..., :6, :10]  # fmt: skip
+    torch.testing.assert_close(out, expected)
+    assert padded_forward(coarse, torch.zeros(1, 1, 8, 8), 4).shape == (1, 1, 2, 2)  # no padding: as given
+
+
+@pytest.mark.parametrize("shape", [(375, 500), (500, 375)])
+def test_cams_of_voc_sized_images(shape: tuple[int, int]) -> None:
+    model = GapClassifier("resnet10", num_classes=3, output_stride=16).eval()
+    cams = multiscale_cam(model.cam, torch.rand(3, *shape), [0, 2], (1.0, 0.5), True, model.size_multiple)
+    assert cams.shape == (2, *shape)
+    assert float(cams.min()) >= 0 and float(cams.amax(dim=(1, 2)).max()) <= 1.0

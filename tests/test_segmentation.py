@@ -107,3 +107,22 @@ def test_sams_postprocessing_uses_the_predicted_classes() -> None:
     regions = index_of([[0, 1], [2, 3]], [2, 2], shape=(1, 4))
     label = sams_postprocess(probabilities, PredictParams(), regions)
     assert label.tolist() == [[2, 2, 0, 0]]
+
+
+@pytest.mark.parametrize(("network", "encoder"), [("deeplabv3plus", "resnet18"), ("deeplabv3", "resnet10")])
+@pytest.mark.parametrize("shape", [(375, 500), (500, 375)])
+def test_prediction_on_voc_sized_images_at_any_scale(network: str, encoder: str, shape: tuple[int, int]) -> None:
+    """smp refuses 500×375 at scale 1.0 and 72 px at 0.75 of 96; padding to the stride then cropping does not."""
+    model = build_segmenter(SegmenterParams(network=network, encoder=encoder), 3).eval()
+    probabilities = multiscale_probabilities(model, torch.rand(3, *shape), (1.0, 0.75), flip=True)
+    assert probabilities.shape == (3, *shape)
+    torch.testing.assert_close(probabilities.sum(dim=0), torch.ones(shape))
+    small = multiscale_probabilities(model, torch.rand(3, 96, 96), (0.75,), flip=False)
+    assert small.shape == (3, 96, 96)
+
+
+def test_crop_sizes_the_network_cannot_take_are_refused() -> None:
+    with pytest.raises(ValueError, match="crop_size 72 cannot be taken by deeplabv3plus: .*divisible by the output"):
+        SegmenterParams(crop_size=72)
+    assert SegmenterParams(crop_size=72, output_stride=8).crop_size == 72
+    assert SegmenterParams(network="deeplabv3", encoder="resnet10", crop_size=72).crop_size == 72

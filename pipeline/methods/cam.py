@@ -71,6 +71,7 @@ class GapClassifier(nn.Module):
             net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
         )
         self.classifier = nn.Conv2d(net.fc.in_features, num_classes, kernel_size=1, bias=False)
+        self.size_multiple = output_stride  # inputs are padded to it at inference (pipeline/tta.py)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Image-level logits: W applied to the GAP of Z."""

@@ -22,12 +22,12 @@ from pipeline.segmentation import SEGMENTERS
 
 @SEGMENTERS.register("deeplabv3plus")
 def deeplabv3plus(params: SegmenterParams, num_classes: int) -> nn.Module:
-    """smp DeepLabV3+ (logits at the input resolution)."""
+    """smp DeepLabV3+ (logits at the input resolution); sides must be multiples of the encoder's output stride."""
     import segmentation_models_pytorch as smp
 
     weights = "imagenet" if params.weights == "imagenet" else None
     try:
-        return smp.DeepLabV3Plus(
+        model = smp.DeepLabV3Plus(
             encoder_name=params.encoder, encoder_weights=weights, encoder_output_stride=params.output_stride,
             classes=num_classes,
         )  # fmt: skip
@@ -41,6 +41,8 @@ def deeplabv3plus(params: SegmenterParams, num_classes: int) -> nn.Module:
             f"downloaded at run time ({type(error).__name__}: {error}); copy them into the Hugging Face cache "
             f"or use segmenter.weights: none"
         ) from None
+    model.size_multiple = model.encoder.output_stride  # smp refuses other sides; inference pads to it
+    return model
 
 
 class ResNetDeepLabV3(nn.Module):
@@ -61,6 +63,7 @@ class ResNetDeepLabV3(nn.Module):
             net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
         )
         self.head = DeepLabHead(net.fc.in_features, num_classes)
+        self.size_multiple = 8 if output_stride <= 8 else 16  # layer4 (and layer3 at 8) run at stride 1
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.head(self.trunk(images))

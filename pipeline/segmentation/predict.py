@@ -23,6 +23,7 @@ from pipeline.refine.crf import crf_from_probabilities
 from pipeline.seeds.sams import sams_seeds
 from pipeline.segmentation.training import load_segmenter
 from pipeline.tracking import progress
+from pipeline.tta import padded_forward, size_multiple
 
 
 @torch.no_grad()
@@ -37,7 +38,7 @@ def multiscale_probabilities(
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
         scaled = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)
         batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
-        probs = F.softmax(model(batch), dim=1)
+        probs = F.softmax(padded_forward(model, batch, size_multiple(model)), dim=1)
         if flip:
             probs = torch.stack([probs[0], probs[1].flip(-1)])
         probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)

@@ -1,0 +1,36 @@
+"""Test-time helpers shared by CAM extraction and segmentation inference: networks see padded inputs.
+
+Some networks only take sides divisible by their output stride (smp's DeepLabV3+ refuses a 500×375 image);
+the others give feature maps misaligned with the image when a side is not a multiple of it. Every network
+therefore states ``size_multiple`` and is run through :func:`padded_forward`, which pads each input bottom
+and right, and crops the output back, at any scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def size_multiple(model: object) -> int:
+    """The side multiple a model's input needs (its ``size_multiple`` attribute; 1 when it states none)."""
+    return int(getattr(model, "size_multiple", 1))
+
+
+def padded_forward(fn: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``fn`` on ``batch`` (B, 3, h, w) zero-padded bottom/right to sides divisible by ``multiple``.
+
+    Without padding the output is returned as ``fn`` gives it. With padding it is resized (bilinear) to the
+    padded size when it is coarser, and cropped to the original h × w, so callers see the unpadded image only.
+    """
+    height, width = batch.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if not (pad_h or pad_w):
+        return fn(batch)
+    output = fn(F.pad(batch, (0, pad_w, 0, pad_h)))
+    padded = (height + pad_h, width + pad_w)
+    if tuple(output.shape[-2:]) != padded:
+        output = F.interpolate(output, size=padded, mode="bilinear", align_corners=False)
+    return output[..., :height, :width]
