@@ -43,7 +43,7 @@ def sam_like_proposals(rng: np.random.Generator) -> Proposals:
             masks.append(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1)
             levels.append(level)
     n = len(masks)
-    return Proposals(np.stack(masks), np.asarray(levels, np.uint8), rng.random(n, dtype=np.float32),
+    return Proposals.from_masks(np.stack(masks), np.asarray(levels, np.uint8), rng.random(n, dtype=np.float32),
                      rng.random(n, dtype=np.float32))  # fmt: skip
 
 
@@ -75,13 +75,13 @@ def sams_speed() -> None:
         writer.write("image", proposals)
         pack_zip(Path(tmp) / "store", Path(tmp) / "store.zip")
         store = ProposalStore(Path(tmp) / "store.zip")
-        regions = store.read_regions("image")
+        regions = store.read("image")
         params = SamsSeedParams()
         sams = per_call_ms(lambda: sams_seeds(cams, classes, params, regions))
-        with_read = per_call_ms(lambda: sams_seeds(cams, classes, params, store.read_regions("image")))
+        with_read = per_call_ms(lambda: sams_seeds(cams, classes, params, store.read("image")))
         baseline = per_call_ms(lambda: threshold_seeds(cams, classes, ThresholdSeedParams()))
     print(
-        f"SAMS at {WIDTH}×{HEIGHT}, {len(proposals.masks)} masks ({regions.membership.shape[1]} atoms): "
+        f"SAMS at {WIDTH}×{HEIGHT}, {len(proposals.level)} masks ({regions.membership.shape[1]} atoms): "
         f"{sams:.1f} ms/image; with the zarr read {with_read:.1f} ms; threshold seeds {baseline:.1f} ms; "
         f"ratio {sams / baseline:.2f}"
     )
@@ -119,7 +119,7 @@ def proposal_store_size() -> None:
         for i in range(8):
             proposals = sam_like_proposals(rng)
             writer.write(f"image{i}", proposals)
-            raw += proposals.masks.nbytes
+            raw += proposals.membership.shape[0] * HEIGHT * WIDTH  # dense bool masks
         pack_zip(Path(tmp) / "store", Path(tmp) / "store.zip")
         stored = (Path(tmp) / "store.zip").stat().st_size
     print(
@@ -129,7 +129,7 @@ def proposal_store_size() -> None:
     if layout.PROPOSALS.is_file():
         store = ProposalStore(layout.PROPOSALS)
         ids = store.ids()
-        masks = sum(len(store.read_regions(i).level) for i in ids[:200]) / min(len(ids), 200)
+        masks = sum(len(store.read(i).level) for i in ids[:200]) / min(len(ids), 200)
         print(
             f"proposal store of the demo ({store.attributes['method']}): "
             f"{layout.PROPOSALS.stat().st_size / len(ids) / 1e3:.1f} kB/image, {masks:.0f} masks/image"

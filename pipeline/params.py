@@ -149,6 +149,7 @@ class SuperpixelProposalParams(Strict):
     min_area: int = Field(8, ge=1)  # regions smaller than this are dropped (SAM: min_mask_region_area)
     min_score: float = Field(0.0, ge=0, le=1)  # drop regions whose colour homogeneity is below this
     min_stability: float = Field(0.0, ge=0, le=1)  # drop regions whose IoU under a 1.25× scale change is below
+    reference_size: int | None = Field(64, ge=1)  # side the scales / sizes are for; null: absolute pixels
 
     @field_validator("scales")
     @classmethod
@@ -252,6 +253,7 @@ class CrfKernelParams(Strict):
     bilateral_srgb: float = Field(5.0, gt=0)
     bilateral_compat: float = Field(10.0, ge=0)
     confidence: float = Field(0.0, ge=0, le=1)  # pixels whose CRF posterior is below this become 255
+    reference_size: int | None = Field(64, ge=1)  # side √(H·W) the sxy are for (scaled per image); null: pixels
 
 
 class CrfRefineParams(Strict):
@@ -263,9 +265,12 @@ class CrfRefineParams(Strict):
 
 class AffinityRefineParams(Strict):
     """IRN-style random walk; affinities from image boundaries (see pipeline/refine/affinity.py). IRN on VOC:
-    stride 4, radius 5, beta 10, log_t 8, bg_pad 0.25; the defaults walk the 64 px demo images at stride 1."""
+    stride 4, radius 5, beta 10, log_t 8, bg_pad 0.25; the defaults walk the 64 px demo images at stride 1.
+    With ``reference_size`` r the stride is that of an r × r image and grows with the side √(H·W) / r, so the
+    walk's grid (and its cost) stays about the same on larger images (500×375: stride 7)."""
 
     stride: int = Field(1, ge=1)
+    reference_size: int | None = Field(64, ge=1)  # null: the stride in pixels
     radius: int = Field(5, ge=1)
     beta: float = Field(10.0, gt=0)
     log_t: int = Field(6, ge=0)  # 2^log_t walk steps

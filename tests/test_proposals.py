@@ -34,14 +34,15 @@ def hand_proposals() -> Proposals:
     masks[0, :, :3] = True  # whole: left half
     masks[1, :2, 3:] = True  # part: top right
     masks[2, 1:3, 2:4] = True  # sub-part across both
-    return Proposals(masks, np.array([2, 1, 0], np.uint8), np.array([0.9, 0.8, 0.7], np.float32),
+    return Proposals.from_masks(masks, np.array([2, 1, 0], np.uint8), np.array([0.9, 0.8, 0.7], np.float32),
                      np.array([0.95, 0.9, 0.85], np.float32))  # fmt: skip
 
 
 def test_region_index_is_an_exact_decomposition() -> None:
     proposals = hand_proposals()
-    regions, membership = region_index(proposals.masks)
-    assert np.array_equal(membership[:, regions], proposals.masks)
+    masks = proposals.masks()
+    regions, membership = region_index(masks)
+    assert np.array_equal(membership[:, regions], masks)
     # Atoms: uncovered, whole only, whole+sub, part only, part+sub, sub only.
     assert membership.shape == (3, 6)
     assert len(np.unique(membership, axis=1).T) == 6
@@ -57,14 +58,12 @@ def test_store_round_trip_is_readable_with_plain_zarr(tmp_path: Path) -> None:
     pack_zip(tmp_path / "store", tmp_path / "store.zip")
     store = ProposalStore(tmp_path / "store.zip")
     back = store.read("img", (4, 6))
-    assert np.array_equal(back.masks, proposals.masks) and np.array_equal(back.level, proposals.level)
+    assert np.array_equal(back.masks(), proposals.masks()) and np.array_equal(back.level, proposals.level)
     group = zarr.open_group(zarr.storage.ZipStore(tmp_path / "store.zip", mode="r"), mode="r")
     assert group["img/bbox"][...].tolist() == [[0, 0, 3, 4], [3, 0, 3, 2], [2, 1, 2, 2]]
     assert group["img/area"][...].tolist() == [12, 6, 4]
-    plain = np.unpackbits(group["img/masks"][...], axis=-1, count=6).astype(bool)
-    assert np.array_equal(plain, proposals.masks)
-    regions = store.read_regions("img")
-    assert np.array_equal(regions.masks(), proposals.masks)
+    plain = group["img/membership"][...][:, group["img/regions"][...]]  # the README's plain-zarr reading
+    assert np.array_equal(plain, proposals.masks())
     with pytest.raises(ValueError, match="img.*4×6, expected"):
         store.read("img", (6, 4))
     with pytest.raises(FileNotFoundError, match="no proposals stored for image 'other'"):
@@ -75,11 +74,13 @@ def test_canonical_order_and_empty_masks() -> None:
     masks = np.zeros((3, 4, 4), dtype=bool)
     masks[0, :1, :1] = True  # small whole
     masks[2, :, :] = True  # large whole
-    proposals = Proposals(masks, np.array([2, 0, 2], np.uint8), np.ones(3, np.float32), np.ones(3, np.float32))
+    proposals = Proposals.from_masks(
+        masks, np.array([2, 0, 2], np.uint8), np.ones(3, np.float32), np.ones(3, np.float32)
+    )
     canonical = proposals.canonical()
     assert canonical.area.tolist() == [16, 1]  # the empty sub-part is dropped; larger whole first
     with pytest.raises(ValueError, match="levels must be in 0..2"):
-        Proposals(masks, np.array([3, 0, 0], np.uint8), np.ones(3, np.float32), np.ones(3, np.float32))
+        Proposals.from_masks(masks, np.array([3, 0, 0], np.uint8), np.ones(3, np.float32), np.ones(3, np.float32))
 
 
 def test_superpixel_statistics_on_a_hand_image() -> None:
@@ -104,14 +105,14 @@ def test_superpixel_levels_partition_the_image() -> None:
     params = SuperpixelProposalParams(min_area=1)
     proposals = SuperpixelProposals(params)(image)
     for level in range(3):
-        coverage = proposals.masks[proposals.level == level].sum(axis=0)
+        coverage = proposals.masks()[proposals.level == level].sum(axis=0)
         assert (coverage == 1).all(), "each level is a partition of the image"
     counts = np.bincount(proposals.level, minlength=3)
     assert counts[0] >= counts[1] >= counts[2] >= 1
     assert ((proposals.score >= 0) & (proposals.score <= 1)).all()
     assert ((proposals.stability >= 0) & (proposals.stability <= 1)).all()
-    strict = SuperpixelProposals(SuperpixelProposalParams(min_area=200))(image)
-    assert (strict.area >= 200).all() and len(strict.masks) < len(proposals.masks)
+    strict = SuperpixelProposals(SuperpixelProposalParams(min_area=200, reference_size=None))(image)
+    assert (strict.area >= 200).all() and len(strict.level) < len(proposals.level)
 
 
 def whole_disfavouring_sam() -> Sam:
@@ -127,7 +128,7 @@ def test_sam_generator_runs_on_a_tiny_random_model() -> None:
     loose = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, min_mask_region_area=4)
     cpu = torch.device("cpu")
     with_priority = SamProposals(SamProposalParams(**loose), cpu, model=whole_disfavouring_sam())(image)
-    assert with_priority.masks.shape[1:] == (48, 40) and len(with_priority.masks) > 0
+    assert with_priority.shape == (48, 40) and len(with_priority.level) > 0
     assert set(with_priority.level.tolist()) <= {0, 1, 2}
     without = SamProposals(SamProposalParams(**loose, nms_priority=0.0), cpu, model=whole_disfavouring_sam())(image)
     # NMS priority keeps whole masks that higher-scoring parts and sub-parts would otherwise suppress.
@@ -184,3 +185,43 @@ def test_corrupt_image_fails_naming_it_and_publishes_nothing(tmp_path: Path) -> 
     with pytest.raises(DatasetError, match=f"{bad}: corrupt or unreadable image"):
         generate_proposals(manifest, tmp_path / "dataset", ProposalParams(workers=1), torch.device("cpu"), out)
     assert not out.exists()
+
+
+def test_partitions_build_the_same_atoms_as_dense_masks() -> None:
+    """Superpixel levels become atoms without dense masks; canonical() numbers them as region_index does,
+    merging atoms that only a dropped region told apart."""
+    whole = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 2, 2]])
+    part = np.array([[0, 1, 2, 2], [0, 1, 2, 3], [4, 4, 4, 4]])
+    kept = [np.array([0, 1, 2]), np.array([0, 1, 2, 4])]  # part 3 (one pixel) dropped
+    scores = [np.array([0.9, 0.8, 0.7]), np.array([0.6, 0.5, 0.4, 0.3])]
+    sparse = Proposals.from_partitions([whole, part], kept, [2, 1], scores, [s + 0.05 for s in scores])
+    dense = np.stack([whole == r for r in kept[0]] + [part == r for r in kept[1]])
+    assert np.array_equal(sparse.masks(), dense)
+    assert sparse.area.tolist() == [4, 4, 4, 2, 2, 3, 4]
+    assert sparse.bbox.tolist()[1] == [2, 0, 2, 2]  # whole region 1: x 2..3, y 0..1
+    reference = Proposals.from_masks(dense, sparse.level, sparse.score, sparse.stability).canonical()
+    canonical = sparse.canonical()
+    for name in ("regions", "membership", "level", "score", "stability"):
+        assert np.array_equal(getattr(canonical, name), getattr(reference, name)), name
+    # the dropped one-pixel part no longer separates its pixel from the rest of part 2's atom
+    assert canonical.membership.shape[1] == len(np.unique(dense.reshape(len(dense), -1), axis=1).T)
+
+
+def test_superpixel_sizes_follow_the_image() -> None:
+    params = SuperpixelProposalParams()
+    method = SuperpixelProposals(params)
+    assert method.sizes(64, 64) == (params.scales, params.min_size, params.min_area)  # the demo: unchanged
+    scales, min_size, min_area = method.sizes(256, 256)  # 4× the side, 16× the area
+    assert scales == pytest.approx(tuple(4 * s for s in params.scales)) and min_size == 16 * params.min_size
+    absolute = SuperpixelProposals(SuperpixelProposalParams(reference_size=None)).sizes(256, 256)
+    assert absolute == (params.scales, params.min_size, params.min_area)
+
+
+def test_superpixels_on_a_voc_sized_photograph_give_sam_like_counts() -> None:
+    from PIL import Image
+    from skimage import data
+
+    image = np.asarray(Image.fromarray(data.coffee()).resize((500, 375), Image.BILINEAR))
+    proposals = SuperpixelProposals(SuperpixelProposalParams())(image)
+    assert proposals.shape == (375, 500)
+    assert 20 <= len(proposals.level) <= 400

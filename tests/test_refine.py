@@ -100,3 +100,25 @@ def test_parallel_refinement_equals_serial() -> None:
     serial = list(refine_many(items, "crf", params, workers=1))
     parallel = list(refine_many(items, "crf", params, workers=2))
     assert all(np.array_equal(a, b) for a, b in zip(serial, parallel, strict=True))
+
+
+def test_custom_kernels_and_walk_stride_scale_with_the_image() -> None:
+    from pipeline.refine.affinity import walk_stride
+    from pipeline.refine.crf import spatial_scale
+
+    custom = CrfRefineParams().custom
+    assert spatial_scale(custom, 64, 64) == 1.0  # the demo: as written
+    assert spatial_scale(custom, 375, 500) == pytest.approx((375 * 500) ** 0.5 / 64)  # 6.77: sxy 6 → 40.6
+    assert spatial_scale(CRF_PRESETS["irn"], 375, 500) == 1.0  # the presets are pixels of ~500 px images
+    walk = AffinityRefineParams()
+    assert walk_stride(walk, 64, 64) == 1 and walk_stride(walk, 375, 500) == 7
+    assert walk_stride(AffinityRefineParams(stride=4, reference_size=None), 375, 500) == 4
+
+
+def test_affinity_on_a_voc_sized_image_keeps_its_size() -> None:
+    image = np.full((375, 500, 3), 128, dtype=np.uint8)
+    cams = np.zeros((1, 375, 500), dtype=np.float32)
+    cams[0, 100:250, 150:350] = 1.0
+    label = affinity_refine(image, np.zeros((375, 500), np.uint8), cams, [4], AffinityRefineParams())
+    assert label.shape == (375, 500) and set(np.unique(label).tolist()) <= {0, 5}
+    assert (label[150:200, 160:240] == 5).all()

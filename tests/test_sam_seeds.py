@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipeline.params import SamsSeedParams, ThresholdSeedParams, VotingSeedParams
-from pipeline.proposals.regions import RegionIndex, region_index
+from pipeline.proposals.regions import Proposals
 from pipeline.seeds.sams import (
     background_score,
     class_scores,
@@ -17,14 +17,14 @@ from pipeline.seeds.sams import (
 from pipeline.seeds.voting import claim_masks, voting_seeds
 
 
-def index_of(masks: list[list[int]], level: list[int], shape=(2, 4)) -> RegionIndex:
-    """RegionIndex of masks given as flat pixel lists on an image of ``shape``."""
+def index_of(masks: list[list[int]], level: list[int], shape=(2, 4)) -> Proposals:
+    """Proposals of masks given as flat pixel lists on an image of ``shape``."""
     dense = np.zeros((len(masks), shape[0] * shape[1]), dtype=bool)
     for i, pixels in enumerate(masks):
         dense[i, pixels] = True
     dense = dense.reshape(len(masks), *shape)
-    regions, membership = region_index(dense)
-    return RegionIndex(regions, membership, np.asarray(level, np.uint8), np.ones(len(masks), np.float32))
+    ones = np.ones(len(masks), np.float32)
+    return Proposals.from_masks(dense, np.asarray(level, np.uint8), ones, ones)
 
 
 # 2×4 image, flat pixels 0..7. W1 whole {0,1,4,5}; P1 part {2,3}; P2 part {1,2}; S1 sub {6}; S2 sub {3,7}.
@@ -81,7 +81,9 @@ def test_painting_prefers_level_then_confidence() -> None:
 
 
 def test_sams_without_masks_is_all_background() -> None:
-    empty = RegionIndex(np.zeros((2, 4), np.int32), np.zeros((0, 1), bool), np.zeros(0, np.uint8), np.zeros(0))
+    empty = Proposals(
+        np.zeros((2, 4), np.int32), np.zeros((0, 1), bool), np.zeros(0, np.uint8), np.zeros(0), np.zeros(0)
+    )
     assert sams_seeds(CAM, [4], SamsSeedParams(), empty).tolist() == [[0] * 4] * 2
 
 

@@ -48,11 +48,11 @@ def _propose_and_store(entry: Entry) -> int:
     from pipeline.data.loading import load_image
 
     proposals = _worker_state["method"](load_image(_worker_state["manifest"], entry))
-    if proposals.masks.shape[1:] != (entry.height, entry.width):
+    if proposals.shape != (entry.height, entry.width):
         path = _worker_state["manifest"].image_path(entry)
-        raise ValueError(f"{path}: proposals of size {proposals.masks.shape[1:]}, image {entry.height}×{entry.width}")
+        raise ValueError(f"{path}: proposals of size {proposals.shape}, image {entry.height}×{entry.width}")
     _worker_state["store"].write(entry.id, proposals)
-    return len(proposals.masks)
+    return len(proposals.level)
 
 
 def _worker_context():

@@ -148,7 +148,7 @@ class LevelledMaskGenerator(SamAutomaticMaskGenerator):
             masks = np.zeros((0, *image.shape[:2]), dtype=bool)
         if self.min_area > 0 and len(masks):
             masks = self._clean_small_regions(masks, data)
-        return Proposals(
+        return Proposals.from_masks(
             masks, np.asarray(data["level"], dtype=np.uint8),
             np.asarray(data["iou_preds"], dtype=np.float32), np.asarray(data["stability_score"], dtype=np.float32),
         )  # fmt: skip

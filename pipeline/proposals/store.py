@@ -1,18 +1,19 @@
 """The proposal cache: SAM (or superpixel) masks per image in a zarr v3 hierarchy, published as one zip.
 
-Layout of ``<image id>/`` (a group with attributes ``height`` and ``width``), n masks in canonical order:
+Layout of ``<image id>/`` (a group with attributes ``height`` and ``width``), n masks in canonical order,
+stored sparsely as atoms (pipeline/proposals/regions.py) — the masks are ``membership[:, regions]``:
 
-- ``masks``      uint8 (n, H, ceil(W/8)): each mask row bit-packed (``np.unpackbits(masks, axis=-1, count=W)``);
+- ``regions``    int32 (H, W): each pixel's atom;  ``membership`` bool (n, A): which masks contain which atom;
 - ``level``      uint8 (n,): 0 sub-part, 1 part, 2 whole (SAM's three multimask outputs);
 - ``score``      float32 (n,): SAM's predicted IoU (superpixels: colour homogeneity);
 - ``stability``  float32 (n,): SAM's stability score (superpixels: IoU under a scale change);
-- ``bbox``       int32 (n, 4): XYWH;  ``area`` int32 (n,);
-- ``regions``    int32 (H, W) and ``membership`` bool (n, A): the atom index of pipeline/proposals/regions.py.
+- ``bbox``       int32 (n, 4): XYWH;  ``area`` int32 (n,).
 
 The root's attributes hold the method, its parameters and ``inputs_key``. Readable with plain zarr::
 
     group = zarr.open_group(zarr.storage.ZipStore("artifacts/proposals.zarr.zip", mode="r"), mode="r")
-    masks = np.unpackbits(group["2007_000032/masks"][...], axis=-1, count=group["2007_000032"].attrs["width"])
+    node = group["2007_000032"]
+    masks = node["membership"][...][:, node["regions"][...]]  # (n, H, W) bool
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from pipeline.proposals.regions import Proposals, RegionIndex, region_index
+from pipeline.proposals.regions import Proposals
 from pipeline.zarr_cache import StagedHierarchy, create_array, open_published
 
 
@@ -30,20 +31,18 @@ class ProposalStoreWriter(StagedHierarchy):
     """The proposal hierarchy as a directory being filled image by image."""
 
     def write(self, image_id: str, proposals: Proposals) -> None:
-        """Write one image's proposals (canonical order, atom index included) atomically."""
+        """Write one image's proposals (canonical order and atoms) atomically."""
         proposals = proposals.canonical()
-        n, height, width = proposals.masks.shape
-        regions, membership = region_index(proposals.masks)
+        height, width = proposals.shape
         with self.stage(image_id) as store:
             group = zarr.open_group(store, mode="w", zarr_format=3, attributes={"height": height, "width": width})
-            create_array(group, np.packbits(proposals.masks, axis=-1), "masks")
+            create_array(group, proposals.regions, "regions")
+            create_array(group, proposals.membership, "membership")
             create_array(group, proposals.level, "level")
             create_array(group, proposals.score, "score")
             create_array(group, proposals.stability, "stability")
             create_array(group, proposals.bbox, "bbox")
             create_array(group, proposals.area, "area")
-            create_array(group, regions, "regions")
-            create_array(group, membership, "membership")
 
 
 class ProposalStore:
@@ -70,12 +69,6 @@ class ProposalStore:
         return node
 
     def read(self, image_id: str, shape: tuple[int, int] | None = None) -> Proposals:
-        """The image's masks and records (optionally checked against the image size ``shape``)."""
+        """The image's proposals as atoms (optionally checked against the image size ``shape``)."""
         node = self._node(image_id, shape)
-        masks = np.unpackbits(node["masks"][...], axis=-1, count=node.attrs["width"]).astype(bool)
-        return Proposals(masks, node["level"][...], node["score"][...], node["stability"][...])
-
-    def read_regions(self, image_id: str, shape: tuple[int, int] | None = None) -> RegionIndex:
-        """The image's atom index, levels and scores (what seeding needs; no mask is unpacked)."""
-        node = self._node(image_id, shape)
-        return RegionIndex(node["regions"][...], node["membership"][...], node["level"][...], node["score"][...])
+        return Proposals(*(node[name][...] for name in ("regions", "membership", "level", "score", "stability")))

@@ -7,6 +7,7 @@ scale → *whole*, then *part*, then *sub-part*). Each region gets the two numbe
 - ``stability`` (SAM: IoU of the mask under a shifted binarisation cutoff) — the IoU of the region with its best
   match in the partition at 1.25 × the scale.
 
+Scales and sizes are relative to the image (``reference_size``, see :meth:`SuperpixelProposals.sizes`).
 Unlike SAM's masks, one level's regions never overlap and together cover the image; SAMS's filter (t_r) then
 keeps the whole level and only parts that it leaves uncovered (none, unless ``min_score`` / ``min_stability`` /
 ``min_area`` drop whole regions).
@@ -36,43 +37,65 @@ def homogeneity(image: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray
 
 
 def best_match_iou(labels: np.ndarray, count: int, other: np.ndarray) -> np.ndarray:
-    """For each region of ``labels``, its highest IoU with any region of the partition ``other``."""
+    """For each region of ``labels``, its highest IoU with any region of the partition ``other``.
+
+    Only the (region, other region) pairs that share a pixel are counted, so memory is O(H·W), not
+    count × other count.
+    """
     other_count = int(other.max()) + 1
-    joint = np.bincount(labels.ravel() * other_count + other.ravel(), minlength=count * other_count)
-    joint = joint.reshape(count, other_count).astype(np.float64)
-    union = joint.sum(axis=1, keepdims=True) + joint.sum(axis=0, keepdims=True) - joint
-    return (joint / np.maximum(union, 1.0)).max(axis=1)
+    pairs, joint = np.unique(labels.ravel().astype(np.int64) * other_count + other.ravel(), return_counts=True)
+    first, second = pairs // other_count, pairs % other_count
+    area = np.bincount(labels.ravel(), minlength=count)
+    other_area = np.bincount(other.ravel(), minlength=other_count)
+    iou = joint / (area[first] + other_area[second] - joint)
+    best = np.zeros(count)
+    np.maximum.at(best, first, iou)
+    return best
 
 
 @PROPOSAL_METHODS.register("superpixels")
 class SuperpixelProposals:
-    """Three Felzenszwalb partitions → masks with level, score and stability."""
+    """Three Felzenszwalb partitions → masks with level, score and stability, built as atoms (no dense masks)."""
 
     parallel_on_cpu = True
 
     def __init__(self, params: SuperpixelProposalParams, device=None) -> None:
         self.params = params
 
-    def _partition(self, image: np.ndarray, scale: float) -> np.ndarray:
-        return felzenszwalb(image, scale=scale, sigma=self.params.sigma, min_size=self.params.min_size)
+    def sizes(self, height: int, width: int) -> tuple[tuple[float, ...], int, int]:
+        """Felzenszwalb scales, its min_size and the min_area for an image of this size.
+
+        With ``reference_size`` r the parameters are those of an r × r image: the scales grow with the side
+        √(H·W) / r and the two pixel counts with the area H·W / r². On 500×375 photographs that gives about
+        80–160 masks per image, in the range of SAM's automatic generator, where the 64 px values taken as
+        pixels give 4,000–6,000 (benchmarks/proposals_real.py). ``reference_size: null`` takes them as pixels.
+        """
+        p = self.params
+        if p.reference_size is None:
+            return p.scales, p.min_size, p.min_area
+        area_ratio = height * width / p.reference_size**2
+        side_ratio = area_ratio**0.5
+        return (
+            tuple(scale * side_ratio for scale in p.scales),
+            max(1, round(p.min_size * area_ratio)), max(1, round(p.min_area * area_ratio)),
+        )  # fmt: skip
 
     def __call__(self, image: np.ndarray) -> Proposals:
-        masks, levels, scores, stabilities = [], [], [], []
-        for level, scale in zip(range(WHOLE, SUB_PART - 1, -1), self.params.scales, strict=True):
-            labels = self._partition(image, scale)
+        scales, min_size, min_area = self.sizes(*image.shape[:2])
+        partitions, kept, scores, stabilities = [], [], [], []
+        for scale in scales:
+            labels = felzenszwalb(image, scale=scale, sigma=self.params.sigma, min_size=min_size)
             count = int(labels.max()) + 1
             area = np.bincount(labels.ravel(), minlength=count)
             score = homogeneity(image, labels, count)
-            stability = best_match_iou(labels, count, self._partition(image, scale * STABILITY_SCALE))
+            other = felzenszwalb(image, scale=scale * STABILITY_SCALE, sigma=self.params.sigma, min_size=min_size)
+            stability = best_match_iou(labels, count, other)
             keep = np.flatnonzero(
-                (area >= self.params.min_area) & (score >= self.params.min_score)
-                & (stability >= self.params.min_stability)
-            )  # fmt: skip
-            masks.append(labels[None] == keep[:, None, None])
-            levels.append(np.full(len(keep), level, dtype=np.uint8))
+                (area >= min_area) & (score >= self.params.min_score) & (stability >= self.params.min_stability)
+            )
+            partitions.append(labels)
+            kept.append(keep)
             scores.append(score[keep])
             stabilities.append(stability[keep])
-        return Proposals(
-            np.concatenate(masks), np.concatenate(levels),
-            np.concatenate(scores).astype(np.float32), np.concatenate(stabilities).astype(np.float32),
-        )  # fmt: skip
+        levels = list(range(WHOLE, SUB_PART - 1, -1))
+        return Proposals.from_partitions(partitions, kept, levels, scores, stabilities)

@@ -71,13 +71,20 @@ def random_walk(values: np.ndarray, affinity: sparse.csr_matrix, log_t: int) -> 
     return walked.T
 
 
+def walk_stride(params: AffinityRefineParams, height: int, width: int) -> int:
+    """The walk's stride for an image: ``stride`` × √(H·W) / ``reference_size`` rounded (at least 1)."""
+    if params.reference_size is None:
+        return params.stride
+    return max(1, round(params.stride * (height * width) ** 0.5 / params.reference_size))
+
+
 @REFINE_METHODS.register("affinity")
 def affinity_refine(
     image: np.ndarray, seeds: np.ndarray, cams: np.ndarray, classes: list[int], params: AffinityRefineParams
 ) -> np.ndarray:  # fmt: skip
     """IRN-style random-walk labels from the CAMs and the image's boundaries."""
     height, width = image.shape[:2]
-    stride = params.stride
+    stride = walk_stride(params, height, width)
     boundary = torch.from_numpy(boundary_map(image, params.edge_sigma))[None, None]
     small_boundary = F.max_pool2d(boundary, stride, ceil_mode=True)[0, 0].numpy()
     small_cams = F.avg_pool2d(torch.from_numpy(cams)[None], stride, ceil_mode=True)[0].numpy()

@@ -2,7 +2,7 @@
 
 A seed method is ``fn(cams, classes, params)``; methods that also read the class-agnostic proposals of the
 ``sam_masks`` stage set ``fn.uses_proposals = True`` and take the image's
-:class:`~pipeline.proposals.regions.RegionIndex` as a fourth argument.
+:class:`~pipeline.proposals.regions.Proposals` as a fourth argument.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def make_seeds(manifest: Manifest, cams: Path, seeds: SeedParams, out: Path, pro
         if regions_store is None:
             seeds_map = seed_fn(maps, classes, params)
         else:
-            seeds_map = seed_fn(maps, classes, params, regions_store.read_regions(image_id, maps.shape[1:]))
+            seeds_map = seed_fn(maps, classes, params, regions_store.read(image_id, maps.shape[1:]))
         write_label_png(target, seeds_map)
     publish_directory(work, out)
     return {"images": len(ids)}

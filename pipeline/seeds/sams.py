@@ -19,11 +19,11 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.params import SamsSeedParams
-from pipeline.proposals.regions import PART, SUB_PART, WHOLE, RegionIndex
+from pipeline.proposals.regions import PART, SUB_PART, WHOLE, Proposals
 from pipeline.seeds import SEED_METHODS
 
 
-def mask_overlaps(regions: RegionIndex) -> np.ndarray:
+def mask_overlaps(regions: Proposals) -> np.ndarray:
     """(n, n) pixel counts |m_i ∩ m_j| (the diagonal holds the areas)."""
     members = regions.membership.astype(np.float64)
     return (members * regions.atom_area) @ members.T
@@ -44,7 +44,7 @@ def quasi_superpixels(overlaps: np.ndarray, level: np.ndarray, t_r: float) -> np
     return kept
 
 
-def class_scores(regions: RegionIndex, cams: np.ndarray, area: np.ndarray) -> np.ndarray:
+def class_scores(regions: Proposals, cams: np.ndarray, area: np.ndarray) -> np.ndarray:
     """Eq. 8: (n, k) mean activation of each class over each mask, min-max normalised over the masks."""
     mass = regions.membership.astype(np.float64) @ regions.atom_sums(np.maximum(cams, 0.0))
     mean = mass / np.maximum(area, 1)[:, None]
@@ -67,7 +67,7 @@ def classify_masks(scores: np.ndarray, alpha: float) -> tuple[np.ndarray, np.nda
 
 
 def paint_masks(
-    regions: RegionIndex, keep: np.ndarray, labels: np.ndarray, priority: np.ndarray
+    regions: Proposals, keep: np.ndarray, labels: np.ndarray, priority: np.ndarray
 ) -> np.ndarray:  # fmt: skip
     """(H, W) uint8: each pixel takes the label of the covering kept mask with the highest priority, else 0."""
     members = regions.membership & keep[:, None]
@@ -78,7 +78,7 @@ def paint_masks(
 
 
 @SEED_METHODS.register("sams")
-def sams_seeds(cams: np.ndarray, classes: list[int], params: SamsSeedParams, regions: RegionIndex) -> np.ndarray:
+def sams_seeds(cams: np.ndarray, classes: list[int], params: SamsSeedParams, regions: Proposals) -> np.ndarray:
     """FMA-WSSS SAMS seeds from (k, H, W) CAMs of ``classes`` and the image's proposals."""
     n = len(regions.level)
     if n == 0:
@@ -87,7 +87,7 @@ def sams_seeds(cams: np.ndarray, classes: list[int], params: SamsSeedParams, reg
     area = np.diag(overlaps)
     keep = quasi_superpixels(overlaps, regions.level, params.t_r)
     scores = np.zeros((n, len(classes)))
-    scores[keep] = class_scores(_subset(regions, keep), cams, area[keep])
+    scores[keep] = class_scores(regions.subset(keep), cams, area[keep])
     winner, confidence = classify_masks(scores, params.alpha)
     lookup = np.asarray([0] + [c + 1 for c in classes], dtype=np.uint8)
     order = np.lexsort((confidence, regions.level))  # ascending (level, confidence): later ranks win
@@ -97,7 +97,3 @@ def sams_seeds(cams: np.ndarray, classes: list[int], params: SamsSeedParams, reg
 
 
 sams_seeds.uses_proposals = True
-
-
-def _subset(regions: RegionIndex, keep: np.ndarray) -> RegionIndex:
-    return RegionIndex(regions.regions, regions.membership[keep], regions.level[keep], regions.score[keep])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.params import VotingSeedParams
-from pipeline.proposals.regions import RegionIndex
+from pipeline.proposals.regions import Proposals
 from pipeline.seeds import SEED_METHODS
 from pipeline.seeds.threshold import threshold_seeds
 from pipeline.voc import IGNORE_INDEX
@@ -32,7 +32,7 @@ def claim_masks(
 
 
 @SEED_METHODS.register("voting")
-def voting_seeds(cams: np.ndarray, classes: list[int], params: VotingSeedParams, regions: RegionIndex) -> np.ndarray:
+def voting_seeds(cams: np.ndarray, classes: list[int], params: VotingSeedParams, regions: Proposals) -> np.ndarray:
     """Threshold seeds improved by SAM masks that vote themselves into a label region."""
     base = threshold_seeds(cams, classes, params.threshold)
     values = np.asarray([v for v in np.unique(base) if v != IGNORE_INDEX], dtype=np.int64)

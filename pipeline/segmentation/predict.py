@@ -71,7 +71,7 @@ def predict_split(
         if params.postprocess == "crf":
             label = crf_from_probabilities(image, probabilities, params.crf)
         elif params.postprocess == "sams":
-            label = sams_postprocess(probabilities, params, store.read_regions(entry.id, image.shape[:2]))
+            label = sams_postprocess(probabilities, params, store.read(entry.id, image.shape[:2]))
         else:
             label = probabilities.argmax(axis=0).astype(np.uint8)
         write_label_png(inside(staging, f"{entry.id}.png"), label)
