@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from pipeline.cam_store import CamStore  # noqa: E402
 from pipeline.data.datasets import Manifest  # noqa: E402
 from pipeline.data.loading import load_image  # noqa: E402
-from pipeline.io import atomic_path, fresh_directory, inside, read_label_png, write_json  # noqa: E402
+from pipeline.io import atomic_path, inside, read_label_png  # noqa: E402
 from pipeline.metrics import confusion_matrix, scores, summary  # noqa: E402
 from pipeline.params import EvaluateParams  # noqa: E402
 from pipeline.tracking import progress, report  # noqa: E402
@@ -43,8 +43,9 @@ def evaluate_pseudo_labels(
 ) -> dict[str, Any]:
     """Score the CAMs and each label set (name → directory of PNGs, e.g. seeds) on the CAM store's images.
 
-    Writes ``metrics.json``, ``per_class_iou.csv``, ``threshold_curve.csv``, confusion matrices and the
-    overlay grid into ``out``; ``methods`` names the method behind each source for the record.
+    Returns the metrics and writes ``per_class_iou.csv``, ``threshold_curve.csv``, confusion matrices and the
+    overlay grid into ``out`` (a staging directory the stage publishes with ``metrics.json`` once everything is
+    scored); ``methods`` names the method behind each source for the record.
     """
     store = CamStore(cams)
     ids = store.ids()
@@ -75,7 +76,7 @@ def evaluate_pseudo_labels(
             covered[name] += int((valid & (label != IGNORE_INDEX)).sum())
 
     curve = [summary(c)["miou"] for c in sweep_conf]
-    best = int(np.nanargmax(curve))
+    best = int(np.nanargmax(curve)) if not np.isnan(curve).all() else 0
     ids_set = set(ids)
     metrics: dict[str, Any] = {
         "split": sorted({s for s, es in manifest.splits.items() if any(e.id in ids_set for e in es)}),
@@ -102,8 +103,7 @@ def evaluate_pseudo_labels(
             "confident": {**summary(confident_conf[name]), "coverage": coverage},
         }
         rows.append({"source": f"{name} ({methods.get(name, '')})", "bg_pad": "-", **summary(label_conf[name])})
-    out = fresh_directory(out)
-    write_json(out / "metrics.json", metrics)
+    out.mkdir(parents=True, exist_ok=True)
     names = ["background", *manifest.classes]
     per_class = {"cam": scores(cam_conf)["iou"], **{name: scores(c)["iou"] for name, c in label_conf.items()}}
     with atomic_path(out / "per_class_iou.csv") as tmp, tmp.open("w", newline="") as handle:
@@ -122,6 +122,13 @@ def evaluate_pseudo_labels(
     coverage_notes = ", ".join(f"{name} coverage {metrics[name]['confident']['coverage']:.3f}" for name in label_sets)
     report("Pseudo-label quality", rows, notes=f"{len(ids)} images; {coverage_notes}")
     return metrics
+
+
+def ratio(value: float, reference: float) -> float | None:
+    """``value / reference``, or None when the reference is zero or not a number (no bound to compare with)."""
+    if not (np.isfinite(value) and np.isfinite(reference)) or reference <= 0:
+        return None
+    return value / reference
 
 
 def read_label_set(directory: Path, image_id: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -206,7 +213,7 @@ def evaluate_predictions(
         metrics[name] = summary(conf)
     for name in predictions:
         if name != bound and bound in predictions:
-            metrics[name]["ratio_to_" + bound] = metrics[name]["miou"] / metrics[bound]["miou"]
+            metrics[name]["ratio_to_" + bound] = ratio(metrics[name]["miou"], metrics[bound]["miou"])
     names = ["background", *manifest.classes]
     per_class = {name: scores(c)["iou"] for name, c in confusion.items()}
     with atomic_path(out / f"per_class_iou_{split}.csv") as tmp, tmp.open("w", newline="") as handle:

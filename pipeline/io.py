@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -72,10 +73,22 @@ def atomic_path(target: Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def json_safe(data: Any) -> Any:
+    """``data`` with every NaN or infinite float replaced by None (JSON has no NaN; a class absent from both
+    prediction and truth has no IoU)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: json_safe(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(value) for value in data]
+    return data
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically with sorted keys (stable bytes for DVC hashing)."""
+    """Write JSON atomically with sorted keys (stable bytes for DVC hashing); NaN and ±inf become null."""
     with atomic_path(Path(path)) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def write_label_png(path: Path, label: np.ndarray) -> None:

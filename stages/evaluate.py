@@ -1,31 +1,41 @@
-"""Stage evaluate: score CAMs, seeds and refined labels (train) and the segmenters' predictions (val)."""
+"""Stage evaluate: score CAMs, seeds and refined labels (train) and the segmenters' predictions (val).
+
+Everything is written into a staging directory that replaces ``artifacts/eval`` only when all of it is scored,
+so a killed or failed run leaves the previous metrics (or none), never partial ones.
+"""
 
 import sys
 
 from pipeline import layout
 from pipeline.data.datasets import load_manifest
 from pipeline.evaluation import evaluate_predictions, evaluate_pseudo_labels
-from pipeline.io import write_json
+from pipeline.io import fresh_directory, publish_directory, write_json
 from pipeline.params import PipelineParams
 from stages import run
+
+DATASET_RECORD = ("label_format", "dropped_no_foreground", "kept_no_foreground", "labels_without_pixels")
 
 
 def body(params: PipelineParams) -> None:
     manifest = load_manifest(layout.DATASET)
+    staging = fresh_directory(layout.EVALUATION.with_name(f".{layout.EVALUATION.name}.partial"))
     metrics = evaluate_pseudo_labels(
         manifest,
         layout.CAMS,
         {"seeds": layout.SEEDS, "refined": layout.REFINED},
         params.evaluate,
         {"cam": params.cam.method, "seeds": params.seeds.method, "refined": params.refine.method},
-        layout.EVALUATION,
+        staging,
     )
     metrics["final"] = evaluate_predictions(
         manifest, {"prediction": layout.PREDICTIONS, "fullsup": layout.PREDICTIONS_FULLSUP}, "val",
-        layout.EVALUATION, params.evaluate.overlay_images,
+        staging, params.evaluate.overlay_images,
     )  # fmt: skip
     metrics["final"]["postprocess"] = params.predict.postprocess
-    write_json(layout.EVALUATION / "metrics.json", metrics)
+    recorded = {key: manifest.labels[key] for key in DATASET_RECORD if key in manifest.labels}
+    metrics["dataset"] = {"name": manifest.name, **recorded}
+    write_json(staging / "metrics.json", metrics)
+    publish_directory(staging, layout.EVALUATION)
 
 
 if __name__ == "__main__":

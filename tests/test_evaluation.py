@@ -37,8 +37,7 @@ def test_cam_and_seed_scores_gt_free_beside_gt_tuned(tmp_path: Path) -> None:
     # Seeds: 255 counted as background → perfect; the confident pixels cover 3 of 4.
     assert metrics["seeds"]["miou"] == pytest.approx(1.0)
     assert metrics["seeds"]["confident"]["coverage"] == pytest.approx(0.75)
-    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert written["seeds"]["method"] == "threshold"
+    assert metrics["seeds"]["method"] == "threshold"
     lines = (tmp_path / "eval" / "per_class_iou.csv").read_text().splitlines()
     assert lines[0] == "class,cam_iou,seeds_iou"
     assert lines[2].startswith("c0,0.666667,1.000000")
@@ -54,3 +53,32 @@ def test_missing_seed_is_named(tmp_path: Path) -> None:
     cams = write_store(tmp_path, {"a": (np.zeros((1, 1, 2), dtype=np.float32), [0])}, {})
     with pytest.raises(FileNotFoundError, match=r"seeds/a\.png: label missing"):
         evaluate_pseudo_labels(manifest, cams, {"seeds": tmp_path / "seeds"}, EvaluateParams(), {}, tmp_path / "e")
+
+
+def test_evaluate_that_fails_midway_leaves_no_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage publishes artifacts/eval only when everything is scored (here: the val scoring fails)."""
+    from pipeline import layout
+    from pipeline.data.datasets import prepare_dataset
+    from pipeline.params import DataParams, PipelineParams
+    from stages import evaluate
+
+    monkeypatch.chdir(tmp_path)
+    manifest = prepare_dataset(DataParams(synthetic={"num_train": 2, "num_val": 1, "image_size": 32}), layout.DATASET)
+    entries = manifest.entries("train")
+    maps = {e.id: (np.full((len(e.labels), 32, 32), 0.5, np.float32), list(e.labels)) for e in entries}
+    monkeypatch.setattr(layout, "CAMS", write_store(tmp_path, maps, {}))
+    for directory in (layout.SEEDS, layout.REFINED):
+        for entry in entries:
+            write_label_png(directory / f"{entry.id}.png", np.zeros((32, 32), np.uint8))
+    with pytest.raises(FileNotFoundError, match="label missing"):  # no predictions on val
+        evaluate.body(PipelineParams())
+    assert not (layout.EVALUATION / "metrics.json").exists()
+
+
+def test_ratio_is_guarded_and_nan_is_written_as_null(tmp_path: Path) -> None:
+    from pipeline.evaluation import ratio
+    from pipeline.io import write_json
+
+    assert ratio(0.5, 0.0) is None and ratio(0.5, float("nan")) is None and ratio(0.5, 0.8) == pytest.approx(0.625)
+    write_json(tmp_path / "m.json", {"miou": float("nan"), "rows": [1.0, float("inf")]})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"miou": None, "rows": [1.0, None]}
