@@ -3,6 +3,7 @@
 from pathlib import Path
 
 ARTIFACTS = Path("artifacts")
+PARAMS_CHECK = ARTIFACTS / "params_check.json"
 DATASET = ARTIFACTS / "dataset"
 CLASSIFIER = ARTIFACTS / "classifier"
 CAMS = ARTIFACTS / "cams.zarr.zip"

@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class ParamsError(ValueError):
@@ -22,8 +31,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def registered(registry: str, value: str) -> str:
-    """``value`` if the registry at ``"module:NAME"`` knows it (imported lazily: methods import torch)."""
+def registered(registry: str, value: str, info: ValidationInfo) -> str:
+    """``value`` if the registry at ``"module:NAME"`` knows it (imported lazily: methods import torch).
+
+    With the validation context ``{"registries": False}`` (the ``check_params`` stage, which must stay fast) the
+    name is not looked up; every stage validates it again, with the registries, when it runs.
+    """
+    if info.context is not None and not info.context.get("registries", True):
+        return value
     module, name = registry.split(":")
     getattr(importlib.import_module(module), name).get(value)
     return value
@@ -124,8 +139,8 @@ class MethodChoice(Strict):
 
     @field_validator("method")
     @classmethod
-    def _known(cls, value: str) -> str:
-        return registered(cls.registry, value)
+    def _known(cls, value: str, info: ValidationInfo) -> str:
+        return registered(cls.registry, value, info)
 
     def selected(self) -> BaseModel:
         """The selected method's own parameters."""
@@ -312,8 +327,8 @@ class SegmenterParams(Strict):
 
     @field_validator("network")
     @classmethod
-    def _known(cls, value: str) -> str:
-        return registered("pipeline.segmentation:SEGMENTERS", value)
+    def _known(cls, value: str, info: ValidationInfo) -> str:
+        return registered("pipeline.segmentation:SEGMENTERS", value, info)
 
     @model_validator(mode="after")
     def _crop_fits_network(self) -> SegmenterParams:
@@ -341,6 +356,12 @@ class SweepParams(Strict):
     start: float = Field(0.05, ge=0, le=1)
     stop: float = Field(0.95, ge=0, le=1)
     step: float = Field(0.05, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SweepParams:
+        if self.start > self.stop:
+            raise ValueError(f"start {self.start} must be ≤ stop {self.stop}")
+        return self
 
 
 class EvaluateParams(Strict):
@@ -388,8 +409,8 @@ class VocabParams(Strict):
 
     @field_validator("provider")
     @classmethod
-    def _known(cls, value: str) -> str:
-        return registered("pipeline.vocab:VOCAB_PROVIDERS", value)
+    def _known(cls, value: str, info: ValidationInfo) -> str:
+        return registered("pipeline.vocab:VOCAB_PROVIDERS", value, info)
 
 
 class PipelineParams(Strict):
@@ -417,8 +438,12 @@ def _format_errors(path: Path, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_params(path: Path | str = "params.yaml") -> PipelineParams:
-    """Read and validate a params file; raise ParamsError naming every bad key path."""
+def load_params(path: Path | str = "params.yaml", registries: bool = True) -> PipelineParams:
+    """Read and validate a params file; raise ParamsError naming every bad key path.
+
+    ``registries=False`` skips looking method names up in their registries (which imports the methods);
+    keys, types, ranges and cross-field rules are checked all the same.
+    """
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
@@ -427,6 +452,6 @@ def load_params(path: Path | str = "params.yaml") -> PipelineParams:
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML: {error}") from error
     try:
-        return PipelineParams.model_validate(raw)
+        return PipelineParams.model_validate(raw, context={"registries": registries})
     except ValidationError as error:
         raise ParamsError(_format_errors(path, error)) from None

@@ -88,7 +88,8 @@ def _cell(value: Any) -> str:
 def run_stage(name: str, body: Callable[[], Any], parameters: dict[str, Any]) -> int:
     """Run a stage body: as a Prefect flow when PREFECT_API_URL is set, else plainly. Return an exit code.
 
-    Expected failures (bad params, bad data, missing weights) print one clear line and exit non-zero.
+    Expected failures (bad params, bad data, missing weights, unreadable or unwritable files) print one clear
+    line naming the file or key and exit non-zero.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -101,7 +102,15 @@ def run_stage(name: str, body: Callable[[], Any], parameters: dict[str, Any]) ->
             flow(name=name, validate_parameters=False, log_prints=True)(stage_flow)(parameters=parameters)
         else:
             body()
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"{name}: error: {error}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as error:  # OSError: missing files, permissions, a full disk
+        print(f"{name}: error: {_one_line(error)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message; an OSError whose text does not name its file gets the file appended."""
+    text = str(error)
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in text:
+        text = f"{text}: {error.filename}"
+    return text

@@ -11,7 +11,10 @@ AFTER_SEEDS = {"make_seeds", "refine", "train_segmenter", "predict", "evaluate"}
 
 
 def executed(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
+    """Stages that ran, besides check_params (which runs first on every repro)."""
+    ran = re.findall(r"Running stage '([^']+)'", output)
+    assert ran and ran[0] == "check_params", ran
+    return set(ran[1:])
 
 
 def restored(output: str) -> set[str]:
@@ -112,3 +115,17 @@ def test_bad_dataset_file_fails_the_stage_naming_it(project: Path) -> None:
     assert result.returncode == 1
     assert f"{voc.resolve()}/JPEGImages/b.jpg: corrupt or unreadable image" in result.stderr
     assert not (project / "artifacts/dataset").exists()
+
+
+def test_unknown_key_anywhere_fails_dvc_repro_before_any_stage(project: Path) -> None:
+    for change, key in (
+        (lambda p: p.update(sead=1), "sead: unknown key"),
+        (lambda p: p["seeds"]["threshold"]["constant"].update(fg_padd=0.3), "seeds.threshold.constant.fg_padd"),
+    ):
+        edit(project, change)
+        result = dvc(project, "repro", check=False)
+        assert result.returncode != 0
+        assert key in result.stderr + result.stdout
+        assert re.findall(r"Running stage '([^']+)'", result.stdout) == ["check_params"]
+        assert not (project / "artifacts/dataset").exists()
+        run(["git", "checkout", "--", "params.yaml"], project)

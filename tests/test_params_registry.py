@@ -61,3 +61,20 @@ def test_params_yaml_matches_the_documented_model_defaults() -> None:
     from pipeline.params import PipelineParams
 
     assert load_params(REPO / "params.yaml") == PipelineParams()
+
+
+def test_sweep_and_crop_rules(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match=r"evaluate.sweep: Value error, start 0.9 must be ≤ stop 0.5"):
+        load_params(write(tmp_path, tiny_params(evaluate={"sweep": {"start": 0.9, "stop": 0.5, "step": 0.1}})))
+    with pytest.raises(ParamsError, match=r"segmenter: Value error, crop_size 72 cannot be taken by deeplabv3plus"):
+        load_params(write(tmp_path, tiny_params(segmenter={"crop_size": 72})))
+
+
+def test_user_caused_os_errors_end_in_one_line(capsys: pytest.CaptureFixture) -> None:
+    from pipeline.tracking import run_stage
+
+    def body() -> None:
+        raise PermissionError(13, "Permission denied", "artifacts/seeds/a.png")
+
+    assert run_stage("make_seeds", body, {}) == 1
+    assert capsys.readouterr().err == "make_seeds: error: [Errno 13] Permission denied: 'artifacts/seeds/a.png'\n"

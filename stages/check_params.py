@@ -1,0 +1,32 @@
+"""Stage check_params: validate the whole params.yaml before any other stage runs (DVC runs it on every repro).
+
+A typo in a section that no stage tracks (``sead: 1``, ``seeds.threshold.constant.fg_padd`` while another seed
+method is selected) would otherwise pass unnoticed: no stage reruns, and ``dvc repro`` says "up to date". This
+stage is ``always_changed`` and the head of the DAG; it checks keys, types, ranges and cross-field rules without
+importing any method (method names are checked by DVC's ``${…method}`` interpolation and by each stage). Its
+output never changes, so it never makes another stage rerun.
+"""
+
+import argparse
+import sys
+
+from pipeline.io import write_json
+from pipeline.layout import PARAMS_CHECK
+from pipeline.params import ParamsError, load_params
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.check_params", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    path = parser.parse_args().params
+    try:
+        load_params(path, registries=False)
+    except ParamsError as error:
+        print(f"check_params: error: {error}", file=sys.stderr)
+        return 1
+    write_json(PARAMS_CHECK, {"params": path, "valid": True})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
