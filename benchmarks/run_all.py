@@ -3,6 +3,7 @@
 - no-op ``dvc repro`` wall time of the full pipeline, against ``dvc version`` (DVC's own start-up) as baseline;
 - CAM store bytes against the float32 ``.npy`` bytes of the same CAMs;
 - SAMS speed, CRF parallel speed-up and proposal store size (benchmarks/seeds_refine.py);
+- superpixels + SAMS on 500×375 photographs: masks, seconds, peak memory (benchmarks/proposals_real.py);
 - with ``--resume``: ``sam_masks`` killed halfway and resumed, against an uninterrupted run;
 - with ``--cold``: a cold ``make repro`` in a fresh clone (environment set-up included), against a warm rerun.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import seeds_refine
+from benchmarks import proposals_real, seeds_refine
 from pipeline import layout
 from pipeline.cam_store import CamStore
 
@@ -94,6 +95,7 @@ def main() -> None:
     seeds_refine.proposal_store_size()
     seeds_refine.sams_speed()
     seeds_refine.crf_speedup()
+    proposals_real.proposals_real()
     if args.resume:
         seeds_refine.sam_masks_resume()
     if args.cold:
