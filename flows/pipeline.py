@@ -20,6 +20,8 @@ from prefect import flow, task
 
 from pipeline.tracking import report
 
+PARAMS_CHECK_STAGE = "check_params"  # validates all of params.yaml; every other stage depends on its output
+
 
 def stage_order(repo_dir: Path = Path(".")) -> list[str]:
     """Stage names of dvc.yaml, dependencies first."""
@@ -51,9 +53,9 @@ def reproduce_stage(stage: str) -> dict[str, str | float]:
 
 @flow(name="wsss-pipeline", log_prints=True)
 def pipeline_flow(stages: list[str] | None = None) -> list[dict[str, str | float]]:
-    """Reproduce the selected stages (default: all) in DAG order."""
+    """Reproduce the selected stages (default: all) in DAG order; ``check_params`` always runs first."""
     order = stage_order()
-    selected = [s for s in order if not stages or s in stages]
+    selected = [s for s in order if not stages or s in stages or s == PARAMS_CHECK_STAGE]
     rows = [reproduce_stage.with_options(name=f"dvc repro {stage}")(stage) for stage in selected]
     report("Pipeline run", rows)  # a markdown artifact inside this flow run
     return rows

@@ -236,3 +236,12 @@ def test_images_without_foreground_are_dropped_kept_or_refused(tmp_path: Path) -
     assert [e.labels for e in kept.entries("train")] == [(0,), (), (2,)]
     with pytest.raises(DatasetError, match="2007_000002.png: image '2007_000002' has no foreground class"):
         prepare_dataset(DataParams(source="voc", no_foreground="error", voc={"root": str(root)}), tmp_path / "e")
+
+
+def test_missing_image_is_blamed_on_the_image_not_the_label_file(tmp_path: Path) -> None:
+    root = tmp_path / "VOC2012"
+    make_voc(root, IDS)
+    (root / "cls_labels.json").write_text(json.dumps({"2007_000001": ["aeroplane"]}))
+    (root / "JPEGImages/2007_000002.jpg").unlink()
+    with pytest.raises(DatasetError, match=r"2007_000002\.jpg: image file not found"):
+        prepare_dataset(voc_params(root), tmp_path / "out")
