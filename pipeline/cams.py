@@ -29,6 +29,8 @@ def multiscale_cam(
     """
     height, width = image.shape[-2:]
     total = torch.zeros(len(classes), height, width, device=image.device)
+    if not classes:  # an image kept as a negative (data.no_foreground: keep)
+        return total
     for scale in scales:
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
         scaled = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)

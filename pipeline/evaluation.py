@@ -62,8 +62,10 @@ def evaluate_pseudo_labels(
         truth = read_label_png(manifest.mask_path(by_id[image_id]))
         maps, classes = store.read(image_id)
         # argmax over (constant pad, CAMs), ties to background: the class argmax is computed once for all pads.
-        peak = maps.max(axis=0)
-        winner = np.asarray([c + 1 for c in classes], dtype=np.uint8)[maps.argmax(axis=0)]
+        # An image kept as a negative (data.no_foreground: keep) has no CAM: all background.
+        peak = maps.max(axis=0, initial=0.0)
+        lookup = np.asarray([0] + [c + 1 for c in classes], dtype=np.uint8)
+        winner = lookup[maps.argmax(axis=0) + 1] if classes else np.zeros(truth.shape, dtype=np.uint8)
         cam_conf += confusion_matrix(np.where(peak > params.cam_bg_pad, winner, 0).astype(np.uint8), truth, n)
         for i, pad in enumerate(pads):
             sweep_conf[i] += confusion_matrix(np.where(peak > pad, winner, 0).astype(np.uint8), truth, n)
@@ -168,7 +170,7 @@ def _plot_overlay(path: Path, manifest: Manifest, ids: list[str], store: CamStor
         entry = by_id[image_id]
         image = load_image(manifest, entry)
         maps, classes = store.read(image_id)
-        heat = plt.get_cmap("jet")(maps.max(axis=0))[..., :3]
+        heat = plt.get_cmap("jet")(maps.max(axis=0, initial=0.0))[..., :3]
         rows.append([
             image, palette[read_label_png(manifest.mask_path(entry))], 0.5 * image / 255.0 + 0.5 * heat,
             *(palette[read_label_set(d, image_id, image.shape[:2])] for d in label_sets.values()),

@@ -245,3 +245,78 @@ def test_missing_image_is_blamed_on_the_image_not_the_label_file(tmp_path: Path)
     (root / "JPEGImages/2007_000002.jpg").unlink()
     with pytest.raises(DatasetError, match=r"2007_000002\.jpg: image file not found"):
         prepare_dataset(voc_params(root), tmp_path / "out")
+
+
+def test_kept_negatives_flow_through_cams_seeds_refinement_and_evaluation(tmp_path: Path) -> None:
+    """data.no_foreground: keep gives images without classes; every per-image step takes them."""
+    import torch
+
+    from pipeline.cams import multiscale_cam
+    from pipeline.methods.cam import GapClassifier
+    from pipeline.params import AffinityRefineParams, CrfRefineParams, SamsSeedParams, VotingSeedParams
+    from pipeline.proposals.regions import Proposals
+    from pipeline.refine.affinity import affinity_refine
+    from pipeline.refine.crf import crf_refine
+    from pipeline.seeds.sams import sams_seeds
+    from pipeline.seeds.voting import voting_seeds
+
+    model = GapClassifier("resnet10", 3).eval()
+    cams = multiscale_cam(model.cam, torch.rand(3, 32, 32), [], (1.0, 0.5), True, 16).numpy()
+    assert cams.shape == (0, 32, 32)
+    masks = np.zeros((2, 32, 32), dtype=bool)
+    masks[0, :16], masks[1, 16:] = True, True
+    proposals = Proposals.from_masks(masks, np.array([2, 2], np.uint8), np.ones(2, np.float32), np.ones(2, np.float32))
+    image, seeds = np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32), np.uint8)
+    for label in (
+        sams_seeds(cams, [], SamsSeedParams(), proposals), voting_seeds(cams, [], VotingSeedParams(), proposals),
+        crf_refine(image, seeds, cams, [], CrfRefineParams()),
+        affinity_refine(image, seeds, cams, [], AffinityRefineParams()),
+    ):  # fmt: skip
+        assert label.shape == (32, 32) and not label.any()
+
+
+def test_kept_negatives_are_scored_as_background(tmp_path: Path) -> None:
+    from pipeline.data.datasets import Entry, Manifest
+    from pipeline.evaluation import evaluate_pseudo_labels
+    from pipeline.params import EvaluateParams
+    from tests.test_cam_store import write_store
+
+    root = tmp_path / "data"
+    root.mkdir()
+    Image.new("RGB", (4, 2)).save(root / "n.jpg")
+    write_label_png(root / "n.png", np.zeros((2, 4), np.uint8))
+    manifest = Manifest("t", root, ("c0",), {"train": [Entry("n", "n.jpg", "n.png", 2, 4, ())]})
+    cams = write_store(tmp_path, {"n": (np.zeros((0, 2, 4), np.float32), [])}, {})
+    write_label_png(tmp_path / "seeds" / "n.png", np.zeros((2, 4), np.uint8))
+    metrics = evaluate_pseudo_labels(
+        manifest, cams, {"seeds": tmp_path / "seeds"}, EvaluateParams(), {}, tmp_path / "e"
+    )
+    assert metrics["cam"]["gt_free"]["miou"] == 1.0 and metrics["seeds"]["miou"] == 1.0
+
+
+def test_writers_and_readers_refuse_ids_that_leave_their_root(tmp_path: Path) -> None:
+    """Ids are checked when lists are read; writers still build every path through pipeline.io.inside."""
+    from pipeline.cam_store import CamStoreWriter
+    from pipeline.evaluation import read_label_set
+    from pipeline.io import UnsafePathError
+    from pipeline.proposals.regions import Proposals
+    from pipeline.proposals.store import ProposalStoreWriter
+
+    out = tmp_path / "artifacts"
+    cams = CamStoreWriter(out / "cams", {"classes": ["c0"]})
+    with pytest.raises(UnsafePathError, match="leads outside this directory"):
+        cams.write("../../escape", np.zeros((1, 2, 2), np.float32), [0])
+    one = np.ones((1, 2, 2), dtype=bool)
+    proposals = Proposals.from_masks(one, np.array([2], np.uint8), np.ones(1, np.float32), np.ones(1, np.float32))
+    with pytest.raises(UnsafePathError):
+        ProposalStoreWriter(out / "proposals", {}).write("../../escape", proposals)
+    with pytest.raises(UnsafePathError):
+        read_label_set(out / "seeds", "../../escape", (2, 2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifacts"]
+    manifest = prepare_dataset(DataParams(synthetic=SMALL), tmp_path / "dataset")
+    raw = json.loads((tmp_path / "dataset" / "manifest.json").read_text())
+    raw["splits"]["train"][0]["id"] = "../../outside"
+    (tmp_path / "dataset" / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(DatasetError, match="manifest.json: bad image id"):
+        load_manifest(tmp_path / "dataset")
+    assert manifest.entries("train")

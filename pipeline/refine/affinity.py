@@ -84,6 +84,8 @@ def affinity_refine(
 ) -> np.ndarray:  # fmt: skip
     """IRN-style random-walk labels from the CAMs and the image's boundaries."""
     height, width = image.shape[:2]
+    if not classes:  # an image kept as a negative: nothing to walk
+        return np.zeros((height, width), dtype=np.uint8)
     stride = walk_stride(params, height, width)
     boundary = torch.from_numpy(boundary_map(image, params.edge_sigma))[None, None]
     small_boundary = F.max_pool2d(boundary, stride, ceil_mode=True)[0, 0].numpy()

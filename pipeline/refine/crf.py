@@ -77,6 +77,8 @@ def crf_refine(
     """Dense-CRF labels over {background} ∪ ``classes``; low-confidence pixels → 255."""
     kernel = kernel_params(params)
     values = np.asarray([0] + [c + 1 for c in classes], dtype=np.uint8)
+    if not classes:  # an image kept as a negative: background is the only label
+        return np.zeros(seeds.shape, dtype=np.uint8)
     if kernel.unary == "labels":
         compact = np.zeros(256, dtype=np.int64)  # 0 = unsure (255 and any label outside the image's classes)
         compact[values] = np.arange(1, len(values) + 1)

@@ -81,7 +81,7 @@ def paint_masks(
 def sams_seeds(cams: np.ndarray, classes: list[int], params: SamsSeedParams, regions: Proposals) -> np.ndarray:
     """FMA-WSSS SAMS seeds from (k, H, W) CAMs of ``classes`` and the image's proposals."""
     n = len(regions.level)
-    if n == 0:
+    if n == 0 or not classes:  # no masks, or an image kept as a negative (data.no_foreground: keep)
         return np.zeros(cams.shape[1:], dtype=np.uint8)
     overlaps = mask_overlaps(regions)
     area = np.diag(overlaps)
