@@ -1,10 +1,11 @@
-"""Stage check_params: validate the whole params.yaml before any other stage runs (DVC runs it on every repro).
+"""Stage check_params: validate the whole params.yaml before any other stage runs.
 
 A typo in a section that no stage tracks (``sead: 1``, ``seeds.threshold.constant.fg_padd`` while another seed
 method is selected) would otherwise pass unnoticed: no stage reruns, and ``dvc repro`` says "up to date". This
-stage is ``always_changed`` and the head of the DAG; it checks keys, types, ranges and cross-field rules without
-importing any method (method names are checked by DVC's ``${…method}`` interpolation and by each stage). Its
-output never changes, so it never makes another stage rerun.
+stage depends on the params.yaml *file*, so any edit reruns it (and a failed check reruns until it is fixed),
+and it is the head of the DAG; it checks keys, types, ranges and cross-field rules without importing any
+method (method names are checked by DVC's ``${…method}`` interpolation and by each stage). Its output never
+changes, so it never makes another stage rerun, and a no-op repro does not run it at all.
 """
 
 import argparse
