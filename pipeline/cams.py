@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.cam_store import CamStoreWriter
-from pipeline.data.datasets import MANIFEST_NAME, Manifest
 from pipeline.data.loading import load_image, to_tensor
+from pipeline.data.manifest import MANIFEST_NAME, Manifest
 from pipeline.io import fingerprint, pack_zip, remove_work, work_directory
 from pipeline.params import CamParams
 from pipeline.tracking import progress

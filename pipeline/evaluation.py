@@ -19,9 +19,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pipeline.cam_store import CamStore  # noqa: E402
-from pipeline.data.datasets import Manifest  # noqa: E402
 from pipeline.data.loading import load_image  # noqa: E402
-from pipeline.io import atomic_path, inside, read_label_png  # noqa: E402
+from pipeline.data.manifest import Manifest  # noqa: E402
+from pipeline.io import atomic_path, read_label_png, read_label_set  # noqa: E402
 from pipeline.metrics import confusion_matrix, scores, summary  # noqa: E402
 from pipeline.params import EvaluateParams  # noqa: E402
 from pipeline.tracking import progress, report  # noqa: E402
@@ -131,17 +131,6 @@ def ratio(value: float, reference: float) -> float | None:
     if not (np.isfinite(value) and np.isfinite(reference)) or reference <= 0:
         return None
     return value / reference
-
-
-def read_label_set(directory: Path, image_id: str, shape: tuple[int, ...]) -> np.ndarray:
-    """One image's label PNG from a label set, checked against the ground truth's size."""
-    path = inside(Path(directory), f"{image_id}.png")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: label missing for image '{image_id}'")
-    label = read_label_png(path)
-    if label.shape != shape:
-        raise ValueError(f"{path}: label size {label.shape} does not match ground truth {shape}")
-    return label
 
 
 def _plot_confusion(path: Path, confusion: np.ndarray, names: list[str], title: str) -> None:

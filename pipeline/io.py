@@ -109,6 +109,17 @@ def read_label_png(path: Path) -> np.ndarray:
         return np.asarray(image, dtype=np.uint8).copy()
 
 
+def read_label_set(directory: Path, image_id: str, shape: tuple[int, ...]) -> np.ndarray:
+    """One image's label PNG from a label set, checked against the ground truth's size."""
+    path = inside(Path(directory), f"{image_id}.png")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: label missing for image '{image_id}'")
+    label = read_label_png(path)
+    if label.shape != shape:
+        raise ValueError(f"{path}: label size {label.shape} does not match ground truth {shape}")
+    return label
+
+
 def fresh_directory(path: Path) -> Path:
     """Remove ``path`` if present and recreate it empty."""
     path = Path(path)

@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelExactMatch, MultilabelF1Score
 
-from pipeline.data.datasets import Manifest
 from pipeline.data.loading import ClassificationDataset
+from pipeline.data.manifest import Manifest
 from pipeline.device import seed_everything
 from pipeline.io import atomic_path, write_json
 from pipeline.methods import CAM_METHODS

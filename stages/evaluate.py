@@ -7,7 +7,7 @@ so a killed or failed run leaves the previous metrics (or none), never partial o
 import sys
 
 from pipeline import layout
-from pipeline.data.datasets import load_manifest
+from pipeline.data.manifest import load_manifest
 from pipeline.evaluation import evaluate_predictions, evaluate_pseudo_labels
 from pipeline.io import fresh_directory, publish_directory, write_json
 from pipeline.params import PipelineParams

@@ -4,7 +4,7 @@ import sys
 
 from pipeline import layout
 from pipeline.cams import extract_cams
-from pipeline.data.datasets import load_manifest
+from pipeline.data.manifest import load_manifest
 from pipeline.device import resolve_device
 from pipeline.params import PipelineParams
 from pipeline.tracking import report

@@ -3,7 +3,7 @@
 import sys
 
 from pipeline import layout
-from pipeline.data.datasets import load_manifest
+from pipeline.data.manifest import load_manifest
 from pipeline.params import PipelineParams
 from pipeline.seeds import make_seeds
 from pipeline.tracking import report

@@ -3,7 +3,7 @@
 import sys
 
 from pipeline import layout
-from pipeline.data.datasets import CLASS_NAMES
+from pipeline.data.classes import CLASS_NAMES
 from pipeline.params import PipelineParams
 from pipeline.tracking import report
 from pipeline.vocab import VOCAB_PROVIDERS, write_vocabulary

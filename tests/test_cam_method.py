@@ -4,8 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline.backbones import imagenet_state_dict
 from pipeline.cams import multiscale_cam
-from pipeline.methods.cam import GapClassifier, imagenet_state_dict, multilabel_soft_margin_loss
+from pipeline.methods.cam import GapClassifier, multilabel_soft_margin_loss
 
 
 def test_eq1_soft_margin_loss_matches_hand_computation() -> None:

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.data.datasets import COCO_CLASSES, DatasetError, load_manifest, prepare_dataset
+from pipeline.data.classes import COCO_CLASSES
+from pipeline.data.datasets import prepare_dataset
+from pipeline.data.manifest import DatasetError, load_manifest
 from pipeline.data.synthetic import CLASS_CONTEXT, class_part_colours, render_sample
 from pipeline.io import read_label_png, write_label_png
 from pipeline.params import DataParams, SyntheticDataParams
@@ -276,7 +278,7 @@ def test_kept_negatives_flow_through_cams_seeds_refinement_and_evaluation(tmp_pa
 
 
 def test_kept_negatives_are_scored_as_background(tmp_path: Path) -> None:
-    from pipeline.data.datasets import Entry, Manifest
+    from pipeline.data.manifest import Entry, Manifest
     from pipeline.evaluation import evaluate_pseudo_labels
     from pipeline.params import EvaluateParams
     from tests.test_cam_store import write_store
@@ -297,8 +299,7 @@ def test_kept_negatives_are_scored_as_background(tmp_path: Path) -> None:
 def test_writers_and_readers_refuse_ids_that_leave_their_root(tmp_path: Path) -> None:
     """Ids are checked when lists are read; writers still build every path through pipeline.io.inside."""
     from pipeline.cam_store import CamStoreWriter
-    from pipeline.evaluation import read_label_set
-    from pipeline.io import UnsafePathError
+    from pipeline.io import UnsafePathError, read_label_set
     from pipeline.proposals.regions import Proposals
     from pipeline.proposals.store import ProposalStoreWriter
 

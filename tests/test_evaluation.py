@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.data.datasets import Entry, Manifest
+from pipeline.data.manifest import Entry, Manifest
 from pipeline.evaluation import evaluate_pseudo_labels, sweep_values
 from pipeline.io import write_label_png
 from pipeline.params import EvaluateParams

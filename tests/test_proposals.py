@@ -8,7 +8,8 @@ import torch
 import zarr
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-from pipeline.data.datasets import DatasetError, prepare_dataset
+from pipeline.data.datasets import prepare_dataset
+from pipeline.data.manifest import DatasetError
 from pipeline.params import DataParams, ProposalParams, SamProposalParams, SuperpixelProposalParams
 from pipeline.proposals import generate_proposals
 from pipeline.proposals.regions import WHOLE, Proposals, region_index

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from pipeline.data.datasets import Entry, Manifest
+from pipeline.data.manifest import Entry, Manifest
 from pipeline.evaluation import evaluate_predictions
 from pipeline.io import write_label_png
 from pipeline.params import PredictParams, SegmenterParams

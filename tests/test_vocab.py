@@ -199,3 +199,15 @@ def test_embedding_provider_offline(tmp_path: Path) -> None:
 def test_purity_by_hand() -> None:
     clusters = {"a": ["cat", "dog", "car"], "b": ["bus"]}
     assert cluster_purity(clusters, VOC_SUPERCATEGORIES) == pytest.approx(3 / 4)
+
+
+def test_outputs_are_byte_identical_for_identical_inputs(tmp_path: Path) -> None:
+    """No date or time in the DVC-tracked vocabulary files: a rerun on another day gives the same bytes."""
+    from pipeline.vocab import Vocabulary
+
+    vocabulary = Vocabulary({"cat": ["cat", "kitten"]}, {"felines": ["cat"]}, {"provider": "file", "model": "-"})
+    write_vocabulary(vocabulary, ["cat"], tmp_path / "a")
+    write_vocabulary(vocabulary, ["cat"], tmp_path / "b")
+    for name in ("synonyms.json", "clusters.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+        assert "date" not in json.loads((tmp_path / "a" / name).read_text())["provenance"]

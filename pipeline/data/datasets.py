@@ -21,91 +21,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pipeline.data.classes import COCO_CLASSES
+from pipeline.data.manifest import MANIFEST_NAME, DatasetError, Entry, Manifest, load_manifest
 from pipeline.data.synthetic import write_synthetic_voc
 from pipeline.io import fingerprint, id_problem, inside, read_label_png, write_json
 from pipeline.params import DataParams
 from pipeline.registry import Registry
 from pipeline.voc import IGNORE_INDEX, VOC_CLASSES
-
-COCO_CLASSES: tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
-    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
-)  # fmt: skip
-
-CLASS_NAMES: dict[str, tuple[str, ...]] = {"synthetic": VOC_CLASSES, "voc": VOC_CLASSES, "coco": COCO_CLASSES}
-MANIFEST_NAME = "manifest.json"
-
-
-class DatasetError(ValueError):
-    """A dataset file is missing or invalid; the message starts with the file's path."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One image of a split: paths relative to the dataset root, size and 0-based class indices."""
-
-    id: str
-    image: str
-    mask: str
-    height: int
-    width: int
-    labels: tuple[int, ...]
-    digest: str = ""  # SHA-256 (16 hex) of the image and mask bytes: a changed file changes the manifest
-
-
-@dataclass(frozen=True)
-class Manifest:
-    name: str
-    root: Path
-    classes: tuple[str, ...]
-    splits: dict[str, list[Entry]]
-    labels: dict[str, Any] = field(default_factory=dict)  # LabelReport.summary(): format, drops, contradictions
-
-    def image_path(self, entry: Entry) -> Path:
-        return inside(self.root, entry.image)
-
-    def mask_path(self, entry: Entry) -> Path:
-        return inside(self.root, entry.mask)
-
-    def entries(self, split: str) -> list[Entry]:
-        return self.splits[split]
-
-    def by_id(self) -> dict[str, Entry]:
-        """Every entry of every split by image id."""
-        return {entry.id: entry for entries in self.splits.values() for entry in entries}
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-
-def load_manifest(directory: Path) -> Manifest:
-    """Load ``directory/manifest.json``; a relative root is relative to that directory."""
-    path = Path(directory) / MANIFEST_NAME
-    if not path.is_file():
-        raise DatasetError(f"{path}: manifest not found (run the prepare_data stage)")
-    raw = json.loads(path.read_text())
-    root = Path(raw["root"])
-    if not root.is_absolute():
-        root = Path(directory) / root
-    splits = {
-        split: [Entry(**{**item, "labels": tuple(item["labels"])}) for item in items]
-        for split, items in raw["splits"].items()
-    }
-    for entries in splits.values():
-        for entry in entries:
-            if id_problem(entry.id):
-                raise DatasetError(f"{path}: bad image id: {id_problem(entry.id)}")
-    return Manifest(
-        name=raw["name"], root=root, classes=tuple(raw["classes"]), splits=splits, labels=raw.get("labels", {})
-    )
 
 
 def read_ids(path: Path) -> list[str]:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from pipeline.data.datasets import DatasetError, Entry, Manifest
+from pipeline.data.manifest import DatasetError, Entry, Manifest
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)

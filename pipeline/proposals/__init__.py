@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
-from pipeline.data.datasets import MANIFEST_NAME, Entry, Manifest
+from pipeline.data.manifest import MANIFEST_NAME, Entry, Manifest
 from pipeline.io import fingerprint, pack_zip, remove_work, work_directory
 from pipeline.params import ProposalParams
 from pipeline.registry import Registry

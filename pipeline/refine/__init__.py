@@ -17,10 +17,9 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from pipeline.cam_store import CamStore
-from pipeline.data.datasets import Manifest
 from pipeline.data.loading import load_image
-from pipeline.evaluation import read_label_set
-from pipeline.io import fingerprint, inside, publish_directory, work_directory, write_label_png
+from pipeline.data.manifest import Manifest
+from pipeline.io import fingerprint, inside, publish_directory, read_label_set, work_directory, write_label_png
 from pipeline.params import RefineParams
 from pipeline.registry import Registry
 from pipeline.tracking import progress

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from pipeline.cam_store import CamStore
-from pipeline.data.datasets import Manifest
+from pipeline.data.manifest import Manifest
 from pipeline.io import fingerprint, inside, publish_directory, work_directory, write_label_png
 from pipeline.params import SeedParams
 from pipeline.proposals.store import ProposalStore

@@ -3,7 +3,7 @@
 - ``deeplabv3plus``: ``smp.DeepLabV3Plus`` with any smp encoder (``resnet18`` … ``resnet101``); FMA-WSSS trains
   DeepLabV3+ on its seeds. ImageNet encoder weights come only from the local Hugging Face cache
   (``HF_HUB_OFFLINE=1``; nothing is downloaded).
-- ``deeplabv3``: torchvision's DeepLabV3 head (ASPP) on the torchvision ResNets of ``pipeline.methods.cam``
+- ``deeplabv3``: torchvision's DeepLabV3 head (ASPP) on the torchvision ResNets of ``pipeline.backbones``
   (``resnet10`` … ``resnet101``), output stride by removing the last strides as the CAM classifier does.
 """
 
@@ -12,10 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import resnet
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 
-from pipeline.methods.cam import ARCHS, _stride_one, imagenet_state_dict
+from pipeline.backbones import ARCHS, resnet_trunk
 from pipeline.params import SegmenterParams
 from pipeline.segmentation import SEGMENTERS
 
@@ -52,17 +51,8 @@ class ResNetDeepLabV3(nn.Module):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown encoder '{arch}' for deeplabv3; known: {', '.join(ARCHS)}")
-        block, layers, _ = ARCHS[arch]
-        net = resnet.ResNet(block, layers)
-        if weights == "imagenet":
-            net.load_state_dict(imagenet_state_dict(arch))
-        _stride_one(net.layer4)
-        if output_stride <= 8:
-            _stride_one(net.layer3)
-        self.trunk = nn.Sequential(
-            net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
-        )
-        self.head = DeepLabHead(net.fc.in_features, num_classes)
+        self.trunk, channels = resnet_trunk(arch, weights, 8 if output_stride <= 8 else 16)
+        self.head = DeepLabHead(channels, num_classes)
         self.size_multiple = 8 if output_stride <= 8 else 16  # layer4 (and layer3 at 8) run at stride 1
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.data.datasets import Manifest
 from pipeline.data.loading import load_image, to_tensor
+from pipeline.data.manifest import Manifest
 from pipeline.io import fresh_directory, inside, write_label_png
 from pipeline.params import PredictParams, SegmenterParams
 from pipeline.proposals.store import ProposalStore

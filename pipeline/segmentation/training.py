@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from pipeline.data.datasets import MANIFEST_NAME, Entry, Manifest
 from pipeline.data.loading import load_image, to_tensor
+from pipeline.data.manifest import MANIFEST_NAME, Entry, Manifest
 from pipeline.io import atomic_path, fingerprint, inside, read_label_png, remove_work, work_directory, write_json
 from pipeline.params import SegmenterParams
 from pipeline.segmentation import SEGMENTERS

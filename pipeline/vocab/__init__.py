@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +91,7 @@ def cluster_purity(clusters: dict[str, list[str]], reference: dict[str, tuple[st
 
 def write_vocabulary(vocabulary: Vocabulary, classes: list[str], out: Path) -> dict[str, Any]:
     """Write synonyms.json, clusters.json and metrics.json (purity for VOC class names) into ``out``."""
-    provenance = {**vocabulary.provenance, "date": datetime.now(UTC).date().isoformat()}
+    provenance = vocabulary.provenance  # no date: identical inputs give byte-identical outputs
     write_json(out / "synonyms.json", {"provenance": provenance, "synonyms": vocabulary.synonyms})
     write_json(
         out / "clusters.json",
