@@ -4,6 +4,7 @@ built from an image id or a parameter leaves the root it is meant for."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -71,6 +72,18 @@ def atomic_path(target: Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def write_torch(path: Path, data: Any) -> None:
+    """``torch.save`` atomically with stable bytes. Saved through a buffer: written to a file, torch names the
+    archive's root folder after the file — here a random temporary name — so identical weights would hash
+    differently and every stage downstream would look changed."""
+    import torch  # only the stages that save models pay for importing torch
+
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_bytes(buffer.getvalue())
 
 
 def json_safe(data: Any) -> Any:

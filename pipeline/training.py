@@ -13,7 +13,7 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelEx
 from pipeline.data.loading import ClassificationDataset
 from pipeline.data.manifest import Manifest
 from pipeline.device import seed_everything
-from pipeline.io import atomic_path, write_json
+from pipeline.io import atomic_path, write_json, write_torch
 from pipeline.methods import CAM_METHODS
 from pipeline.params import CamParams
 from pipeline.tracking import info, progress
@@ -53,12 +53,11 @@ def train_cam_classifier(
         info(f"epoch {epoch + 1}/{params.epochs} loss {total / count:.4f}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / CHECKPOINT_NAME) as tmp:
-        torch.save(
-            {"method": cam.method, "params": params.model_dump(mode="json"), "classes": list(manifest.classes),
-             "state_dict": model.state_dict()},
-            tmp,
-        )  # fmt: skip
+    write_torch(
+        out_dir / CHECKPOINT_NAME,
+        {"method": cam.method, "params": params.model_dump(mode="json"), "classes": list(manifest.classes),
+         "state_dict": model.state_dict()},
+    )  # fmt: skip
     with atomic_path(out_dir / "loss.csv") as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["epoch", "loss"])
         writer.writeheader()

@@ -68,3 +68,16 @@ def test_work_directory_keeps_matching_work_and_drops_stale(tmp_path: Path) -> N
     (new / "x.png").write_bytes(b"1")
     publish_directory(new, target)
     assert (target / "x.png").read_bytes() == b"1" and not new.exists()
+
+
+def test_saved_models_have_stable_bytes(tmp_path: Path) -> None:
+    """torch.save into a file names the archive after the (random) temporary file; write_torch does not."""
+    import torch
+
+    from pipeline.io import write_torch
+
+    state = {"state_dict": {"w": torch.arange(4.0)}, "classes": ["a"]}
+    write_torch(tmp_path / "a.pt", state)
+    write_torch(tmp_path / "b.pt", state)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]["w"], torch.arange(4.0))

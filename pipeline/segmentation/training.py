@@ -20,7 +20,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from pipeline.data.loading import load_image, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Entry, Manifest
-from pipeline.io import atomic_path, fingerprint, inside, read_label_png, remove_work, work_directory, write_json
+from pipeline.io import (
+    atomic_path,
+    fingerprint,
+    inside,
+    read_label_png,
+    remove_work,
+    work_directory,
+    write_json,
+    write_torch,
+)
 from pipeline.params import SegmenterParams
 from pipeline.segmentation import SEGMENTERS
 from pipeline.tracking import info, progress
@@ -154,13 +163,13 @@ def train_segmenter(
             pixels += labelled
         history.append({"epoch": epoch + 1, "loss": total / max(pixels, 1)})
         info(f"{name}: epoch {epoch + 1}/{params.epochs} loss {history[-1]['loss']:.4f}")
-        with atomic_path(checkpoint) as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history}, tmp)  # fmt: skip
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history}  # fmt: skip
+        write_torch(checkpoint, state)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / MODEL_NAME) as tmp:
-        torch.save({"params": params.model_dump(mode="json"), "classes": list(manifest.classes),
-                    "state_dict": model.state_dict()}, tmp)  # fmt: skip
+    saved = {"params": params.model_dump(mode="json"), "classes": list(manifest.classes),
+             "state_dict": model.state_dict()}  # fmt: skip
+    write_torch(out_dir / MODEL_NAME, saved)
     with atomic_path(out_dir / "loss.csv") as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["epoch", "loss"])
         writer.writeheader()
