@@ -103,12 +103,12 @@ def run_stage(name: str, body: Callable[[], Any], parameters: dict[str, Any]) ->
         else:
             body()
     except (ValueError, OSError, RuntimeError) as error:  # OSError: missing files, permissions, a full disk
-        print(f"{name}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"{name}: error: {_error_message(error)}", file=sys.stderr)
         return 1
     return 0
 
 
-def _one_line(error: BaseException) -> str:
+def _error_message(error: BaseException) -> str:
     """The error's message; an OSError whose text does not name its file gets the file appended."""
     text = str(error)
     if isinstance(error, OSError) and error.filename and str(error.filename) not in text:

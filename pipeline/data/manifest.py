@@ -72,10 +72,8 @@ def load_manifest(directory: Path) -> Manifest:
         split: [Entry(**{**item, "labels": tuple(item["labels"])}) for item in items]
         for split, items in raw["splits"].items()
     }
-    for entries in splits.values():
-        for entry in entries:
-            if id_problem(entry.id):
-                raise DatasetError(f"{path}: bad image id: {id_problem(entry.id)}")
+    for problem in filter(None, (id_problem(entry.id) for entries in splits.values() for entry in entries)):
+        raise DatasetError(f"{path}: bad image id: {problem}")
     return Manifest(
         name=raw["name"], root=root, classes=tuple(raw["classes"]), splits=splits, labels=raw.get("labels", {})
     )
