@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks import proposals_real, seeds_refine
 from pipeline import layout
-from pipeline.cam_store import CamStore
+from pipeline.cams.store import CamStore
 
 DVC = str(Path(sys.executable).parent / "dvc")
 

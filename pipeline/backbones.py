@@ -1,18 +1,28 @@
-"""Backbones shared by the CAM methods and the segmentation networks (torchvision ResNets).
+"""Backbones shared by the CAM methods and the segmentation networks: torchvision ResNets and timm ViTs.
 
 ``resnet_trunk`` builds a ResNet without its pooling and classifier, at output stride 32, 16 or 8 by removing
 the down-sampling of the last stages (IRN's strides (2, 2, 2, 1) at 16), without dilation. ImageNet weights
 come only from the local torch hub cache: nothing is downloaded at run time.
+
+:func:`feature_backbone` gives a CAM method its feature map A (B, D, h, w) from either family, with the input
+normalisation it expects, the side multiple its inputs need, and adjustable drop-path and dropout rates
+(USAGE's network adjustment): stochastic depth on every residual branch, its rate rising linearly with depth
+(timm's rule), and element-wise dropout (the ViT's own dropout layers; on the ResNet's feature map).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
 import torchvision
 from torch import nn
 from torchvision.models import resnet
+from torchvision.ops import StochasticDepth
+
+from pipeline.cams.network_params import BackboneChoice, ResNetBackboneParams, ViTBackboneParams
+from pipeline.data.loading import IMAGENET_MEAN, IMAGENET_STD
 
 ARCHS = {
     "resnet10": (resnet.BasicBlock, [1, 1, 1, 1], None),
@@ -60,3 +70,110 @@ def resnet_trunk(arch: str, weights: str = "none", output_stride: int = 16) -> t
         stride_one(net.layer3)
     trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
     return trunk, net.fc.in_features
+
+
+class FeatureBackbone(nn.Module):
+    """A feature extractor for CAM methods: ``forward`` gives (B, ``channels``, h, w)."""
+
+    channels: int
+    size_multiple: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def drop_paths(self) -> list[StochasticDepth]:
+        """The stochastic-depth modules, shallowest first."""
+        return [m for m in self.modules() if isinstance(m, StochasticDepth)]
+
+    def dropouts(self) -> list[nn.Dropout]:
+        return [m for m in self.modules() if isinstance(m, nn.Dropout)]
+
+    def set_adjustment(self, drop_path: float, dropout: float) -> None:
+        """Set the drop-path rate (the deepest block's; shallower ones scale linearly down) and dropout rate."""
+        paths = self.drop_paths()
+        for depth, module in enumerate(paths):
+            module.p = drop_path * depth / max(1, len(paths) - 1)
+        for module in self.dropouts():
+            module.p = dropout
+
+
+def _drop_residual(drop: StochasticDepth, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    return drop(output)
+
+
+class ResNetFeatures(FeatureBackbone):
+    """A torchvision ResNet trunk; drop-path drops each block's residual branch (after its last BatchNorm)."""
+
+    def __init__(self, params: ResNetBackboneParams, pretrained: bool) -> None:
+        super().__init__()
+        self.trunk, self.channels = resnet_trunk(params.arch, params.weights if pretrained else "none",
+                                                 params.output_stride)  # fmt: skip
+        self.size_multiple = params.output_stride
+        blocks = [block for stage in list(self.trunk)[4:] for block in stage]
+        for block in blocks:
+            block.drop_path = StochasticDepth(0.0, "row")
+            last_norm = block.bn3 if isinstance(block, resnet.Bottleneck) else block.bn2
+            last_norm.register_forward_hook(partial(_drop_residual, block.drop_path))
+        self.dropout = nn.Dropout(0.0)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.trunk(images))
+
+
+class ViTFeatures(FeatureBackbone):
+    """A timm ViT (DeiT-style); the patch tokens after the final norm, as a (B, D, H/p, W/p) map."""
+
+    def __init__(self, params: ViTBackboneParams, img_size: int, pretrained: bool) -> None:
+        super().__init__()
+        import timm
+
+        shape = {k: getattr(params, k) for k in ("patch_size", "embed_dim", "depth", "num_heads")}
+        options = dict(num_classes=0, dynamic_img_size=True, img_size=img_size,
+                       **{k: v for k, v in shape.items() if v is not None})  # fmt: skip
+        if not timm.is_model(params.model):
+            raise ValueError(f"unknown timm model '{params.model}'")
+        load = pretrained and params.weights == "imagenet"
+        if load:
+            options["pretrained_cfg_overlay"] = {"file": str(local_vit_weights(params))}
+        self.vit = timm.create_model(params.model, pretrained=load, **options)
+        for block in self.vit.blocks:  # blocks built at rate 0 hold Identity: make the rate adjustable
+            block.drop_path1, block.drop_path2 = StochasticDepth(0.0, "row"), StochasticDepth(0.0, "row")
+        self.channels = self.vit.embed_dim
+        self.size_multiple = self.vit.patch_embed.patch_size[0]
+        self.mean, self.std = tuple(self.vit.pretrained_cfg["mean"]), tuple(self.vit.pretrained_cfg["std"])
+
+    def dropouts(self) -> list[nn.Dropout]:
+        """The ViT's dropout on projections and MLPs (δ); attention dropout stays off."""
+        return [m for name, m in self.vit.named_modules() if isinstance(m, nn.Dropout) and "attn_drop" not in name]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        height, width = images.shape[-2] // self.size_multiple, images.shape[-1] // self.size_multiple
+        tokens = self.vit.forward_features(images)[:, self.vit.num_prefix_tokens :]
+        return tokens.transpose(1, 2).reshape(len(images), self.channels, height, width)
+
+
+def local_vit_weights(params: ViTBackboneParams) -> Path:
+    """The ViT's ImageNet weights on this machine: ``checkpoint``, else timm's file in the local Hugging Face
+    cache. Never downloads; a missing file is named."""
+    if params.checkpoint is not None:
+        if not Path(params.checkpoint).is_file():
+            raise FileNotFoundError(f"{params.checkpoint}: ViT checkpoint not found (cam.*.vit.checkpoint)")
+        return Path(params.checkpoint)
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = timm.models.get_pretrained_cfg(params.model).hf_hub_id
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        cached = try_to_load_from_cache(repo, filename) if repo else None
+        if isinstance(cached, str):
+            return Path(cached)
+    raise FileNotFoundError(
+        f"ImageNet weights for '{params.model}' ({repo}) are not in the local Hugging Face cache and nothing is "
+        f"downloaded at run time; set vit.checkpoint to a local weights file"
+    )
+
+
+def feature_backbone(choice: BackboneChoice, pretrained: bool = True) -> FeatureBackbone:
+    """The backbone a CAM method's params select; ``pretrained=False`` skips loading weights (a checkpoint follows)."""
+    if choice.backbone == "resnet":
+        return ResNetFeatures(choice.resnet, pretrained)
+    return ViTFeatures(choice.vit, choice.training.crop_size, pretrained)

@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pipeline.cam_store import CamStore  # noqa: E402
+from pipeline.cams.store import CamStore  # noqa: E402
 from pipeline.data.loading import load_image  # noqa: E402
 from pipeline.data.manifest import Manifest  # noqa: E402
 from pipeline.io import atomic_path, read_label_png, read_label_set  # noqa: E402
@@ -85,6 +85,7 @@ def evaluate_pseudo_labels(
         "images": len(ids),
         "cam": {
             "method": methods.get("cam", ""),
+            "backbone": store.attributes.get("backbone", ""),
             "gt_free": {"bg_pad": params.cam_bg_pad, **summary(cam_conf)},
             "gt_tuned": {
                 "bg_pad": pads[best],

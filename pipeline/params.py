@@ -1,56 +1,23 @@
 """Validated parameters: ``params.yaml`` parsed into pydantic models.
 
 Every model forbids unknown keys, so a typo fails with the full key path (``seeds.threshold.fg_pad``).
-Method names are checked against the registries' known names.
+Method names are checked against their sections (pipeline/schema.py); nothing here imports torch.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Literal
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from pipeline.cams.params import CamParams
+from pipeline.schema import MethodChoice, Scales, Strict
 
 
 class ParamsError(ValueError):
     """A params file failed validation; the message names each offending key path."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def registered(registry: str, value: str, info: ValidationInfo) -> str:
-    """``value`` if the registry at ``"module:NAME"`` knows it (imported lazily: methods import torch).
-
-    With the validation context ``{"registries": False}`` (the ``check_params`` stage, which must stay fast) the
-    name is not looked up; every stage validates it again, with the registries, when it runs.
-    """
-    if info.context is not None and not info.context.get("registries", True):
-        return value
-    module, name = registry.split(":")
-    getattr(importlib.import_module(module), name).get(value)
-    return value
-
-
-def _positive_scales(value: tuple[float, ...]) -> tuple[float, ...]:
-    if not value or min(value) <= 0:
-        raise ValueError("scales must be a non-empty list of positive numbers")
-    return value
-
-
-Scales = Annotated[tuple[float, ...], AfterValidator(_positive_scales)]
 
 
 # --- data ------------------------------------------------------------------------------------------------
@@ -110,50 +77,6 @@ class DataParams(Strict):
     coco: CocoDataParams = CocoDataParams()
 
 
-# --- CAM methods -----------------------------------------------------------------------------------------
-class PlainCamParams(Strict):
-    """GAP classifier on a torchvision ResNet trained with the multi-label soft-margin loss."""
-
-    arch: Literal["resnet10", "resnet18", "resnet34", "resnet50", "resnet101"] = "resnet10"
-    weights: Literal["none", "imagenet"] = "none"
-    output_stride: Literal[8, 16, 32] = 16
-    epochs: int = Field(12, ge=1)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(2e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    crop_size: int = Field(64, ge=16)
-    scale_range: tuple[float, float] = (1.0, 1.0)
-
-
-class CamInferenceParams(Strict):
-    scales: Scales = (1.0, 0.5, 1.5, 2.0)
-    flip: bool = True
-    split: Literal["train", "val"] = "train"
-
-
-class MethodChoice(Strict):
-    """A stage section that picks a method by name from a registry; each method has a sub-section of its own."""
-
-    registry: ClassVar[str]  # "module:NAME" of the registry, imported lazily (methods import torch)
-    method: str
-
-    @field_validator("method")
-    @classmethod
-    def _known(cls, value: str, info: ValidationInfo) -> str:
-        return registered(cls.registry, value, info)
-
-    def selected(self) -> BaseModel:
-        """The selected method's own parameters."""
-        return getattr(self, self.method)
-
-
-class CamParams(MethodChoice):
-    registry: ClassVar[str] = "pipeline.methods:CAM_METHODS"
-    method: str = "cam"
-    inference: CamInferenceParams = CamInferenceParams()
-    cam: PlainCamParams = PlainCamParams()
-
-
 # --- class-agnostic region proposals (SAM or superpixels) ----------------------------------------------------
 class SuperpixelProposalParams(Strict):
     """Felzenszwalb segmentations at three scales standing for SAM's whole / part / sub-part levels."""
@@ -194,7 +117,7 @@ class SamProposalParams(Strict):
 
 
 class ProposalParams(MethodChoice):
-    registry: ClassVar[str] = "pipeline.proposals:PROPOSAL_METHODS"
+    kind = "proposal method"
     method: str = "superpixels"
     splits: tuple[Literal["train", "val"], ...] = ("train", "val")
     workers: int = Field(0, ge=0)  # processes on CPU (0: one per core); does not change the output
@@ -246,7 +169,7 @@ class VotingSeedParams(Strict):
 
 
 class SeedParams(MethodChoice):
-    registry: ClassVar[str] = "pipeline.seeds:SEED_METHODS"
+    kind = "seed method"
     method: str = "sams"
     threshold: ThresholdSeedParams = ThresholdSeedParams()
     sams: SamsSeedParams = SamsSeedParams()
@@ -298,7 +221,7 @@ class NoRefineParams(Strict):
 
 
 class RefineParams(MethodChoice):
-    registry: ClassVar[str] = "pipeline.refine:REFINE_METHODS"
+    kind = "refine method"
     method: str = "crf"
     workers: int = Field(0, ge=0)  # processes (0: one per core); does not change the output
     none: NoRefineParams = NoRefineParams()
@@ -311,7 +234,7 @@ class SegmenterParams(Strict):
     """Network and schedule, the same for pseudo labels and full supervision. Paper-scale settings (ResNet-101,
     512 crops, the papers' schedules) are in presets/segmenter_{voc,coco}.yaml; the defaults fit the demo."""
 
-    network: str = "deeplabv3plus"  # deeplabv3plus (segmentation-models-pytorch) | deeplabv3 (torchvision)
+    network: Literal["deeplabv3plus", "deeplabv3"] = "deeplabv3plus"  # smp | torchvision head
     encoder: str = "resnet18"  # smp encoder name (deeplabv3plus) | resnet10 … resnet101 (deeplabv3)
     weights: Literal["none", "imagenet"] = "none"
     output_stride: Literal[8, 16] = 16
@@ -324,11 +247,6 @@ class SegmenterParams(Strict):
     poly_power: float = Field(0.9, ge=0)  # learning rate × (1 − step / steps)^power
     crop_size: int = Field(64, ge=16)
     scale_range: tuple[float, float] = (0.75, 1.25)
-
-    @field_validator("network")
-    @classmethod
-    def _known(cls, value: str, info: ValidationInfo) -> str:
-        return registered("pipeline.segmentation:SEGMENTERS", value, info)
 
     @model_validator(mode="after")
     def _crop_fits_network(self) -> SegmenterParams:
@@ -398,7 +316,7 @@ class FileVocabParams(Strict):
 
 
 class VocabParams(Strict):
-    provider: str = "embedding"
+    provider: Literal["embedding", "openai", "file"] = "embedding"  # each has the section of the same name
     num_synonyms: int = Field(4, ge=1)
     stable_rounds: int = Field(1, ge=1)
     max_rounds: int = Field(5, ge=1)
@@ -406,11 +324,6 @@ class VocabParams(Strict):
     embedding: EmbeddingVocabParams = EmbeddingVocabParams()
     openai: OpenAIVocabParams = OpenAIVocabParams()
     file: FileVocabParams = FileVocabParams()
-
-    @field_validator("provider")
-    @classmethod
-    def _known(cls, value: str, info: ValidationInfo) -> str:
-        return registered("pipeline.vocab:VOCAB_PROVIDERS", value, info)
 
 
 class PipelineParams(Strict):
@@ -427,8 +340,9 @@ class PipelineParams(Strict):
     vocab: VocabParams = VocabParams()
 
 
-def _format_errors(path: Path, error: ValidationError) -> str:
-    lines = [f"{path}: invalid parameters"]
+def format_errors(path: Path, error: ValidationError, context: str = "") -> str:
+    """One line per failed key path, under a line naming the file."""
+    lines = [f"{path}{context}: invalid parameters"]
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(root)"
         message = item["msg"]
@@ -438,12 +352,8 @@ def _format_errors(path: Path, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_params(path: Path | str = "params.yaml", registries: bool = True) -> PipelineParams:
-    """Read and validate a params file; raise ParamsError naming every bad key path.
-
-    ``registries=False`` skips looking method names up in their registries (which imports the methods);
-    keys, types, ranges and cross-field rules are checked all the same.
-    """
+def load_params(path: Path | str = "params.yaml") -> PipelineParams:
+    """Read and validate a params file; raise ParamsError naming every bad key path. Imports no method."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
@@ -452,6 +362,6 @@ def load_params(path: Path | str = "params.yaml", registries: bool = True) -> Pi
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML: {error}") from error
     try:
-        return PipelineParams.model_validate(raw, context={"registries": registries})
+        return PipelineParams.model_validate(raw)
     except ValidationError as error:
-        raise ParamsError(_format_errors(path, error)) from None
+        raise ParamsError(format_errors(path, error)) from None

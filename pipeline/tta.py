@@ -34,3 +34,28 @@ def padded_forward(fn: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tens
     if tuple(output.shape[-2:]) != padded:
         output = F.interpolate(output, size=padded, mode="bilinear", align_corners=False)
     return output[..., :height, :width]
+
+
+def multiscale_sum(
+    fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, scales: tuple[float, ...], flip: bool,
+    multiple: int = 1,
+) -> tuple[torch.Tensor, int]:  # fmt: skip
+    """Test-time augmentation: Σ of ``fn`` over the scaled image (and its horizontal flip), and the view count.
+
+    ``fn`` maps a (B, 3, h, w) batch to (B, C, h', w') maps (already activated: ReLU'd CAMs, softmax); each
+    scaled batch goes through :func:`padded_forward`, flipped outputs are flipped back, and every output is
+    resized (bilinear) to the image's H × W. Returns ((C, H, W) sum, number of views summed).
+    """
+    height, width = image.shape[-2:]
+    total, views = None, 0
+    for scale in scales:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        scaled = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)
+        batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
+        outputs = padded_forward(fn, batch, multiple)
+        if flip:
+            outputs = torch.stack([outputs[0], outputs[1].flip(-1)])
+        outputs = F.interpolate(outputs, size=(height, width), mode="bilinear", align_corners=False).sum(dim=0)
+        total = outputs if total is None else total + outputs
+        views += len(batch)
+    return total, views

@@ -3,8 +3,8 @@
 A typo in a section that no stage tracks (``sead: 1``, ``seeds.threshold.constant.fg_padd`` while another seed
 method is selected) would otherwise pass unnoticed: no stage reruns, and ``dvc repro`` says "up to date". This
 stage depends on the params.yaml *file*, so any edit reruns it (and a failed check reruns until it is fixed),
-and it is the head of the DAG; it checks keys, types, ranges and cross-field rules without importing any
-method (method names are checked by DVC's ``${…method}`` interpolation and by each stage). Its output never
+and it is the head of the DAG; it checks keys, types, ranges, method names and cross-field rules without
+importing any method (pipeline/schema.py). Its output never
 changes, so it never makes another stage rerun, and a no-op repro does not run it at all.
 """
 
@@ -21,7 +21,7 @@ def main() -> int:
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     path = parser.parse_args().params
     try:
-        load_params(path, registries=False)
+        load_params(path)
     except ParamsError as error:
         print(f"check_params: error: {error}", file=sys.stderr)
         return 1

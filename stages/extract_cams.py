@@ -3,18 +3,18 @@
 import sys
 
 from pipeline import layout
-from pipeline.cams import extract_cams
+from pipeline.cams.extract import extract_cams
+from pipeline.cams.train import MODEL_NAME
 from pipeline.data.manifest import load_manifest
 from pipeline.device import resolve_device
 from pipeline.params import PipelineParams
 from pipeline.tracking import report
-from pipeline.training import CHECKPOINT_NAME
 from stages import run
 
 
 def body(params: PipelineParams) -> None:
     counts = extract_cams(
-        load_manifest(layout.DATASET), layout.DATASET, params.cam, layout.CLASSIFIER / CHECKPOINT_NAME,
+        load_manifest(layout.DATASET), layout.DATASET, params.cam, layout.CLASSIFIER / MODEL_NAME,
         resolve_device(params.device), layout.CAMS,
     )  # fmt: skip
     report("CAM store", [counts])

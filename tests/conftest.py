@@ -19,7 +19,8 @@ TINY_OVERRIDES = {
     "data": {"synthetic": {"num_train": 24, "num_val": 8, "image_size": 48}},
     "cam": {
         "inference": {"scales": [1.0, 0.5]},
-        "cam": {"arch": "resnet10", "epochs": 1, "batch_size": 8, "crop_size": 48},
+        "cam": {"training": {"epochs": 1, "batch_size": 8, "crop_size": 48}},
+        "usage": {"training": {"epochs": 1, "batch_size": 8, "crop_size": 48}},
     },
     "segmenter": {"epochs": 1, "batch_size": 8, "crop_size": 48},
     "predict": {"scales": [1.0]},

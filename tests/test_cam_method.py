@@ -1,3 +1,5 @@
+"""Plain CAM (eq. 1–2 of POLE), its backbones, and the test-time augmentation shared with segmentation."""
+
 import math
 from pathlib import Path
 
@@ -5,8 +7,9 @@ import pytest
 import torch
 
 from pipeline.backbones import imagenet_state_dict
-from pipeline.cams import multiscale_cam
-from pipeline.methods.cam import GapClassifier, multilabel_soft_margin_loss
+from pipeline.cams.extract import multiscale_cam
+from pipeline.cams.methods.plain_cam.model import multilabel_soft_margin_loss
+from tests.test_cam_contract import tiny_method
 
 
 def test_eq1_soft_margin_loss_matches_hand_computation() -> None:
@@ -17,25 +20,26 @@ def test_eq1_soft_margin_loss_matches_hand_computation() -> None:
     assert multilabel_soft_margin_loss(logits, targets).item() == pytest.approx(expected, rel=1e-6)
 
 
-def test_eq2_cam_is_classifier_weights_on_features_and_gap_commutes() -> None:
-    torch.manual_seed(0)
-    model = GapClassifier("resnet10", num_classes=4, output_stride=16).eval()
+@pytest.mark.parametrize(("backbone", "side"), [("resnet", 4), ("vit", 8)])
+def test_eq2_cam_is_classifier_weights_on_features_and_gap_commutes(backbone: str, side: int) -> None:
+    model = tiny_method("cam", backbone, classes=4)
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        features = model.trunk(images)
-        cams = model.cam(images)
-        expected = torch.einsum("kc,bchw->bkhw", model.classifier.weight[:, :, 0, 0], features)
-        assert cams.shape == (2, 4, 4, 4)  # output stride 16
+        features = model.network.backbone(images)
+        cams = model.infer_cams(images, [0, 1, 2, 3])
+        expected = torch.einsum("kc,bchw->bkhw", model.network.classifier.weight[:, :, 0, 0], features)
+        assert cams.shape == (2, 4, side, side)  # ResNet at output stride 16; ViT patches of 8
         torch.testing.assert_close(cams, expected, rtol=1e-5, atol=1e-5)
         # GAP then W equals W then GAP (the logits are the mean CAM).
-        torch.testing.assert_close(model(images), cams.mean(dim=(2, 3)), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model.image_scores(images), cams.mean(dim=(2, 3)), rtol=1e-5, atol=1e-5)
+        assert model.infer_cams(images, [2]).shape == (2, 1, side, side)
 
 
 @pytest.mark.parametrize(("stride", "side"), [(8, 8), (16, 4), (32, 2)])
 def test_output_stride(stride: int, side: int) -> None:
-    model = GapClassifier("resnet10", num_classes=2, output_stride=stride).eval()
+    model = tiny_method("cam", "resnet", resnet={"output_stride": stride})
     with torch.no_grad():
-        assert model.cam(torch.zeros(1, 3, 64, 64)).shape[-1] == side
+        assert model.infer_cams(torch.zeros(1, 3, 64, 64), [0]).shape[-1] == side
 
 
 def test_imagenet_weights_missing_fail_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,23 +52,52 @@ def test_imagenet_weights_missing_fail_clearly(tmp_path: Path, monkeypatch: pyte
         imagenet_state_dict("resnet10")
 
 
-def test_multiscale_cam_relu_sum_flip_and_max_normalisation() -> None:
-    # A CAM function that returns the image's first channel for class 0 and its negation for class 1,
-    # so flips and scales can be checked by hand.
-    def cam_fn(batch: torch.Tensor) -> torch.Tensor:
-        return torch.stack([batch[:, 0], -batch[:, 0], 2 * batch[:, 0]], dim=1)
+def test_vit_weights_missing_name_the_file_or_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.backbones import ViTFeatures
+    from pipeline.cams.network_params import ViTBackboneParams
 
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache
+    bare = {"patch_size": None, "embed_dim": None, "depth": None, "num_heads": None, "weights": "imagenet"}
+    missing = tmp_path / "deit_small.pth"
+    with pytest.raises(FileNotFoundError, match=rf"{missing}: ViT checkpoint not found"):
+        ViTFeatures(ViTBackboneParams(**bare, checkpoint=str(missing)), 224, pretrained=True)
+    uncached = r"'deit_small_patch16_224' \(timm/deit_small_patch16_224.fb_in1k\) are not in the local Hugging Face"
+    with pytest.raises(FileNotFoundError, match=uncached):
+        ViTFeatures(ViTBackboneParams(**bare), 224, pretrained=True)
+
+
+class _Mirror(torch.nn.Module):
+    """A CAM "method" returning the image's first channel for class 0, its negation for 1, twice it for 2."""
+
+    size_multiple = 1
+
+    def infer_cams(self, batch: torch.Tensor, classes: list[int]) -> torch.Tensor:
+        return torch.stack([batch[:, 0], -batch[:, 0], 2 * batch[:, 0]], dim=1)[:, classes]
+
+
+def test_multiscale_cam_relu_sum_flip_and_max_normalisation() -> None:
     image = torch.zeros(3, 4, 4)
     image[0, :, 0] = 1.0  # left column lit
-    out = multiscale_cam(cam_fn, image, classes=[0, 1], scales=(1.0,), flip=True)
+    out = multiscale_cam(_Mirror(), image, classes=[0, 1], scales=(1.0,), flip=True)
     # flip branch: the flipped image lights the right column, flipped back → the left column again: 2× left.
     assert out.shape == (2, 4, 4)
     assert out[0, :, 0].tolist() == pytest.approx([1.0] * 4, abs=1e-4)
     assert out[0, :, 1:].abs().max().item() == 0.0
     assert out[1].abs().max().item() == 0.0  # ReLU removes the negative class
     # Without flip the left column is still the max → normalised to ~1.
-    single = multiscale_cam(cam_fn, image, classes=[2], scales=(1.0, 2.0), flip=False)
+    single = multiscale_cam(_Mirror(), image, classes=[2], scales=(1.0, 2.0), flip=False)
     assert single.max().item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_multiscale_sum_counts_views_and_flips_back() -> None:
+    from pipeline.tta import multiscale_sum
+
+    image = torch.arange(12, dtype=torch.float32).view(1, 3, 4)
+    total, views = multiscale_sum(lambda batch: batch, image, (1.0,), flip=True)
+    assert views == 2
+    torch.testing.assert_close(total, 2 * image)  # each flipped view is flipped back before summing
+    total, views = multiscale_sum(lambda batch: batch, image, (1.0, 2.0, 0.5), flip=False)
+    assert views == 3 and total.shape == (1, 3, 4)
 
 
 def test_padded_forward_crops_back_what_the_network_saw() -> None:
@@ -88,9 +121,10 @@ def test_padded_forward_crops_back_what_the_network_saw() -> None:
     assert padded_forward(coarse, torch.zeros(1, 1, 8, 8), 4).shape == (1, 1, 2, 2)  # no padding: as given
 
 
+@pytest.mark.parametrize("backbone", ["resnet", "vit"])
 @pytest.mark.parametrize("shape", [(375, 500), (500, 375)])
-def test_cams_of_voc_sized_images(shape: tuple[int, int]) -> None:
-    model = GapClassifier("resnet10", num_classes=3, output_stride=16).eval()
-    cams = multiscale_cam(model.cam, torch.rand(3, *shape), [0, 2], (1.0, 0.5), True, model.size_multiple)
+def test_cams_of_voc_sized_images(backbone: str, shape: tuple[int, int]) -> None:
+    model = tiny_method("cam", backbone, classes=3)
+    cams = multiscale_cam(model, torch.rand(3, *shape), [0, 2], (1.0, 0.5), True)
     assert cams.shape == (2, *shape)
     assert float(cams.min()) >= 0 and float(cams.amax(dim=(1, 2)).max()) <= 1.0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import zarr
 
-from pipeline.cam_store import QUANTUM, CamStore, CamStoreWriter
+from pipeline.cams.store import QUANTUM, CamStore, CamStoreWriter
 from pipeline.io import pack_zip
 
 

@@ -253,17 +253,16 @@ def test_kept_negatives_flow_through_cams_seeds_refinement_and_evaluation(tmp_pa
     """data.no_foreground: keep gives images without classes; every per-image step takes them."""
     import torch
 
-    from pipeline.cams import multiscale_cam
-    from pipeline.methods.cam import GapClassifier
+    from pipeline.cams.extract import multiscale_cam
     from pipeline.params import AffinityRefineParams, CrfRefineParams, SamsSeedParams, VotingSeedParams
     from pipeline.proposals.regions import Proposals
     from pipeline.refine.affinity import affinity_refine
     from pipeline.refine.crf import crf_refine
     from pipeline.seeds.sams import sams_seeds
     from pipeline.seeds.voting import voting_seeds
+    from tests.test_cam_contract import tiny_method
 
-    model = GapClassifier("resnet10", 3).eval()
-    cams = multiscale_cam(model.cam, torch.rand(3, 32, 32), [], (1.0, 0.5), True, 16).numpy()
+    cams = multiscale_cam(tiny_method("cam", "resnet"), torch.rand(3, 32, 32), [], (1.0, 0.5), True).numpy()
     assert cams.shape == (0, 32, 32)
     masks = np.zeros((2, 32, 32), dtype=bool)
     masks[0, :16], masks[1, 16:] = True, True
@@ -298,7 +297,7 @@ def test_kept_negatives_are_scored_as_background(tmp_path: Path) -> None:
 
 def test_writers_and_readers_refuse_ids_that_leave_their_root(tmp_path: Path) -> None:
     """Ids are checked when lists are read; writers still build every path through pipeline.io.inside."""
-    from pipeline.cam_store import CamStoreWriter
+    from pipeline.cams.store import CamStoreWriter
     from pipeline.io import UnsafePathError, read_label_set
     from pipeline.proposals.regions import Proposals
     from pipeline.proposals.store import ProposalStoreWriter

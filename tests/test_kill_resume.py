@@ -7,7 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.cam_store import CamStore
+import pytest
+
+from pipeline.cams.store import CamStore
 from tests.conftest import dvc, edit_params, project_env, run
 
 
@@ -74,28 +76,52 @@ def test_killed_sam_masks_resumes_to_an_identical_store(project: Path) -> None:
     assert not (project / "artifacts/.work").exists()
 
 
-def test_killed_segmenter_training_resumes_from_its_last_checkpoint(project: Path) -> None:
+def assert_training_resumes(project: Path, stage: str, out: str, epochs: int) -> str:
+    """Run ``stage``; then SIGKILL a fresh run after an epoch checkpoint and rerun it: the resumed run must end
+    with the same weights and loss history. Returns the loss history (CSV)."""
     import torch
 
-    edit_params(project, lambda p: p["segmenter"].update(epochs=4))
-    dvc(project, "repro", "prepare_data")
-    command = [sys.executable, "-m", "stages.train_segmenter_fullsup"]
+    command = [sys.executable, "-m", f"stages.{stage}"]
     run(command, project)
-    model = project / "artifacts/segmenter_fullsup/model.pt"
-    reference = torch.load(model, weights_only=True)["state_dict"]
-    reference_loss = (project / "artifacts/segmenter_fullsup/loss.csv").read_text()
+    model, losses = project / out / "model.pt", project / out / "loss.csv"
+    reference, reference_loss = torch.load(model, weights_only=True)["state_dict"], losses.read_text()
     model.unlink()
 
-    work = project / "artifacts/.work"
-    kill_when(project, "train_segmenter_fullsup", lambda: any(work.glob("segmenter_fullsup-*/checkpoint.pt")))
-    epoch = torch.load(next(work.glob("segmenter_fullsup-*/checkpoint.pt")), weights_only=True)["epoch"]
-    assert 1 <= epoch < 4, "the kill must land between checkpoints"
+    work = model.parent / ".work" if stage == "train_classifier" else project / "artifacts/.work"
+    checkpoints = f"{'model.pt' if stage == 'train_classifier' else Path(out).name}-*/checkpoint.pt"
+    kill_when(project, stage, lambda: any(work.glob(checkpoints)))
+    epoch = torch.load(next(work.glob(checkpoints)), weights_only=True)["epoch"]
+    assert 1 <= epoch < epochs, "the kill must land between checkpoints"
     assert not model.exists()
 
     resumed = run(command, project)
-    assert f"resuming after epoch {epoch}/4" in resumed.stderr + resumed.stdout
+    assert f"resuming after epoch {epoch}/{epochs}" in resumed.stderr + resumed.stdout
     state = torch.load(model, weights_only=True)["state_dict"]
     assert state.keys() == reference.keys()
     assert all(torch.equal(state[k], reference[k]) for k in reference)
-    assert (project / "artifacts/segmenter_fullsup/loss.csv").read_text() == reference_loss
+    assert losses.read_text() == reference_loss
     assert not work.exists()
+    return reference_loss
+
+
+def test_killed_segmenter_training_resumes_from_its_last_checkpoint(project: Path) -> None:
+    edit_params(project, lambda p: p["segmenter"].update(epochs=4))
+    dvc(project, "repro", "prepare_data")
+    assert_training_resumes(project, "train_segmenter_fullsup", "artifacts/segmenter_fullsup", 4)
+
+
+@pytest.mark.parametrize(("method", "backbone"), [("cam", "resnet"), ("usage", "vit")])
+def test_killed_classifier_training_resumes_to_the_same_weights_and_losses(
+    project: Path, method: str, backbone: str
+) -> None:  # fmt: skip
+    def select(p: dict) -> None:
+        p["cam"]["method"] = method
+        p["cam"][method].update(backbone=backbone)
+        p["cam"][method]["training"].update(epochs=3)
+
+    edit_params(project, select)
+    dvc(project, "repro", "prepare_data")
+    losses = assert_training_resumes(project, "train_classifier", "artifacts/classifier", 3)
+    assert losses.splitlines()[0] == (
+        "epoch,loss,generation,regularisation" if method == "usage" else "epoch,loss,classification"
+    )

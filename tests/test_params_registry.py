@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.methods import CAM_METHODS
+from pipeline.cams.registry import CAM_METHODS
 from pipeline.params import ParamsError, load_params
 from pipeline.registry import Registry, UnknownNameError
 from pipeline.seeds import SEED_METHODS
@@ -46,8 +46,8 @@ def test_unknown_key_names_its_path(tmp_path: Path) -> None:
 
 
 def test_wrong_type_names_its_path(tmp_path: Path) -> None:
-    params = tiny_params(cam={"cam": {"epochs": "many"}})
-    with pytest.raises(ParamsError, match=r"cam\.cam\.epochs: Input should be a valid integer"):
+    params = tiny_params(cam={"cam": {"training": {"epochs": "many"}}})
+    with pytest.raises(ParamsError, match=r"cam\.cam\.training\.epochs: Input should be a valid integer"):
         load_params(write(tmp_path, params))
 
 
@@ -78,3 +78,35 @@ def test_user_caused_os_errors_end_in_one_line(capsys: pytest.CaptureFixture) ->
 
     assert run_stage("make_seeds", body, {}) == 1
     assert capsys.readouterr().err == "make_seeds: error: [Errno 13] Permission denied: 'artifacts/seeds/a.png'\n"
+
+
+def test_each_registry_knows_exactly_the_methods_its_params_section_has() -> None:
+    from pipeline.params import PipelineParams, ProposalParams, RefineParams, SeedParams
+    from pipeline.proposals import PROPOSAL_METHODS
+    from pipeline.refine import REFINE_METHODS
+    from pipeline.segmentation import SEGMENTERS
+    from pipeline.vocab import VOCAB_PROVIDERS
+
+    sections = PipelineParams.model_fields
+    assert CAM_METHODS.names() == sections["cam"].annotation.method_names() == ["cam", "usage"]
+    assert SEED_METHODS.names() == SeedParams.method_names()
+    assert REFINE_METHODS.names() == RefineParams.method_names()
+    assert PROPOSAL_METHODS.names() == ProposalParams.method_names()
+    network = PipelineParams.model_fields["segmenter"].annotation.model_fields["network"].annotation
+    assert SEGMENTERS.names() == sorted(network.__args__)
+    provider = PipelineParams.model_fields["vocab"].annotation.model_fields["provider"].annotation
+    assert VOCAB_PROVIDERS.names() == sorted(provider.__args__)
+
+
+def test_validating_params_imports_no_method_and_no_heavy_package() -> None:
+    """check_params and every stage's validation stay light: a missing optional package cannot break them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pipeline.params import load_params; load_params('params.yaml'); "
+        "heavy = [m for m in ('torch', 'timm', 'pydensecrf', 'segment_anything', 'pipeline.cams.registry', "
+        "'pipeline.seeds', 'pipeline.refine') if m in sys.modules]; print(heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -10,8 +10,9 @@ from torch.utils.data import Dataset
 
 from pipeline.data.manifest import DatasetError, Entry, Manifest
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+Normalisation = tuple[tuple[float, float, float], tuple[float, float, float]]  # (mean, std) per channel
 
 
 def load_image(manifest: Manifest, entry: Entry) -> np.ndarray:
@@ -24,10 +25,11 @@ def load_image(manifest: Manifest, entry: Entry) -> np.ndarray:
         raise DatasetError(f"{path}: corrupt or unreadable image ({error})") from error
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 H×W×3 → ImageNet-normalised float 3×H×W."""
+def to_tensor(image: np.ndarray, normalisation: Normalisation = (IMAGENET_MEAN, IMAGENET_STD)) -> torch.Tensor:
+    """uint8 H×W×3 → normalised float 3×H×W (ImageNet's statistics unless a model states its own)."""
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
-    return (tensor - IMAGENET_MEAN) / IMAGENET_STD
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in normalisation)
+    return (tensor - mean) / std
 
 
 def multi_hot(labels: tuple[int, ...], num_classes: int) -> torch.Tensor:
@@ -61,12 +63,14 @@ class ClassificationDataset(Dataset):
     def __init__(
         self, manifest: Manifest, split: str, crop_size: int | None = None,
         scale_range: tuple[float, float] = (1.0, 1.0), seed: int = 0,
+        normalisation: Normalisation = (IMAGENET_MEAN, IMAGENET_STD),
     ) -> None:  # fmt: skip
         self.manifest = manifest
         self.entries = manifest.entries(split)
         self.crop_size = crop_size
         self.scale_range = scale_range
         self.seed = seed
+        self.normalisation = normalisation
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -74,7 +78,7 @@ class ClassificationDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         entry = self.entries[index]
-        image = to_tensor(load_image(self.manifest, entry))
+        image = to_tensor(load_image(self.manifest, entry), self.normalisation)
         if self.crop_size is not None:
             generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
             image = augment(image, self.crop_size, self.scale_range, generator)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel, delayed
 
-from pipeline.cam_store import CamStore
+from pipeline.cams.store import CamStore
 from pipeline.data.loading import load_image
 from pipeline.data.manifest import Manifest
 from pipeline.io import fingerprint, inside, publish_directory, read_label_set, work_directory, write_label_png

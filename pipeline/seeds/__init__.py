@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.cam_store import CamStore
+from pipeline.cams.store import CamStore
 from pipeline.data.manifest import Manifest
 from pipeline.io import fingerprint, inside, publish_directory, work_directory, write_label_png
 from pipeline.params import SeedParams

@@ -23,7 +23,7 @@ from pipeline.refine.crf import crf_from_probabilities
 from pipeline.seeds.sams import sams_seeds
 from pipeline.segmentation.training import load_segmenter
 from pipeline.tracking import progress
-from pipeline.tta import padded_forward, size_multiple
+from pipeline.tta import multiscale_sum, size_multiple
 
 
 @torch.no_grad()
@@ -31,20 +31,12 @@ def multiscale_probabilities(
     model: torch.nn.Module, image: torch.Tensor, scales: tuple[float, ...], flip: bool
 ) -> torch.Tensor:  # fmt: skip
     """(C, H, W) softmax averaged over the scales (and their horizontal flips), at the image's size."""
-    height, width = image.shape[-2:]
-    total = torch.zeros(0)
-    count = 0
-    for scale in scales:
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        scaled = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)
-        batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
-        probs = F.softmax(padded_forward(model, batch, size_multiple(model)), dim=1)
-        if flip:
-            probs = torch.stack([probs[0], probs[1].flip(-1)])
-        probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
-        total = probs.sum(dim=0) if count == 0 else total + probs.sum(dim=0)
-        count += len(probs)
-    return total / count
+
+    def softmax(batch: torch.Tensor) -> torch.Tensor:
+        return F.softmax(model(batch), dim=1)
+
+    total, views = multiscale_sum(softmax, image, scales, flip, size_multiple(model))
+    return total / views
 
 
 def sams_postprocess(probabilities: np.ndarray, params: PredictParams, regions) -> np.ndarray:

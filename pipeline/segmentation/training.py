@@ -1,14 +1,12 @@
 """Segmentation training on pseudo labels or ground truth: seeded, checkpointed every epoch, resumable.
 
-Pixels labelled 255 are ignored by the cross-entropy loss. Each epoch's data order, augmentation and dropout
-come from generators seeded by (seed, epoch), and the optimiser and schedule are checkpointed with the weights
-after every epoch, so a killed run resumes from its last checkpoint and ends with the same weights as an
-uninterrupted one. The checkpoint lives in ``<out parent>/.work/<out name>-<inputs key>/``.
+Pixels labelled 255 are ignored by the cross-entropy loss. The epoch loop (seeding, per-epoch checkpoints,
+resume after a kill) is the one CAM methods use (:mod:`pipeline.trainer`); the checkpoint lives in
+``<out parent>/.work/<out name>-<inputs key>/``.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -16,12 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from pipeline.data.loading import load_image, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Entry, Manifest
 from pipeline.io import (
-    atomic_path,
     fingerprint,
     inside,
     read_label_png,
@@ -32,7 +29,7 @@ from pipeline.io import (
 )
 from pipeline.params import SegmenterParams
 from pipeline.segmentation import SEGMENTERS
-from pipeline.tracking import info, progress
+from pipeline.trainer import EpochLoader, epoch_seed, run_epochs, write_history
 from pipeline.voc import IGNORE_INDEX
 
 MODEL_NAME = "model.pt"
@@ -70,7 +67,7 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         entry = self.entries[index]
-        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index)
+        generator = torch.Generator().manual_seed(epoch_seed(epoch_seed(self.seed, self.epoch), index))
         image = to_tensor(load_image(self.manifest, entry))
         path = label_path(self.manifest, entry, self.labels)
         label = torch.from_numpy(read_training_label(path, entry, self.manifest.num_classes).astype(np.int64))
@@ -132,48 +129,19 @@ def train_segmenter(
     torch.manual_seed(seed)
     model = build_segmenter(params, manifest.num_classes + 1).to(device)
     dataset = SegmentationDataset(manifest, labels, params, seed)
-    drop_last = len(dataset) > params.batch_size  # BatchNorm needs more than one sample per batch
-    batches = len(dataset) // params.batch_size if drop_last else 1
-    optimizer, scheduler = _optimizer(model, params, params.epochs * batches)
-    start, history = 0, []
-    checkpoint = work / CHECKPOINT_NAME
-    if checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start, history = state["epoch"], state["history"]
-        info(f"{name}: resuming after epoch {start}/{params.epochs} from {checkpoint}")
-    for epoch in progress(range(start, params.epochs), total=params.epochs - start, desc=f"{name} epochs"):
-        dataset.epoch = epoch
-        torch.manual_seed(seed * 1_000_003 + epoch)
-        order = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        loader = DataLoader(dataset, batch_size=params.batch_size, shuffle=True, generator=order, drop_last=drop_last)
-        model.train()
-        total, pixels = 0.0, 0
-        for images, targets in loader:
-            images, targets = images.to(device), targets.to(device)
-            loss = segmentation_loss(model(images), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            labelled = int((targets != IGNORE_INDEX).sum())
-            total += loss.item() * labelled
-            pixels += labelled
-        history.append({"epoch": epoch + 1, "loss": total / max(pixels, 1)})
-        info(f"{name}: epoch {epoch + 1}/{params.epochs} loss {history[-1]['loss']:.4f}")
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history}  # fmt: skip
-        write_torch(checkpoint, state)
+    loader = EpochLoader(dataset, params.batch_size, seed)
+    optimizer, scheduler = _optimizer(model, params, params.epochs * loader.batches)
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+        images, targets = batch[0].to(device), batch[1].to(device)
+        return {"cross_entropy": segmentation_loss(model(images), targets)}, int((targets != IGNORE_INDEX).sum())
+
+    history = run_epochs(name, model, optimizer, scheduler, loader, step, params.epochs, seed, work / CHECKPOINT_NAME)
     out_dir.mkdir(parents=True, exist_ok=True)
     saved = {"params": params.model_dump(mode="json"), "classes": list(manifest.classes),
              "state_dict": model.state_dict()}  # fmt: skip
     write_torch(out_dir / MODEL_NAME, saved)
-    with atomic_path(out_dir / "loss.csv") as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["epoch", "loss"])
-        writer.writeheader()
-        writer.writerows(history)
+    write_history(out_dir / "loss.csv", history)
     metrics = {"train_loss": history[-1]["loss"], "epochs": params.epochs,
                "labels": "ground truth" if labels is None else str(labels)}  # fmt: skip
     write_json(out_dir / "metrics.json", metrics)

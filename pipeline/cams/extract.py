@@ -8,38 +8,30 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pipeline.cam_store import CamStoreWriter
+from pipeline.cams.contract import CamMethod
+from pipeline.cams.params import CamParams
+from pipeline.cams.store import CamStoreWriter
+from pipeline.cams.train import describe_backbone, load_cam_method
 from pipeline.data.loading import load_image, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
 from pipeline.io import fingerprint, pack_zip, remove_work, work_directory
-from pipeline.params import CamParams
 from pipeline.tracking import progress
-from pipeline.training import load_cam_model
-from pipeline.tta import padded_forward, size_multiple
+from pipeline.tta import multiscale_sum
 
 
-@torch.no_grad()
 def multiscale_cam(
-    cam_fn, image: torch.Tensor, classes: list[int], scales: tuple[float, ...], flip: bool, multiple: int = 1
-) -> torch.Tensor:
+    model: CamMethod, image: torch.Tensor, classes: list[int], scales: tuple[float, ...], flip: bool
+) -> torch.Tensor:  # fmt: skip
     """Σ over scales (and flips) of ReLU(CAM) resized to the image, divided by each class's max.
 
-    ``cam_fn`` maps a (B, 3, h, w) batch to (B, K, h', w') raw CAMs; each scaled image is padded to sides
-    divisible by ``multiple`` (:func:`pipeline.tta.padded_forward`). Returns (len(classes), H, W) in [0, 1].
+    ``image`` is normalised as the model expects; each view is padded to the model's ``size_multiple``
+    (:func:`pipeline.tta.multiscale_sum`). Returns (len(classes), H, W) in [0, 1].
     """
-    height, width = image.shape[-2:]
-    total = torch.zeros(len(classes), height, width, device=image.device)
     if not classes:  # an image kept as a negative (data.no_foreground: keep)
-        return total
-    for scale in scales:
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        scaled = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)
-        batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
-        cams = F.relu(padded_forward(cam_fn, batch, multiple)[:, classes])
-        if flip:
-            cams = cams[:1] + cams[1:].flip(-1)
-        total += F.interpolate(cams, size=(height, width), mode="bilinear", align_corners=False)[0]
-    return total / (total.amax(dim=(1, 2), keepdim=True) + 1e-5)
+        return torch.zeros(0, *image.shape[-2:], device=image.device)
+    total, _ = multiscale_sum(lambda batch: F.relu(model.infer_cams(batch, classes)), image, scales, flip,
+                              model.size_multiple)  # fmt: skip
+    return total.detach() / (total.detach().amax(dim=(1, 2), keepdim=True) + 1e-5)
 
 
 def cam_inputs_key(manifest_dir: Path, checkpoint: Path, cam: CamParams) -> str:
@@ -55,16 +47,17 @@ def extract_cams(
     key = cam_inputs_key(manifest_dir, checkpoint, cam)
     work = work_directory(out, key)
     store = CamStoreWriter(
-        work, {"classes": list(manifest.classes), "method": cam.method, "inputs_key": key,
+        work, {"classes": list(manifest.classes), "method": cam.method, "backbone": describe_backbone(cam),
+               "inputs_key": key,
                "split": cam.inference.split, "scales": list(cam.inference.scales), "flip": cam.inference.flip},
     )  # fmt: skip
     entries = manifest.entries(cam.inference.split)
     todo = [e for e in entries if not store.has(e.id)]
-    model = load_cam_model(checkpoint, cam, manifest.num_classes, device) if todo else None
+    model = load_cam_method(checkpoint, cam, tuple(manifest.classes), device) if todo else None
     for entry in progress(todo, total=len(todo), desc="extract_cams"):
-        image = to_tensor(load_image(manifest, entry)).to(device)
+        image = to_tensor(load_image(manifest, entry), (model.input_mean, model.input_std)).to(device)
         classes = list(entry.labels)
-        cams = multiscale_cam(model.cam, image, classes, cam.inference.scales, cam.inference.flip, size_multiple(model))
+        cams = multiscale_cam(model, image, classes, cam.inference.scales, cam.inference.flip)
         store.write(entry.id, cams.cpu().numpy(), classes)
     store.finish()
     pack_zip(work, out)

@@ -1,0 +1,108 @@
+"""The contract every CAM method fulfils, and the defaults most methods inherit.
+
+Modelled on mmsegmentation's segmentors (a training step returns a dict of named losses; a separate predict
+hook) and detectron2's ``from_config`` (constructors never read the config; ``build`` does). The shared
+trainer (:mod:`pipeline.cams.train`) and extraction (:mod:`pipeline.cams.extract`) know a method only
+through :class:`CamMethod`:
+
+- ``params_model``: the pydantic model of the method's section in params.yaml (``cam.<name>``);
+- ``build(params, context)``: the method as a ``torch.nn.Module``; the :class:`BuildContext` carries the class
+  names, the device, whether to load pretrained weights (not when a checkpoint follows) and the method's
+  declared extra inputs (``extra_inputs``: vocab files, another method's CAMs, a CLIP checkpoint);
+- ``parameter_groups(training)``: what the optimiser trains, each group with its own learning rate;
+- ``training_step(images, targets)``: named loss terms, summed by the trainer and each logged per epoch;
+- ``after_optimizer_step()``: runs after every optimiser step (an EMA teacher's update);
+- ``image_scores(images)``: image-level logits, for the label metrics;
+- ``infer_cams(images, classes)``: raw class maps (before ReLU and normalisation) of the listed classes; it
+  may use gradients (Grad-CAM-style methods), extraction does not disable them;
+- ``input_mean`` / ``input_std``: the normalisation its inputs need (ImageNet's, CLIP's, …);
+- ``size_multiple``: the side multiple its inputs need (padded to it at inference);
+- ``saved_state()`` / ``load_saved(state)``: what a checkpoint holds — never a frozen foundation model's
+  weights (``frozen_prefixes``), which ``build`` loads again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+from pipeline.cams.network_params import CamTrainingParams
+from pipeline.data.loading import IMAGENET_MEAN, IMAGENET_STD
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a method is built with besides its params."""
+
+    class_names: tuple[str, ...]
+    device: torch.device = torch.device("cpu")
+    pretrained: bool = True  # False: a checkpoint will be loaded over the weights, so load none
+    inputs: Mapping[str, Path] = field(default_factory=dict)  # the method's declared extra inputs, by name
+
+
+@runtime_checkable
+class CamMethod(Protocol):
+    """What every registered CAM method provides (see the module docstring)."""
+
+    params_model: ClassVar[type[BaseModel]]
+    extra_inputs: ClassVar[tuple[str, ...]]
+    input_mean: tuple[float, float, float]
+    input_std: tuple[float, float, float]
+    size_multiple: int
+
+    @classmethod
+    def build(cls, params: Any, context: BuildContext) -> CamMethod: ...
+
+    def parameter_groups(self, training: CamTrainingParams) -> list[dict[str, Any]]: ...
+
+    def training_step(self, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+    def after_optimizer_step(self) -> None: ...
+
+    def image_scores(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def infer_cams(self, images: torch.Tensor, classes: list[int]) -> torch.Tensor: ...
+
+    def saved_state(self) -> dict[str, torch.Tensor]: ...
+
+    def load_saved(self, state: Mapping[str, torch.Tensor]) -> None: ...
+
+
+class CamModel(nn.Module):
+    """Defaults for :class:`CamMethod`: ImageNet normalisation, two parameter groups (the parameters under
+    ``backbone_prefix`` at ``lr × backbone_lr_scale``, the rest at ``lr``), no post-step hook, every weight
+    saved but those under ``frozen_prefixes``."""
+
+    params_model: ClassVar[type[BaseModel]]
+    extra_inputs: ClassVar[tuple[str, ...]] = ()
+    frozen_prefixes: ClassVar[tuple[str, ...]] = ()
+    backbone_prefix: ClassVar[str] = "network.backbone."
+    input_mean: tuple[float, float, float] = IMAGENET_MEAN
+    input_std: tuple[float, float, float] = IMAGENET_STD
+    size_multiple: int = 1
+
+    def parameter_groups(self, training: CamTrainingParams) -> list[dict[str, Any]]:
+        trainable = [(name, p) for name, p in self.named_parameters() if p.requires_grad]
+        backbone = [p for name, p in trainable if name.startswith(self.backbone_prefix)]
+        heads = [p for name, p in trainable if not name.startswith(self.backbone_prefix)]
+        groups = [{"name": "backbone", "params": backbone, "lr": training.lr * training.backbone_lr_scale},
+                  {"name": "heads", "params": heads, "lr": training.lr}]  # fmt: skip
+        return [group for group in groups if group["params"]]
+
+    def after_optimizer_step(self) -> None:
+        """Nothing by default."""
+
+    def saved_state(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(self.frozen_prefixes)}
+
+    def load_saved(self, state: Mapping[str, torch.Tensor]) -> None:
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith(self.frozen_prefixes)]
+        if missing or unexpected:
+            raise ValueError(f"checkpoint does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")

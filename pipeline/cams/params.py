@@ -1,0 +1,24 @@
+"""Params of the CAM stages, torch-free: inference settings and the method choice (methods' params beside them)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pipeline.cams.methods.plain_cam.params import PlainCamParams
+from pipeline.cams.methods.usage.params import UsageParams
+from pipeline.schema import MethodChoice, Scales, Strict
+
+
+class CamInferenceParams(Strict):
+    scales: Scales = (1.0, 0.5, 1.5, 2.0)
+    flip: bool = True
+    split: Literal["train", "val"] = "train"
+
+
+class CamParams(MethodChoice):
+    kind = "CAM method"
+    shared = ("inference",)
+    method: str = "cam"
+    inference: CamInferenceParams = CamInferenceParams()
+    cam: PlainCamParams = PlainCamParams()
+    usage: UsageParams = UsageParams()

@@ -1,0 +1,11 @@
+"""CAM methods by name (``cam.method``); importing this module registers every method."""
+
+from __future__ import annotations
+
+from pipeline.cams.contract import CamMethod
+from pipeline.registry import Registry
+
+CAM_METHODS: Registry[type[CamMethod]] = Registry("CAM method")
+
+from pipeline.cams.methods.plain_cam import model as _plain_cam  # noqa: E402,F401  (registers "cam")
+from pipeline.cams.methods.usage import model as _usage  # noqa: E402,F401  (registers "usage")

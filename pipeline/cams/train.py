@@ -1,0 +1,121 @@
+"""Training any registered CAM method through its contract: the shared epoch loop, a model.pt, label metrics.
+
+The checkpoint of the epoch loop (:mod:`pipeline.trainer`) lives in ``<out>/.work/model.pt-<inputs key>/``, so
+a killed ``train_classifier`` resumes after its last finished epoch and ends with the same weights and loss
+history. ``model.pt`` holds the method's :meth:`saved_state` with its name, params and class names.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchmetrics.classification import MultilabelAveragePrecision, MultilabelExactMatch, MultilabelF1Score
+
+from pipeline.cams.contract import BuildContext, CamMethod
+from pipeline.cams.params import CamParams
+from pipeline.cams.registry import CAM_METHODS
+from pipeline.data.loading import ClassificationDataset
+from pipeline.data.manifest import MANIFEST_NAME, Manifest
+from pipeline.io import fingerprint, remove_work, work_directory, write_json, write_torch
+from pipeline.tracking import progress
+from pipeline.trainer import EpochLoader, run_epochs, warmup_cosine, write_history
+
+MODEL_NAME = "model.pt"
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def training_inputs_key(manifest_dir: Path, cam: CamParams, seed: int) -> str:
+    """Identity of a training run: the dataset manifest, the method, its params and the seed."""
+    settings = json.dumps({"seed": seed, "method": cam.method, **cam.selected().model_dump(mode="json")},
+                          sort_keys=True)  # fmt: skip
+    return fingerprint(Path(manifest_dir) / MANIFEST_NAME, settings)
+
+
+def train_cam_method(
+    manifest: Manifest, manifest_dir: Path, cam: CamParams, seed: int, device: torch.device, out_dir: Path
+) -> dict[str, Any]:
+    """Train the selected method on the train split; write model.pt, loss.csv and metrics.json into ``out_dir``."""
+    params = cam.selected()
+    training = params.training
+    work = work_directory(out_dir / MODEL_NAME, training_inputs_key(manifest_dir, cam, seed))
+    work.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    context = BuildContext(class_names=tuple(manifest.classes), device=device)
+    model = CAM_METHODS.get(cam.method).build(params, context).to(device)
+    dataset = ClassificationDataset(manifest, "train", training.crop_size, training.scale_range, seed,
+                                    (model.input_mean, model.input_std))  # fmt: skip
+    loader = EpochLoader(dataset, training.batch_size, seed)
+    optimizer = torch.optim.AdamW(model.parameter_groups(training), weight_decay=training.weight_decay)
+    schedule = warmup_cosine(training.epochs * loader.batches, training.warmup_fraction)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+        images, targets = batch[0].to(device), batch[1].to(device)
+        return model.training_step(images, targets), len(images)
+
+    history = run_epochs("train_classifier", model, optimizer, scheduler, loader, step, training.epochs, seed,
+                         work / CHECKPOINT_NAME, model.after_optimizer_step)  # fmt: skip
+    save_cam_method(out_dir / MODEL_NAME, cam, tuple(manifest.classes), model)
+    write_history(out_dir / "loss.csv", history)
+    metrics = {"method": cam.method, "backbone": describe_backbone(cam), "epochs": training.epochs,
+               "train_loss": history[-1]["loss"], "val": evaluate_labels(model, manifest, "val", device)}  # fmt: skip
+    write_json(out_dir / "metrics.json", metrics)
+    remove_work(work)
+    return metrics
+
+
+def describe_backbone(cam: CamParams) -> str:
+    """The selected method's backbone in a few words (``resnet10``, ``vit deit_small_patch16_224 p8 d96×4``)."""
+    params = cam.selected()
+    if params.backbone == "resnet":
+        return params.resnet.arch
+    vit = params.vit
+    shape = "".join(f" {k}={getattr(vit, k)}" for k in ("patch_size", "embed_dim", "depth") if getattr(vit, k))
+    return f"vit {vit.model}{shape}"
+
+
+@torch.no_grad()
+def evaluate_labels(model: CamMethod, manifest: Manifest, split: str, device: torch.device) -> dict[str, float]:
+    """Image-label quality of the method's image scores: exact match, macro F1 and mAP at threshold 0.5."""
+    model.eval()
+    k = manifest.num_classes
+    exact = MultilabelExactMatch(num_labels=k)
+    f1 = MultilabelF1Score(num_labels=k, average="macro")
+    average_precision = MultilabelAveragePrecision(num_labels=k, average="macro")
+    dataset = ClassificationDataset(manifest, split, normalisation=(model.input_mean, model.input_std))
+    for image, target in progress(dataset, desc=f"classify {split}"):
+        scores = torch.sigmoid(model.image_scores(image[None].to(device))).cpu()
+        target = target[None].long()
+        exact.update(scores, target)
+        f1.update(scores, target)
+        average_precision.update(scores, target)
+    return {
+        "exact_match": float(exact.compute()),
+        "f1_macro": float(f1.compute()),
+        "mAP": float(average_precision.compute()),
+    }
+
+
+def save_cam_method(path: Path, cam: CamParams, class_names: tuple[str, ...], model: CamMethod) -> None:
+    """Write model.pt: the method's name, params, class names and :meth:`saved_state` (stable bytes)."""
+    write_torch(path, {"method": cam.method, "params": cam.selected().model_dump(mode="json"),
+                       "classes": list(class_names), "state_dict": model.saved_state()})  # fmt: skip
+
+
+def load_cam_method(checkpoint: Path, cam: CamParams, class_names: tuple[str, ...], device: torch.device) -> CamMethod:
+    """Rebuild the selected method (no pretrained weights loaded) and load a model.pt written by training."""
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"{checkpoint}: CAM model not found (run train_classifier)")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if state["method"] != cam.method:
+        raise ValueError(f"{checkpoint}: trained with CAM method '{state['method']}', params select '{cam.method}'")
+    context = BuildContext(class_names=tuple(class_names), device=device, pretrained=False)
+    model = CAM_METHODS.get(cam.method).build(cam.selected(), context)
+    try:
+        model.load_saved(state["state_dict"])
+    except ValueError as error:
+        raise ValueError(f"{checkpoint}: {error} (params changed since training?)") from None
+    return model.to(device).eval()

@@ -1,0 +1,110 @@
+"""The epoch loop shared by CAM-method and segmenter training: seeded, checkpointed, resumable, named losses.
+
+A training step returns named loss terms (mmsegmentation's loss dict); their sum is optimised and each is
+logged per epoch, weighted by what the step says it averaged over (images, labelled pixels). Every epoch
+reseeds torch from (seed, epoch) and gets a loader whose order comes from the same pair, and the model,
+optimiser and schedule are checkpointed after every epoch, so a run killed at any point resumes from its last
+checkpoint and ends with the same weights and loss history as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from pipeline.io import atomic_path, write_torch
+from pipeline.tracking import info, progress
+
+Step = Callable[[Any], tuple[dict[str, torch.Tensor], int]]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's randomness (data order, augmentation, dropout)."""
+    return seed * 1_000_003 + epoch
+
+
+def warmup_cosine(steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    """Learning-rate factor per step: linear warm-up over ``warmup_fraction`` of the steps, then cosine to 0."""
+    warmup = round(steps * warmup_fraction)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return factor
+
+
+class EpochLoader:
+    """Per-epoch loaders of a dataset that has an ``epoch`` attribute (its augmentation's seed): the order of
+    each epoch comes from (seed, epoch). The last partial batch is dropped when there are several batches
+    (BatchNorm needs more than one sample per batch)."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int) -> None:
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.drop_last = len(dataset) > batch_size
+        self.batches = len(dataset) // batch_size if self.drop_last else 1  # per epoch
+
+    def __call__(self, epoch: int) -> DataLoader:
+        self.dataset.epoch = epoch
+        order = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        return DataLoader(self.dataset, self.batch_size, shuffle=True, generator=order, drop_last=self.drop_last)
+
+
+def run_epochs(
+    name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler, loader: Callable[[int], Iterable], step: Step, epochs: int,
+    seed: int, checkpoint: Path, after_step: Callable[[], None] | None = None,
+) -> list[dict[str, float]]:  # fmt: skip
+    """Train ``epochs`` epochs (resuming from ``checkpoint``); return the per-epoch loss history.
+
+    ``loader(epoch)`` gives the epoch's batches; ``step(batch)`` returns (named losses, weight); ``after_step``
+    runs after each optimiser step (an EMA teacher's update). Each history row holds the epoch, the summed
+    ``loss`` and every named term, averaged over the epoch's weights.
+    """
+    start, history = 0, []
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=next(model.parameters()).device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, history = state["epoch"], state["history"]
+        info(f"{name}: resuming after epoch {start}/{epochs} from {checkpoint}")
+    for epoch in progress(range(start, epochs), total=epochs - start, desc=f"{name} epochs"):
+        torch.manual_seed(epoch_seed(seed, epoch))
+        model.train()
+        sums: dict[str, float] = {}
+        total_weight = 0
+        for batch in loader(epoch):
+            losses, weight = step(batch)
+            loss = sum(losses.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if after_step is not None:
+                after_step()
+            for key, value in {"loss": loss, **losses}.items():
+                sums[key] = sums.get(key, 0.0) + value.item() * weight
+            total_weight += weight
+        history.append({"epoch": epoch + 1, **{k: v / max(total_weight, 1) for k, v in sums.items()}})
+        terms = " ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k != "epoch")
+        info(f"{name}: epoch {epoch + 1}/{epochs} {terms}")
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history}  # fmt: skip
+        write_torch(checkpoint, state)
+    return history
+
+
+def write_history(path: Path, history: list[dict[str, float]]) -> None:
+    """The loss history as CSV (epoch, loss, then each named term), for DVC plots."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)

@@ -1,0 +1,102 @@
+"""The CAM-method contract: every registered method, on each backbone, trains a step, saves, reloads, infers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from pipeline.cams.contract import BuildContext, CamMethod, CamModel
+from pipeline.cams.extract import multiscale_cam
+from pipeline.cams.params import CamParams
+from pipeline.cams.registry import CAM_METHODS
+from pipeline.cams.train import load_cam_method, save_cam_method
+
+CLASSES = ("cat", "dog", "car")
+
+
+def cam_params(method: str, backbone: str, **section: Any) -> CamParams:
+    """Tiny params of ``method`` on ``backbone`` (the demo's tiny ViT; ResNet-10)."""
+    return CamParams.model_validate({"method": method, method: {"backbone": backbone, **section}})
+
+
+def tiny_method(method: str, backbone: str, classes: int = 3, **section: Any) -> CamMethod:
+    """A freshly built method in eval mode, seeded."""
+    torch.manual_seed(0)
+    context = BuildContext(class_names=tuple(f"c{i}" for i in range(classes)))
+    return CAM_METHODS.get(method).build(cam_params(method, backbone, **section).selected(), context).eval()
+
+
+METHODS = [(method, backbone) for method in CAM_METHODS.names() for backbone in ("resnet", "vit")]
+
+
+@pytest.mark.parametrize(("method", "backbone"), METHODS)
+def test_build_train_step_save_load_infer(method: str, backbone: str, tmp_path: Path) -> None:
+    cam = cam_params(method, backbone)
+    model = tiny_method(method, backbone).train()
+    assert isinstance(model, CamMethod) and isinstance(cam.selected(), type(model).params_model)
+    images, targets = torch.randn(4, 3, 48, 48), torch.tensor([[1.0, 0, 0], [0, 1, 1], [1, 1, 0], [0, 0, 1]])
+
+    groups = model.parameter_groups(cam.selected().training)
+    grouped = [p for group in groups for p in group["params"]]
+    assert len(grouped) == len({id(p) for p in grouped}) == sum(p.requires_grad for p in model.parameters())
+    optimizer = torch.optim.AdamW(groups)
+    losses = model.training_step(images, targets)
+    assert losses and all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
+    before = [p.detach().clone() for p in grouped]
+    sum(losses.values()).backward()
+    optimizer.step()
+    model.after_optimizer_step()
+    assert any(not torch.equal(a, p) for a, p in zip(before, grouped, strict=True)), "a step must train something"
+
+    model.eval()
+    path = tmp_path / "model.pt"
+    save_cam_method(path, cam, CLASSES, model)
+    reloaded = load_cam_method(path, cam, CLASSES, torch.device("cpu"))
+    image = torch.randn(3, 40, 56)  # not a multiple of the stride or patch: padded
+    cams = multiscale_cam(model, image, [0, 2], (1.0, 0.5), True)
+    assert cams.shape == (2, 40, 56) and float(cams.min()) >= 0 and float(cams.max()) <= 1
+    torch.testing.assert_close(multiscale_cam(reloaded, image, [0, 2], (1.0, 0.5), True), cams)
+    with torch.no_grad():
+        assert model.image_scores(images).shape == (4, 3)
+        raw = model.infer_cams(images, [1])
+    assert raw.shape[:2] == (4, 1) and 48 % raw.shape[-1] == 0
+    assert len(model.input_mean) == len(model.input_std) == 3
+
+
+def test_parameter_groups_carry_their_own_learning_rates() -> None:
+    cam = cam_params("usage", "resnet", training={"lr": 0.01, "backbone_lr_scale": 0.1})
+    model = tiny_method("usage", "resnet", training={"lr": 0.01, "backbone_lr_scale": 0.1})
+    groups = {g["name"]: g for g in model.parameter_groups(cam.selected().training)}
+    assert groups["backbone"]["lr"] == pytest.approx(0.001) and groups["heads"]["lr"] == 0.01
+    teacher = {id(p) for p in model.teacher.parameters()}
+    assert not teacher & {id(p) for g in groups.values() for p in g["params"]}, "the EMA teacher is not optimised"
+
+
+def test_frozen_weights_are_never_saved_and_are_rebuilt_on_load() -> None:
+    class Frozen(CamModel):
+        frozen_prefixes = ("foundation.",)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.foundation = torch.nn.Linear(2, 2).requires_grad_(False)
+            self.head = torch.nn.Linear(2, 1)
+
+    model = Frozen()
+    assert set(model.saved_state()) == {"head.weight", "head.bias"}
+    other = Frozen()
+    other.load_saved(model.saved_state())
+    torch.testing.assert_close(other.head.weight, model.head.weight)
+    with pytest.raises(ValueError, match="missing"):
+        other.load_saved({"head.weight": model.head.weight})
+
+
+def test_load_refuses_a_checkpoint_of_another_method(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    save_cam_method(path, cam_params("cam", "resnet"), CLASSES, tiny_method("cam", "resnet"))
+    with pytest.raises(ValueError, match="trained with CAM method 'cam', params select 'usage'"):
+        load_cam_method(path, cam_params("usage", "resnet"), CLASSES, torch.device("cpu"))
+    with pytest.raises(FileNotFoundError, match="CAM model not found"):
+        load_cam_method(tmp_path / "none.pt", cam_params("cam", "resnet"), CLASSES, torch.device("cpu"))

@@ -1,0 +1,43 @@
+"""Every preset applies through the one documented command (DVC's -S overrides) and gives valid params."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline.params import ParamsError, PipelineParams, load_params
+from pipeline.presets import apply_presets, main
+from tests.conftest import REPO
+
+PRESETS = sorted((REPO / "presets").glob("*.yaml"))
+
+
+def test_there_are_paper_scale_presets_for_every_cam_method_on_both_backbones() -> None:
+    names = {p.stem for p in PRESETS}
+    assert {"cam_resnet", "cam_deit", "usage_resnet", "usage_deit", "data_voc", "data_coco"} <= names
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_preset_applied_by_dvc_overrides_gives_the_validated_params(preset: Path, tmp_path: Path) -> None:
+    from dvc.utils.hydra import apply_overrides
+
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params_file)
+    applied, overrides = apply_presets(params_file, [REPO / "presets/data_voc.yaml", preset])
+    expected = PipelineParams.model_validate(applied)
+    assert expected != PipelineParams() and all(o.count("=") >= 1 and " " not in o for o in overrides)
+    apply_overrides(params_file, overrides)  # what `dvc exp run -S …` does to params.yaml
+    assert load_params(params_file) == expected
+
+
+def test_cli_prints_the_overrides_and_refuses_an_invalid_combination(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:  # fmt: skip
+    assert main(["--params", str(REPO / "params.yaml"), str(REPO / "presets/usage_deit.yaml")]) == 0
+    printed = capsys.readouterr().out
+    assert "-S cam.method=usage" in printed and "-S cam.usage.vit.patch_size=null" in printed
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cam:\n  usage:\n    backbone: vit\n    vit: {weights: imagenet}\n")
+    with pytest.raises(ParamsError, match=r"with .*bad.yaml: invalid parameters\n  cam\.usage\.vit: .*set patch_size"):
+        apply_presets(REPO / "params.yaml", [bad])
+    assert main(["--params", str(REPO / "params.yaml"), str(bad)]) == 1
