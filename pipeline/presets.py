@@ -49,10 +49,8 @@ def leaves(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 def override(key: str, value: Any) -> str:
     """``key=value`` in the override grammar ``dvc exp run -S`` reads (Hydra's), without whitespace."""
-    text = (
-        "null" if value is None else json.dumps(value, separators=(",", ":")) if not isinstance(value, str) else value
-    )
-    if any(c.isspace() for c in text) or not text:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))  # None → null
+    if not text or any(c.isspace() for c in text):
         raise ParamsError(f"{key}: preset values must not be empty or contain whitespace: {value!r}")
     return f"{key}={text}"
 

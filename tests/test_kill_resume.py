@@ -87,8 +87,8 @@ def assert_training_resumes(project: Path, stage: str, out: str, epochs: int) ->
     reference, reference_loss = torch.load(model, weights_only=True)["state_dict"], losses.read_text()
     model.unlink()
 
-    work = model.parent / ".work" if stage == "train_classifier" else project / "artifacts/.work"
-    checkpoints = f"{'model.pt' if stage == 'train_classifier' else Path(out).name}-*/checkpoint.pt"
+    work = project / "artifacts/.work"
+    checkpoints = f"{Path(out).name}-*/checkpoint.pt"
     kill_when(project, stage, lambda: any(work.glob(checkpoints)))
     epoch = torch.load(next(work.glob(checkpoints)), weights_only=True)["epoch"]
     assert 1 <= epoch < epochs, "the kill must land between checkpoints"

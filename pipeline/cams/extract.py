@@ -31,7 +31,8 @@ def multiscale_cam(
         return torch.zeros(0, *image.shape[-2:], device=image.device)
     total, _ = multiscale_sum(lambda batch: F.relu(model.infer_cams(batch, classes)), image, scales, flip,
                               model.size_multiple)  # fmt: skip
-    return total.detach() / (total.detach().amax(dim=(1, 2), keepdim=True) + 1e-5)
+    total = total.detach()
+    return total / (total.amax(dim=(1, 2), keepdim=True) + 1e-5)
 
 
 def cam_inputs_key(manifest_dir: Path, checkpoint: Path, cam: CamParams) -> str:

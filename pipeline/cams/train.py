@@ -1,8 +1,9 @@
 """Training any registered CAM method through its contract: the shared epoch loop, a model.pt, label metrics.
 
-The checkpoint of the epoch loop (:mod:`pipeline.trainer`) lives in ``<out>/.work/model.pt-<inputs key>/``, so
-a killed ``train_classifier`` resumes after its last finished epoch and ends with the same weights and loss
-history. ``model.pt`` holds the method's :meth:`saved_state` with its name, params and class names.
+The checkpoint of the epoch loop (:mod:`pipeline.trainer`) lives in ``<out parent>/.work/<out name>-<inputs
+key>/``, as the segmenters' does, so a killed ``train_classifier`` resumes after its last finished epoch and
+ends with the same weights and loss history. ``model.pt`` holds the method's :meth:`saved_state` with its
+name, params and class names.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def train_cam_method(
     """Train the selected method on the train split; write model.pt, loss.csv and metrics.json into ``out_dir``."""
     params = cam.selected()
     training = params.training
-    work = work_directory(out_dir / MODEL_NAME, training_inputs_key(manifest_dir, cam, seed))
+    work = work_directory(out_dir, training_inputs_key(manifest_dir, cam, seed))
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     context = BuildContext(class_names=tuple(manifest.classes), device=device)
