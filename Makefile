@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: setup repro test lint bench prefect-server
+.PHONY: setup repro test lint bench compare prefect-server
 
 setup:
 	@scripts/setup_env.sh
@@ -20,6 +20,10 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# Every registered CAM method × backbone as a DVC experiment (run-cache reused); table in reports/compare/.
+compare: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pipeline.compare
 
 bench: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m benchmarks.run_all

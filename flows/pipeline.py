@@ -2,7 +2,8 @@
 
     PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.pipeline [stage ...]
 
-Each stage is a task that calls ``dvc repro --single-item <stage>`` in topological order, so DVC's
+Named stages run with every stage they depend on, as ``dvc repro <stage>`` would (default: all). Each stage
+is a task that calls ``dvc repro --single-item <stage>`` in topological order, so DVC's
 caching (and run-cache restores) decide what runs; the stage processes report to the same Prefect server as
 flows of their own. A markdown artifact lists what ran, what was skipped and how long each took.
 """
@@ -20,16 +21,21 @@ from prefect import flow, task
 
 from pipeline.tracking import report
 
-PARAMS_CHECK_STAGE = "check_params"  # validates all of params.yaml; every other stage depends on its output
 
-
-def stage_order(repo_dir: Path = Path(".")) -> list[str]:
-    """Stage names of dvc.yaml, dependencies first."""
+def stage_order(targets: list[str] | None = None, repo_dir: Path = Path(".")) -> list[str]:
+    """Stage names of dvc.yaml, dependencies first: all, or ``targets`` with every stage they depend on."""
     from dvc.repo import Repo
 
     with Repo(str(repo_dir)) as repo:
         graph = repo.index.graph  # edges point from a stage to the stages it depends on
-        return [stage.addressing for stage in reversed(list(nx.topological_sort(graph)))]
+        names = {stage: stage.addressing for stage in graph}
+        unknown = sorted(set(targets or []) - set(names.values()))
+        if unknown:
+            raise ValueError(f"unknown stages {unknown}; dvc.yaml has: {', '.join(sorted(names.values()))}")
+        wanted = set(graph) if not targets else {
+            node for stage in graph if names[stage] in targets for node in (stage, *nx.descendants(graph, stage))
+        }  # fmt: skip
+        return [names[stage] for stage in reversed(list(nx.topological_sort(graph))) if stage in wanted]
 
 
 def outcome(output: str) -> str:
@@ -53,10 +59,8 @@ def reproduce_stage(stage: str) -> dict[str, str | float]:
 
 @flow(name="wsss-pipeline", log_prints=True)
 def pipeline_flow(stages: list[str] | None = None) -> list[dict[str, str | float]]:
-    """Reproduce the selected stages (default: all) in DAG order; ``check_params`` always runs first."""
-    order = stage_order()
-    selected = [s for s in order if not stages or s in stages or s == PARAMS_CHECK_STAGE]
-    rows = [reproduce_stage.with_options(name=f"dvc repro {stage}")(stage) for stage in selected]
+    """Reproduce the selected stages (default: all) and what they depend on, in DAG order, as ``dvc repro``."""
+    rows = [reproduce_stage.with_options(name=f"dvc repro {stage}")(stage) for stage in stage_order(stages)]
     report("Pipeline run", rows)  # a markdown artifact inside this flow run
     return rows
 

@@ -133,6 +133,19 @@ def read_label_set(directory: Path, image_id: str, shape: tuple[int, ...]) -> np
     return label
 
 
+LABEL_INDEX = "index.json"
+
+
+def write_label_index(directory: Path) -> None:
+    """Write ``index.json`` into a finished label directory: each label PNG's SHA-256, by image id.
+
+    Stages downstream of a label set depend on this one file rather than on the directory, so a no-op
+    ``dvc repro`` checks the directory once, as its producer's output (as for the dataset's manifest).
+    """
+    labels = {path.stem: sha256_file(path) for path in sorted(Path(directory).glob("*.png"))}
+    write_json(Path(directory) / LABEL_INDEX, {"labels": labels})
+
+
 def fresh_directory(path: Path) -> Path:
     """Remove ``path`` if present and recreate it empty."""
     path = Path(path)
@@ -153,6 +166,15 @@ def fingerprint(*parts: bytes | str | Path) -> str:
         else:
             digest.update(part.encode() if isinstance(part, str) else part)
         digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Plain SHA-256 of a file's bytes (what ``sha256sum`` prints)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
 
 

@@ -4,8 +4,10 @@ from pathlib import Path
 
 ARTIFACTS = Path("artifacts")
 PARAMS_CHECK = ARTIFACTS / "params_check.json"
+CODE = ARTIFACTS / "code"
 DATASET = ARTIFACTS / "dataset"
 CLASSIFIER = ARTIFACTS / "classifier"
+CAM_INPUTS = ARTIFACTS / "cam_inputs.json"
 CAMS = ARTIFACTS / "cams.zarr.zip"
 PROPOSALS = ARTIFACTS / "proposals.zarr.zip"
 SEEDS = ARTIFACTS / "seeds"

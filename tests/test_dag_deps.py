@@ -1,79 +1,65 @@
-"""The DAG follows the code: every module a stage imports from this repository is one of the stage's DVC deps.
-
-Imports are read statically (every ``import`` / ``from … import`` anywhere in a module, including those inside
-functions), so a lazily imported module counts too. A dep that is a directory covers the files below it.
-"""
+"""The DAG follows the code: each stage depends on its import closure, and an edit reruns only what imports it."""
 
 from __future__ import annotations
 
-import ast
+import json
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from pipeline.code_closure import import_closure, stage_modules
 from tests.conftest import REPO
-
-PACKAGES = ("pipeline", "stages")
-
-
-def module_files(name: str) -> list[Path]:
-    """The files that importing the dotted module ``name`` executes: each package's __init__ and the module."""
-    parts = name.split(".")
-    files = []
-    for depth in range(1, len(parts) + 1):
-        base = REPO.joinpath(*parts[:depth])
-        if (base / "__init__.py").is_file():
-            files.append(base / "__init__.py")
-        elif base.with_suffix(".py").is_file():
-            files.append(base.with_suffix(".py"))
-    return files
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Dotted names of this repository's modules that ``path`` imports (``from a import b`` may name a module b)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {name for name in names if name.split(".")[0] in PACKAGES and module_files(name)}
-
-
-def import_closure(module: str) -> set[Path]:
-    """Every repository file executed by importing ``module`` and, recursively, what those files import."""
-    todo, seen = list(module_files(module)), set()
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for name in imported_modules(path):
-            todo.extend(module_files(name))
-    return seen
-
-
-def covered(path: Path, deps: list[str]) -> bool:
-    relative = path.relative_to(REPO).as_posix()
-    return any(relative == dep or relative.startswith(dep.rstrip("/") + "/") for dep in deps)
-
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 
+def stage_module(stage: str) -> str:
+    return re.fullmatch(r"python -m ([\w.]+)", STAGES[stage]["cmd"]).group(1)
+
+
+def test_every_stage_module_is_a_dvc_stage() -> None:
+    assert sorted(stage_module(stage) for stage in STAGES) == stage_modules(REPO)
+
+
 @pytest.mark.parametrize("stage", sorted(STAGES))
-def test_stage_deps_cover_its_imports(stage: str) -> None:
-    spec = STAGES[stage]
-    module = re.fullmatch(r"python -m ([\w.]+)", spec["cmd"]).group(1)
-    missing = sorted(
-        p.relative_to(REPO).as_posix() for p in import_closure(module) if not covered(p, spec.get("deps", []))
-    )
-    assert not missing, f"stage {stage} imports files that are not among its deps: {missing}"
+def test_stage_depends_on_its_closure_and_no_source_directly(stage: str) -> None:
+    deps = STAGES[stage].get("deps", [])
+    if stage == "code_closures":
+        assert {"pipeline", "stages"} <= set(deps)
+        return
+    assert f"artifacts/code/{stage_module(stage).removeprefix('stages.')}.json" in deps
+    sources = [d for d in deps if d.startswith(("pipeline", "stages")) and not d.endswith(".txt")]
+    assert not sources, f"stage {stage} lists source files; its closure JSON covers them: {sources}"
 
 
 def test_closure_follows_lazy_imports() -> None:
-    closure = {p.relative_to(REPO).as_posix() for p in import_closure("stages.predict")}
-    assert {"pipeline/segmentation/predict.py", "pipeline/refine/crf.py", "pipeline/seeds/sams.py"} <= closure
+    closure = import_closure(REPO, "stages.predict")
+    assert {"pipeline/segmentation/predict.py", "pipeline/refine/crf.py", "pipeline/seeds/sams.py"} <= set(closure)
+    assert "pipeline/cams/train.py" not in import_closure(REPO, "stages.sam_masks")
+
+
+def write_closures(root: Path) -> dict[str, bytes]:
+    subprocess.run([sys.executable, "-m", "stages.code_closures"], cwd=root, check=True, capture_output=True)
+    return {p.name: p.read_bytes() for p in sorted((root / "artifacts/code").glob("*.json"))}
+
+
+def test_an_edit_changes_exactly_the_closures_that_reach_it(tmp_path: Path) -> None:
+    for name in ("pipeline", "stages"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    before = write_closures(tmp_path)
+    assert write_closures(tmp_path) == before  # byte-identical for identical sources
+    closure = json.loads(before["refine.json"])
+    assert "pipeline/refine/crf.py" in closure["files"]
+    with (tmp_path / "pipeline/refine/crf.py").open("a") as handle:
+        handle.write("# an edit\n")
+    after = write_closures(tmp_path)
+    changed = {name.removesuffix(".json") for name in before if before[name] != after[name]}
+    reaching = {m.removeprefix("stages.") for m in stage_modules(tmp_path)
+                if "pipeline/refine/crf.py" in import_closure(tmp_path, m)}  # fmt: skip
+    assert changed == reaching
+    assert {"refine", "predict"} <= changed and not {"train_classifier", "sam_masks", "vocab"} & changed

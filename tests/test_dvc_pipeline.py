@@ -28,8 +28,8 @@ def seed_bytes(project: Path) -> dict[str, bytes]:
 def test_repro_caching_and_method_swapping(project: Path) -> None:
     first = dvc(project, "repro").stdout
     assert executed(first) == {
-        "vocab", "prepare_data", "train_classifier", "extract_cams", "sam_masks", "make_seeds", "refine",
-        "train_segmenter", "train_segmenter_fullsup", "predict", "predict_fullsup", "evaluate",
+        "code_closures", "vocab", "prepare_data", "cam_inputs", "train_classifier", "extract_cams", "sam_masks",
+        "make_seeds", "refine", "train_segmenter", "train_segmenter_fullsup", "predict", "predict_fullsup", "evaluate",
     }  # fmt: skip
     assert (project / "artifacts/vocab/clusters.json").is_file()
     metrics = json.loads((project / "artifacts/eval/metrics.json").read_text())
@@ -84,9 +84,12 @@ def test_repro_caching_and_method_swapping(project: Path) -> None:
     assert executed(dvc(project, "repro").stdout) == {"predict", "predict_fullsup", "evaluate"}
     assert {p.name: p.read_bytes() for p in (project / "artifacts/refined").glob("*.png")} == seed_bytes(project)
 
-    # vocab.* reruns vocab and nothing that does not read its outputs; an unselected provider reruns nothing.
-    edit(project, lambda p: p["vocab"].update(max_rounds=3))
-    assert executed(dvc(project, "repro").stdout) == {"vocab"}
+    # A new vocabulary reruns vocab and cam_inputs, whose output stays the same for plain CAM (it reads no vocab
+    # file), so no CAM stage reruns; an unselected provider reruns nothing.
+    synonyms = (project / "artifacts/vocab/synonyms.json").read_bytes()
+    edit(project, lambda p: p["vocab"].update(num_synonyms=2))
+    assert executed(dvc(project, "repro").stdout) == {"vocab", "cam_inputs"}
+    assert (project / "artifacts/vocab/synonyms.json").read_bytes() != synonyms
     edit(project, lambda p: p["vocab"]["openai"].update(model="another-model"))
     assert executed(dvc(project, "repro").stdout) == set()
 

@@ -7,8 +7,8 @@ through :class:`CamMethod`:
 
 - ``params_model``: the pydantic model of the method's section in params.yaml (``cam.<name>``);
 - ``build(params, context)``: the method as a ``torch.nn.Module``; the :class:`BuildContext` carries the class
-  names, the device, whether to load pretrained weights (not when a checkpoint follows) and the method's
-  declared extra inputs (``extra_inputs``: vocab files, another method's CAMs, a CLIP checkpoint);
+  names, the device, whether to load pretrained weights (not when a checkpoint follows) and the paths of the
+  extra inputs its params model declares (``extra_inputs``: vocab files; :mod:`pipeline.cams.inputs`);
 - ``parameter_groups(training)``: what the optimiser trains, each group with its own learning rate;
 - ``training_step(images, targets)``: named loss terms, summed by the trainer and each logged per epoch;
 - ``after_optimizer_step()``: runs after every optimiser step (an EMA teacher's update);
@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
-from pydantic import BaseModel
 from torch import nn
 
+from pipeline.cams.inputs import CamMethodParams
 from pipeline.cams.network_params import CamTrainingParams
 from pipeline.data.loading import IMAGENET_MEAN, IMAGENET_STD
 
@@ -43,15 +43,14 @@ class BuildContext:
     class_names: tuple[str, ...]
     device: torch.device = torch.device("cpu")
     pretrained: bool = True  # False: a checkpoint will be loaded over the weights, so load none
-    inputs: Mapping[str, Path] = field(default_factory=dict)  # the method's declared extra inputs, by name
+    inputs: Mapping[str, Path] = field(default_factory=dict)  # paths of the declared extra inputs, by name
 
 
 @runtime_checkable
 class CamMethod(Protocol):
     """What every registered CAM method provides (see the module docstring)."""
 
-    params_model: ClassVar[type[BaseModel]]
-    extra_inputs: ClassVar[tuple[str, ...]]
+    params_model: ClassVar[type[CamMethodParams]]
     input_mean: tuple[float, float, float]
     input_std: tuple[float, float, float]
     size_multiple: int
@@ -79,8 +78,7 @@ class CamModel(nn.Module):
     ``backbone_prefix`` at ``lr × backbone_lr_scale``, the rest at ``lr``), no post-step hook, every weight
     saved but those under ``frozen_prefixes``."""
 
-    params_model: ClassVar[type[BaseModel]]
-    extra_inputs: ClassVar[tuple[str, ...]] = ()
+    params_model: ClassVar[type[CamMethodParams]]
     frozen_prefixes: ClassVar[tuple[str, ...]] = ()
     backbone_prefix: ClassVar[str] = "network.backbone."
     input_mean: tuple[float, float, float] = IMAGENET_MEAN

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.cams.contract import CamMethod
+from pipeline.cams.inputs import input_digests
 from pipeline.cams.params import CamParams
 from pipeline.cams.store import CamStoreWriter
 from pipeline.cams.train import describe_backbone, load_cam_method
@@ -36,8 +37,10 @@ def multiscale_cam(
 
 
 def cam_inputs_key(manifest_dir: Path, checkpoint: Path, cam: CamParams) -> str:
-    """Identity of everything the CAMs depend on (dataset manifest, weights, inference settings)."""
-    settings = json.dumps({"method": cam.method, **cam.inference.model_dump(mode="json")}, sort_keys=True)
+    """Identity of everything the CAMs depend on (dataset manifest, weights, extra inputs, inference settings)."""
+    inputs = input_digests(cam.selected())
+    settings = json.dumps({"method": cam.method, **({"inputs": inputs} if inputs else {}),
+                           **cam.inference.model_dump(mode="json")}, sort_keys=True)  # fmt: skip
     return fingerprint(Path(manifest_dir) / MANIFEST_NAME, Path(checkpoint), settings)
 
 

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from pipeline.cams.inputs import CamMethodParams
 from pipeline.schema import Strict
 
 
@@ -55,7 +56,7 @@ class CamTrainingParams(Strict):
     scale_range: tuple[float, float] = (1.0, 1.0)
 
 
-class BackboneChoice(Strict):
+class BackboneChoice(CamMethodParams):
     """A CAM method's network: ``backbone`` picks the ResNet or the ViT section; its training schedule."""
 
     backbone: Literal["resnet", "vit"] = "resnet"

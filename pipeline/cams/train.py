@@ -16,6 +16,7 @@ import torch
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelExactMatch, MultilabelF1Score
 
 from pipeline.cams.contract import BuildContext, CamMethod
+from pipeline.cams.inputs import input_digests, method_inputs
 from pipeline.cams.params import CamParams
 from pipeline.cams.registry import CAM_METHODS
 from pipeline.data.loading import ClassificationDataset
@@ -29,9 +30,10 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def training_inputs_key(manifest_dir: Path, cam: CamParams, seed: int) -> str:
-    """Identity of a training run: the dataset manifest, the method, its params and the seed."""
-    settings = json.dumps({"seed": seed, "method": cam.method, **cam.selected().model_dump(mode="json")},
-                          sort_keys=True)  # fmt: skip
+    """Identity of a training run: the dataset manifest, the method, its params and extra inputs, the seed."""
+    inputs = input_digests(cam.selected())
+    settings = json.dumps({"seed": seed, "method": cam.method, **({"inputs": inputs} if inputs else {}),
+                           **cam.selected().model_dump(mode="json")}, sort_keys=True)  # fmt: skip
     return fingerprint(Path(manifest_dir) / MANIFEST_NAME, settings)
 
 
@@ -44,7 +46,7 @@ def train_cam_method(
     work = work_directory(out_dir, training_inputs_key(manifest_dir, cam, seed))
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    context = BuildContext(class_names=tuple(manifest.classes), device=device)
+    context = BuildContext(class_names=tuple(manifest.classes), device=device, inputs=method_inputs(params))
     model = CAM_METHODS.get(cam.method).build(params, context).to(device)
     dataset = ClassificationDataset(manifest, "train", training.crop_size, training.scale_range, seed,
                                     (model.input_mean, model.input_std))  # fmt: skip
@@ -113,7 +115,8 @@ def load_cam_method(checkpoint: Path, cam: CamParams, class_names: tuple[str, ..
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if state["method"] != cam.method:
         raise ValueError(f"{checkpoint}: trained with CAM method '{state['method']}', params select '{cam.method}'")
-    context = BuildContext(class_names=tuple(class_names), device=device, pretrained=False)
+    context = BuildContext(class_names=tuple(class_names), device=device, pretrained=False,
+                           inputs=method_inputs(cam.selected()))  # fmt: skip
     model = CAM_METHODS.get(cam.method).build(cam.selected(), context)
     try:
         model.load_saved(state["state_dict"])

@@ -19,7 +19,15 @@ from joblib import Parallel, delayed
 from pipeline.cams.store import CamStore
 from pipeline.data.loading import load_image
 from pipeline.data.manifest import Manifest
-from pipeline.io import fingerprint, inside, publish_directory, read_label_set, work_directory, write_label_png
+from pipeline.io import (
+    fingerprint,
+    inside,
+    publish_directory,
+    read_label_set,
+    work_directory,
+    write_label_index,
+    write_label_png,
+)
 from pipeline.params import RefineParams
 from pipeline.registry import Registry
 from pipeline.tracking import progress
@@ -73,5 +81,6 @@ def refine_labels(manifest: Manifest, cams: Path, seeds: Path, params: RefinePar
     refined = refine_many(inputs(), params.method, params.selected(), params.workers)
     for image_id, label in progress(zip(todo, refined, strict=True), total=len(todo), desc="refine"):
         write_label_png(inside(work, f"{image_id}.png"), np.asarray(label, dtype=np.uint8))
+    write_label_index(work)
     publish_directory(work, out)
     return {"images": len(ids), "computed": len(todo), "resumed": len(ids) - len(todo)}

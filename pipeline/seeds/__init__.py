@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline.cams.store import CamStore
 from pipeline.data.manifest import Manifest
-from pipeline.io import fingerprint, inside, publish_directory, work_directory, write_label_png
+from pipeline.io import fingerprint, inside, publish_directory, work_directory, write_label_index, write_label_png
 from pipeline.params import SeedParams
 from pipeline.proposals.store import ProposalStore
 from pipeline.registry import Registry
@@ -59,5 +59,6 @@ def make_seeds(manifest: Manifest, cams: Path, seeds: SeedParams, out: Path, pro
         else:
             seeds_map = seed_fn(maps, classes, params, regions_store.read(image_id, maps.shape[1:]))
         write_label_png(target, seeds_map)
+    write_label_index(work)
     publish_directory(work, out)
     return {"images": len(ids)}

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from pipeline.data.loading import load_image, to_tensor
 from pipeline.data.manifest import Manifest
-from pipeline.io import fresh_directory, inside, write_label_png
+from pipeline.io import fresh_directory, inside, write_label_index, write_label_png
 from pipeline.params import PredictParams, SegmenterParams
 from pipeline.proposals.store import ProposalStore
 from pipeline.refine.crf import crf_from_probabilities
@@ -67,6 +67,7 @@ def predict_split(
         else:
             label = probabilities.argmax(axis=0).astype(np.uint8)
         write_label_png(inside(staging, f"{entry.id}.png"), label)
+    write_label_index(staging)
     if Path(out).exists():
         shutil.rmtree(out)
     staging.rename(out)

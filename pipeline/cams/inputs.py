@@ -1,0 +1,55 @@
+"""Extra inputs of CAM methods: pipeline outputs a method reads besides the images, declared in its params.
+
+A method's params model (torch-free) names what it reads in ``extra_inputs`` (keys of :data:`METHOD_INPUTS`).
+The ``cam_inputs`` stage depends on every such output and writes ``artifacts/cam_inputs.json`` with the digests
+of the *selected* method's inputs only; ``train_classifier`` and ``extract_cams`` depend on that file. So a new
+vocabulary reruns the methods that read it (PCC's clusters, POLE's synonyms) and nothing else: for plain CAM
+the file's bytes stay the same and DVC stops there. Training and extraction get the paths through
+:class:`~pipeline.cams.contract.BuildContext` and fold the digests into their resume keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from pipeline import layout
+from pipeline.io import sha256_file
+from pipeline.schema import Strict
+
+METHOD_INPUTS: dict[str, Path] = {
+    "synonyms": layout.VOCAB / "synonyms.json",  # vocab stage: class → synonyms (POLE)
+    "clusters": layout.VOCAB / "clusters.json",  # vocab stage: category clusters (PCC)
+}
+
+
+class CamMethodParams(Strict):
+    """Base of every CAM method's params: ``extra_inputs`` names the pipeline outputs the method reads."""
+
+    extra_inputs: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        unknown = sorted(set(cls.extra_inputs) - set(METHOD_INPUTS))
+        if unknown:
+            raise TypeError(f"{cls.__name__}.extra_inputs: unknown {unknown}; known: {sorted(METHOD_INPUTS)}")
+
+
+def method_inputs(params: BaseModel, root: Path = Path()) -> dict[str, Path]:
+    """The paths of the inputs a method's params declare, each checked to exist (the message names the file)."""
+    names = getattr(type(params), "extra_inputs", ())
+    paths = {name: Path(root) / METHOD_INPUTS[name] for name in names}
+    for name, path in paths.items():
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: input '{name}' of the CAM method is missing (`dvc repro cam_inputs` builds it first)"
+            )
+    return paths
+
+
+def input_digests(params: BaseModel, root: Path = Path()) -> dict[str, str]:
+    """SHA-256 of each declared input, by name (what ``cam_inputs.json`` records and resume keys include)."""
+    return {name: sha256_file(path) for name, path in method_inputs(params, root).items()}

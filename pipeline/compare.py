@@ -1,0 +1,184 @@
+"""``make compare``: every registered CAM method (on each backbone it offers) as a DVC experiment, one table.
+
+    python -m pipeline.compare                 # run what is missing, then write the table and the plot
+    python -m pipeline.compare --report-only   # only read ``dvc exp show --json``
+
+Each combination runs as ``dvc exp run --temp -f -n compare-<method>-<backbone> -S cam.method=… -S
+cam.<method>.backbone=…`` on the committed pipeline (commit first: an experiment starts from HEAD). The workspace
+is left alone, and DVC's run-cache makes a combination whose stages already ran cost nothing (the default one is
+HEAD's own run). The table and plot are built from ``dvc exp show --json`` only — the experiments' own metrics —
+and written to ``reports/compare/`` (``methods.md``, ``methods.png``); the README shows the table. A method
+issue only registers its method to appear here.
+
+GT-free CAM figures use the fixed background pad of ``evaluate.bg_pad``; the GT-tuned ones the pad a sweep
+against ground truth picked, labelled as such: an upper bound that no stage downstream uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.cams.params import CamParams
+
+EXPERIMENT_PREFIX = "compare-"
+METRICS_FILE = "artifacts/eval/metrics.json"
+REPORT_DIR = Path("reports/compare")
+COLUMNS = (  # (header, path in metrics.json)
+    ("CAM mIoU GT-free", ("cam", "gt_free", "miou")),
+    ("FPR", ("cam", "gt_free", "fpr")),
+    ("FNR", ("cam", "gt_free", "fnr")),
+    ("CAM mIoU GT-tuned*", ("cam", "gt_tuned", "miou")),
+    ("seeds mIoU", ("seeds", "miou")),
+    ("refined mIoU", ("refined", "miou")),
+    ("final val mIoU", ("final", "prediction", "miou")),
+    ("ratio to full sup.", ("final", "prediction", "ratio_to_fullsup")),
+)
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One row of the comparison: a CAM method on one of its backbones (``None``: it has no choice)."""
+
+    method: str
+    backbone: str | None
+
+    @property
+    def name(self) -> str:
+        return f"{EXPERIMENT_PREFIX}{self.method}" + (f"-{self.backbone}" if self.backbone else "")
+
+    def overrides(self) -> list[str]:
+        sets = [f"cam.method={self.method}"]
+        if self.backbone:
+            sets.append(f"cam.{self.method}.backbone={self.backbone}")
+        return [arg for value in sets for arg in ("-S", value)]
+
+
+def combinations() -> list[Combination]:
+    """Every CAM method of params.yaml's ``cam`` section (the registry's names, tested equal) × its backbones."""
+    rows = []
+    for method in CamParams.method_names():
+        field = type(getattr(CamParams(), method)).model_fields.get("backbone")
+        choices = typing.get_args(field.annotation) if field is not None else ()
+        rows.extend(Combination(method, backbone) for backbone in (choices or (None,)))
+    return rows
+
+
+def run_experiment(combination: Combination, dvc: str) -> None:
+    """Run (or restore from the run-cache) one combination as a named experiment outside the workspace."""
+    command = [dvc, "exp", "run", "--temp", "-f", "-n", combination.name, *combination.overrides()]
+    print(" ".join(command[1:]), flush=True)
+    subprocess.run(command, check=True)
+
+
+def experiment_metrics(exp_show: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``compare-*`` experiments of the current baseline (HEAD) from ``dvc exp show --json``: name → metrics."""
+    found: dict[str, dict[str, Any]] = {}
+    baselines = [record for record in exp_show if record.get("rev") != "workspace"]
+    for experiment in (baselines[0].get("experiments") or []) if baselines else []:
+        for rev in experiment.get("revs", []):
+            name, data = rev.get("name") or experiment.get("name"), rev.get("data") or {}
+            metrics = (data.get("metrics") or {}).get(METRICS_FILE, {}).get("data")
+            if name and name.startswith(EXPERIMENT_PREFIX) and metrics and name not in found:
+                found[name] = metrics
+    return found
+
+
+def lookup(metrics: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    value: Any = metrics
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, int | float) else None
+
+
+def table_rows(found: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per experiment, in the order of :func:`combinations`; what each metrics.json says it ran."""
+    rows = []
+    for combination in combinations():
+        metrics = found.get(combination.name)
+        if metrics is None:
+            continue
+        row = {"method": metrics["cam"].get("method", combination.method),
+               "backbone": metrics["cam"].get("backbone", combination.backbone or ""),
+               "seeds": metrics["seeds"].get("method"), "refine": metrics["refined"].get("method")}  # fmt: skip
+        row.update({header: lookup(metrics, path) for header, path in COLUMNS})
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The comparison as a markdown table, with the note that labels the GT-tuned column."""
+    headers = ["method", "backbone", "seeds → refine", *(header for header, _ in COLUMNS)]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        cells = [row["method"], row["backbone"], f"{row['seeds']} → {row['refine']}"]
+        cells += ["–" if row[h] is None else f"{row[h]:.3f}" for h, _ in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("\\* background pad picked by a sweep against ground truth: an upper bound, never used downstream.")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Grouped bars: mIoU at each step per method (left), the CAMs' GT-free FPR / FNR (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    steps = ["CAM mIoU GT-free", "CAM mIoU GT-tuned*", "seeds mIoU", "refined mIoU", "final val mIoU"]
+    labels = [f"{row['method']}\n{row['backbone']}" for row in rows]
+    x = np.arange(len(rows))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    width = 0.8 / len(steps)
+    for i, step in enumerate(steps):
+        left.bar(x + (i - (len(steps) - 1) / 2) * width, [row[step] or 0 for row in rows], width, label=step)
+    left.set(xticks=x, xticklabels=labels, ylabel="mIoU", ylim=(0, 1), title="mIoU along the pipeline")
+    left.legend(fontsize=7)
+    for i, rate in enumerate(("FPR", "FNR")):
+        right.bar(x + (i - 0.5) * 0.4, [row[rate] or 0 for row in rows], 0.4, label=f"CAM {rate} (GT-free)")
+    right.set(xticks=x, xticklabels=labels, ylim=(0, 1), title="CAM errors")
+    right.legend(fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("--report-only", action="store_true", help="run nothing; report the existing experiments")
+    parser.add_argument("--methods", nargs="*", help="only these CAM methods (default: all registered)")
+    parser.add_argument("--out", type=Path, default=REPORT_DIR, help=f"report directory (default: {REPORT_DIR})")
+    args = parser.parse_args(argv)
+    dvc = str(Path(sys.executable).parent / "dvc")
+    known = CamParams.method_names()
+    unknown = sorted(set(args.methods or []) - set(known))
+    if unknown:
+        parser.error(f"unknown CAM methods {unknown}; known: {', '.join(known)}")
+    if not args.report_only:
+        for combination in combinations():
+            if not args.methods or combination.method in args.methods:
+                run_experiment(combination, dvc)
+    shown = subprocess.run([dvc, "exp", "show", "--json"], check=True, capture_output=True, text=True).stdout
+    rows = table_rows(experiment_metrics(json.loads(shown)))
+    if not rows:
+        print("no compare-* experiments on this commit yet: run `make compare`", file=sys.stderr)
+        return 1
+    table = markdown(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "methods.md").write_text(table)
+    plot(rows, args.out / "methods.png")
+    print(table + f"\nwritten: {args.out / 'methods.md'}, {args.out / 'methods.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""make compare: the combinations it runs and the table it builds from ``dvc exp show --json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.cams.registry import CAM_METHODS
+from pipeline.compare import Combination, combinations, experiment_metrics, markdown, plot, table_rows
+
+
+def metrics(method: str, backbone: str, cam_miou: float) -> dict:
+    rates = {"miou": cam_miou, "fpr": 0.5, "fnr": 0.25}
+    return {
+        "cam": {"method": method, "backbone": backbone, "gt_free": rates, "gt_tuned": {**rates, "miou": 0.6}},
+        "seeds": {"method": "sams", "miou": 0.5},
+        "refined": {"method": "crf", "miou": 0.52},
+        "final": {"prediction": {"miou": 0.58, "ratio_to_fullsup": 0.64}},
+    }
+
+
+def experiment(name: str, data: dict | None) -> dict:
+    metrics_files = None if data is None else {"metrics": {"artifacts/eval/metrics.json": {"data": data}}}
+    revision = {"rev": "f" * 40, "name": name, "error": None, "experiments": None, "data": metrics_files}
+    return {"revs": [revision], "executor": None, "name": name}
+
+
+EXP_SHOW = [  # the shape of DVC 3's `dvc exp show --json`
+    {"rev": "workspace", "name": None, "data": {"metrics": {}}, "error": None, "experiments": None},
+    {"rev": "a" * 40, "name": "main", "data": {"metrics": {}}, "error": None, "experiments": [
+        experiment("compare-usage-vit", metrics("usage", "vit tiny", 0.17)),
+        experiment("compare-cam-resnet", metrics("cam", "resnet10", 0.22)),
+        experiment("lr-sweep-3", metrics("cam", "resnet10", 0.99)),  # not a comparison run
+        experiment("compare-usage-resnet", None),  # failed: no metrics
+    ]},
+]  # fmt: skip
+
+
+def test_every_registered_method_on_each_backbone_is_compared() -> None:
+    rows = combinations()
+    assert {row.method for row in rows} == set(CAM_METHODS.names())
+    assert {Combination("cam", "resnet"), Combination("cam", "vit"), Combination("usage", "vit")} <= set(rows)
+    assert len({row.name for row in rows}) == len(rows)
+    assert Combination("usage", "vit").overrides() == ["-S", "cam.method=usage", "-S", "cam.usage.backbone=vit"]
+
+
+def test_table_from_exp_show_lists_comparison_runs_in_registry_order(tmp_path: Path) -> None:
+    found = experiment_metrics(EXP_SHOW)
+    assert set(found) == {"compare-usage-vit", "compare-cam-resnet"}
+    rows = table_rows(found)
+    assert [(row["method"], row["backbone"]) for row in rows] == [("cam", "resnet10"), ("usage", "vit tiny")]
+    table = markdown(rows).splitlines()
+    assert table[0].startswith("| method | backbone | seeds → refine | CAM mIoU GT-free | FPR | FNR |")
+    assert table[2] == "| cam | resnet10 | sams → crf | 0.220 | 0.500 | 0.250 | 0.600 | 0.500 | 0.520 | 0.580 | 0.640 |"
+    assert "ground truth" in table[-1]
+    plot(rows, tmp_path / "methods.png")
+    assert (tmp_path / "methods.png").stat().st_size > 0
+
+
+def test_no_experiments_yet_gives_an_empty_table() -> None:
+    assert table_rows(experiment_metrics([EXP_SHOW[0]])) == []
