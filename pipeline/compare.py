@@ -3,7 +3,7 @@
     python -m pipeline.compare                 # run what is missing, then write the table and the plot
     python -m pipeline.compare --report-only   # only read ``dvc exp show --json``
 
-Each combination runs as ``dvc exp run --temp -f -n compare-<method>-<backbone> -S cam.method=… -S
+Each combination runs as ``dvc exp run --temp -n compare-<method>-<backbone> -S cam.method=… -S
 cam.<method>.backbone=…`` on the committed pipeline (commit first: an experiment starts from HEAD). The workspace
 is left alone, and DVC's run-cache makes a combination whose stages already ran cost nothing (the default one is
 HEAD's own run). The table and plot are built from ``dvc exp show --json`` only — the experiments' own metrics —
@@ -71,8 +71,13 @@ def combinations() -> list[Combination]:
 
 
 def run_experiment(combination: Combination, dvc: str) -> None:
-    """Run (or restore from the run-cache) one combination as a named experiment outside the workspace."""
-    command = [dvc, "exp", "run", "--temp", "-f", "-n", combination.name, *combination.overrides()]
+    """Run (or restore from the run-cache) one combination as a named experiment outside the workspace.
+
+    An older experiment of the same name is removed first: ``dvc exp run -f`` would overwrite it, but would also
+    force every stage to run again.
+    """
+    subprocess.run([dvc, "exp", "remove", combination.name], capture_output=True)  # absent: nothing to remove
+    command = [dvc, "exp", "run", "--temp", "-n", combination.name, *combination.overrides()]
     print(" ".join(command[1:]), flush=True)
     subprocess.run(command, check=True)
 
