@@ -109,7 +109,7 @@ def table_rows(found: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         metrics = found.get(combination.name)
         if metrics is None:
             continue
-        row = {"method": metrics["cam"].get("method", combination.method),
+        row = {"method": metrics["cam"].get("method", combination.method), "choice": combination.backbone or "",
                "backbone": metrics["cam"].get("backbone", combination.backbone or ""),
                "seeds": metrics["seeds"].get("method"), "refine": metrics["refined"].get("method")}  # fmt: skip
         row.update({header: lookup(metrics, path) for header, path in COLUMNS})
@@ -139,7 +139,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import numpy as np
 
     steps = ["CAM mIoU GT-free", "CAM mIoU GT-tuned*", "seeds mIoU", "refined mIoU", "final val mIoU"]
-    labels = [f"{row['method']}\n{row['backbone']}" for row in rows]
+    labels = [f"{row['method']}\n{row['choice']}" for row in rows]
     x = np.arange(len(rows))
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
     width = 0.8 / len(steps)
