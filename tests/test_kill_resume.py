@@ -38,7 +38,8 @@ def kill_when(project: Path, stage: str, ready) -> None:
 
 def test_killed_extract_cams_resumes_to_an_identical_store(project: Path) -> None:
     edit_params(project, lambda p: p["data"]["synthetic"].update(num_train=60, image_size=64))
-    dvc(project, "repro", "train_classifier")
+    dvc(project, "repro", "prepare_data")
+    run([sys.executable, "-m", "stages.train_classifier"], project)
     run([sys.executable, "-m", "stages.extract_cams"], project)
     store = project / "artifacts/cams.zarr.zip"
     reference = store.read_bytes()
