@@ -160,21 +160,23 @@ def fingerprint(*parts: bytes | str | Path) -> str:
     digest = hashlib.sha256()
     for part in parts:
         if isinstance(part, Path):
-            with part.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
+            _hash_file(digest, part)
         else:
             digest.update(part.encode() if isinstance(part, str) else part)
         digest.update(b"\0")
     return digest.hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    """Plain SHA-256 of a file's bytes (what ``sha256sum`` prints)."""
-    digest = hashlib.sha256()
+def _hash_file(digest: Any, path: Path) -> None:
     with Path(path).open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+
+
+def sha256_file(path: Path) -> str:
+    """Plain SHA-256 of a file's bytes (what ``sha256sum`` prints)."""
+    digest = hashlib.sha256()
+    _hash_file(digest, path)
     return digest.hexdigest()
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.cams.contract import CamMethod
-from pipeline.cams.inputs import input_digests
+from pipeline.cams.inputs import inputs_settings
 from pipeline.cams.params import CamParams
 from pipeline.cams.store import CamStoreWriter
 from pipeline.cams.train import describe_backbone, load_cam_method
@@ -38,8 +38,7 @@ def multiscale_cam(
 
 def cam_inputs_key(manifest_dir: Path, checkpoint: Path, cam: CamParams) -> str:
     """Identity of everything the CAMs depend on (dataset manifest, weights, extra inputs, inference settings)."""
-    inputs = input_digests(cam.selected())
-    settings = json.dumps({"method": cam.method, **({"inputs": inputs} if inputs else {}),
+    settings = json.dumps({"method": cam.method, **inputs_settings(cam.selected()),
                            **cam.inference.model_dump(mode="json")}, sort_keys=True)  # fmt: skip
     return fingerprint(Path(manifest_dir) / MANIFEST_NAME, Path(checkpoint), settings)
 

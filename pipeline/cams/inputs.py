@@ -53,3 +53,10 @@ def method_inputs(params: BaseModel, root: Path = Path()) -> dict[str, Path]:
 def input_digests(params: BaseModel, root: Path = Path()) -> dict[str, str]:
     """SHA-256 of each declared input, by name (what ``cam_inputs.json`` records and resume keys include)."""
     return {name: sha256_file(path) for name, path in method_inputs(params, root).items()}
+
+
+def inputs_settings(params: BaseModel) -> dict[str, dict[str, str]]:
+    """The ``inputs`` entry of a training or extraction key: the digests, or nothing for a method without
+    inputs (so those methods keep the keys, and the run-cache entries, they had before inputs existed)."""
+    digests = input_digests(params)
+    return {"inputs": digests} if digests else {}

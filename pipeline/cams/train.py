@@ -16,7 +16,7 @@ import torch
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelExactMatch, MultilabelF1Score
 
 from pipeline.cams.contract import BuildContext, CamMethod
-from pipeline.cams.inputs import input_digests, method_inputs
+from pipeline.cams.inputs import inputs_settings, method_inputs
 from pipeline.cams.params import CamParams
 from pipeline.cams.registry import CAM_METHODS
 from pipeline.data.loading import ClassificationDataset
@@ -31,8 +31,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 def training_inputs_key(manifest_dir: Path, cam: CamParams, seed: int) -> str:
     """Identity of a training run: the dataset manifest, the method, its params and extra inputs, the seed."""
-    inputs = input_digests(cam.selected())
-    settings = json.dumps({"seed": seed, "method": cam.method, **({"inputs": inputs} if inputs else {}),
+    settings = json.dumps({"seed": seed, "method": cam.method, **inputs_settings(cam.selected()),
                            **cam.selected().model_dump(mode="json")}, sort_keys=True)  # fmt: skip
     return fingerprint(Path(manifest_dir) / MANIFEST_NAME, settings)
 

@@ -20,6 +20,7 @@ from pipeline.cams.store import CamStore
 from pipeline.data.loading import load_image
 from pipeline.data.manifest import Manifest
 from pipeline.io import (
+    LABEL_INDEX,
     fingerprint,
     inside,
     publish_directory,
@@ -59,10 +60,10 @@ def refine_many(items: Iterable[tuple], method: str, params, workers: int) -> It
 def refine_labels(manifest: Manifest, cams: Path, seeds: Path, params: RefineParams, out: Path) -> dict[str, int]:
     """Refine every seed PNG into ``out`` (built in a resumable work directory, then published)."""
     store = CamStore(cams)
-    seed_files = sorted(Path(seeds).glob("*.png"))
+    # The seeds' index holds every seed PNG's digest: no need to read the PNGs themselves for the key.
     key = fingerprint(
         store.attributes["inputs_key"], json.dumps({"method": params.method, "params": params.model_dump(
-            mode="json", exclude={"workers"})}, sort_keys=True), *seed_files,
+            mode="json", exclude={"workers"})}, sort_keys=True), inside(Path(seeds), LABEL_INDEX),
     )  # fmt: skip
     work = work_directory(out, key)
     work.mkdir(parents=True, exist_ok=True)
