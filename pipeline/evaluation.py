@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from pipeline.cams.store import CamStore  # noqa: E402
 from pipeline.data.loading import load_image  # noqa: E402
 from pipeline.data.manifest import Manifest  # noqa: E402
-from pipeline.io import atomic_path, read_label_png, read_label_set  # noqa: E402
+from pipeline.io import LabelSet, atomic_path  # noqa: E402
 from pipeline.metrics import confusion_matrix, scores, summary  # noqa: E402
 from pipeline.params import EvaluateParams  # noqa: E402
 from pipeline.tracking import progress, report  # noqa: E402
@@ -41,7 +41,8 @@ def evaluate_pseudo_labels(
     methods: dict[str, str],
     out: Path,
 ) -> dict[str, Any]:
-    """Score the CAMs and each label set (name → directory of PNGs, e.g. seeds) on the CAM store's images.
+    """Score the CAMs and each label set (name → :class:`~pipeline.io.LabelSet` path, e.g. the seeds) on the
+    CAM store's images.
 
     Returns the metrics and writes ``per_class_iou.csv``, ``threshold_curve.csv``, confusion matrices and the
     overlay grid into ``out`` (a staging directory the stage publishes with ``metrics.json`` once everything is
@@ -50,6 +51,7 @@ def evaluate_pseudo_labels(
     store = CamStore(cams)
     ids = store.ids()
     by_id = manifest.by_id()
+    sets = {name: LabelSet(path) for name, path in label_sets.items()}
     n = manifest.num_classes + 1
     pads = sweep_values(params)
     cam_conf = np.zeros((n, n), dtype=np.int64)
@@ -59,7 +61,7 @@ def evaluate_pseudo_labels(
     covered = dict.fromkeys(label_sets, 0)
     labelled = 0
     for image_id in progress(ids, total=len(ids), desc="evaluate"):
-        truth = read_label_png(manifest.mask_path(by_id[image_id]))
+        truth = manifest.read_mask(by_id[image_id])
         maps, classes = store.read(image_id)
         # argmax over (constant pad, CAMs), ties to background: the class argmax is computed once for all pads.
         # An image kept as a negative (data.no_foreground: keep) has no CAM: all background.
@@ -71,8 +73,8 @@ def evaluate_pseudo_labels(
             sweep_conf[i] += confusion_matrix(np.where(peak > pad, winner, 0).astype(np.uint8), truth, n)
         valid = truth != IGNORE_INDEX
         labelled += int(valid.sum())
-        for name, directory in label_sets.items():
-            label = read_label_set(directory, image_id, truth.shape)
+        for name, label_set in sets.items():
+            label = label_set.read(image_id, truth.shape)
             label_conf[name] += confusion_matrix(np.where(label == IGNORE_INDEX, 0, label).astype(np.uint8), truth, n)
             confident_conf[name] += confusion_matrix(label, truth, n)
             covered[name] += int((valid & (label != IGNORE_INDEX)).sum())
@@ -121,7 +123,7 @@ def evaluate_pseudo_labels(
     _plot_confusion(out / "confusion_cam.png", cam_conf, names, "CAM (GT-free pad): confusion (row-normalised)")
     for name, conf in label_conf.items():
         _plot_confusion(out / f"confusion_{name}.png", conf, names, f"{name}: confusion (row-normalised)")
-    _plot_overlay(out / "overlay.png", manifest, ids[: params.overlay_images], store, label_sets)
+    _plot_overlay(out / "overlay.png", manifest, ids[: params.overlay_images], store, sets)
     coverage_notes = ", ".join(f"{name} coverage {metrics[name]['confident']['coverage']:.3f}" for name in label_sets)
     report("Pseudo-label quality", rows, notes=f"{len(ids)} images; {coverage_notes}")
     return metrics
@@ -151,7 +153,9 @@ def _plot_confusion(path: Path, confusion: np.ndarray, names: list[str], title: 
     plt.close(fig)
 
 
-def _plot_overlay(path: Path, manifest: Manifest, ids: list[str], store: CamStore, label_sets: dict[str, Path]) -> None:
+def _plot_overlay(
+    path: Path, manifest: Manifest, ids: list[str], store: CamStore, label_sets: dict[str, LabelSet]
+) -> None:  # fmt: skip
     """Grid: image | ground truth | CAM (max over classes, on the image) | each label set."""
     by_id = manifest.by_id()
     palette = voc_palette()
@@ -162,8 +166,8 @@ def _plot_overlay(path: Path, manifest: Manifest, ids: list[str], store: CamStor
         maps, classes = store.read(image_id)
         heat = plt.get_cmap("jet")(maps.max(axis=0, initial=0.0))[..., :3]
         rows.append([
-            image, palette[read_label_png(manifest.mask_path(entry))], 0.5 * image / 255.0 + 0.5 * heat,
-            *(palette[read_label_set(d, image_id, image.shape[:2])] for d in label_sets.values()),
+            image, palette[manifest.read_mask(entry)], 0.5 * image / 255.0 + 0.5 * heat,
+            *(palette[labels.read(image_id, image.shape[:2])] for labels in label_sets.values()),
         ])  # fmt: skip
         captions.append(f"{image_id}: {', '.join(manifest.classes[c] for c in classes)}")
     _save_grid(path, rows, ["image", "ground truth", "CAM", *label_sets], captions)
@@ -188,18 +192,20 @@ def evaluate_predictions(
     manifest: Manifest, predictions: dict[str, Path], split: str, out: Path, overlay_images: int,
     bound: str = "fullsup",
 ) -> dict[str, Any]:  # fmt: skip
-    """Final mIoU of each prediction set (name → PNG directory) on ``split`` and its ratio to ``bound``.
+    """Final mIoU of each prediction set (name → :class:`~pipeline.io.LabelSet` path) on ``split`` and its
+    ratio to ``bound``.
 
     Writes ``per_class_iou_<split>.csv``, ``confusion_<name>.png`` and ``overlay_<split>.png`` (image | ground
     truth | each prediction) into ``out``, which must exist.
     """
     n = manifest.num_classes + 1
     entries = manifest.entries(split)
+    sets = {name: LabelSet(path) for name, path in predictions.items()}
     confusion = {name: np.zeros((n, n), dtype=np.int64) for name in predictions}
     for entry in progress(entries, total=len(entries), desc=f"evaluate {split}"):
-        truth = read_label_png(manifest.mask_path(entry))
-        for name, directory in predictions.items():
-            confusion[name] += confusion_matrix(read_label_set(directory, entry.id, truth.shape), truth, n)
+        truth = manifest.read_mask(entry)
+        for name, labels in sets.items():
+            confusion[name] += confusion_matrix(labels.read(entry.id, truth.shape), truth, n)
     metrics: dict[str, Any] = {"split": split, "images": len(entries)}
     for name, conf in confusion.items():
         metrics[name] = summary(conf)
@@ -217,8 +223,8 @@ def evaluate_predictions(
         _plot_confusion(out / f"confusion_{name}.png", conf, names, f"{name} on {split}: confusion (row-normalised)")
     palette = voc_palette()
     rows = [
-        [load_image(manifest, e), palette[read_label_png(manifest.mask_path(e))],
-         *(palette[read_label_set(d, e.id, (e.height, e.width))] for d in predictions.values())]
+        [load_image(manifest, e), palette[manifest.read_mask(e)],
+         *(palette[labels.read(e.id, (e.height, e.width))] for labels in sets.values())]
         for e in entries[:overlay_images]
     ]  # fmt: skip
     captions = [f"{e.id}: {', '.join(manifest.classes[c] for c in e.labels)}" for e in entries[:overlay_images]]

@@ -114,36 +114,78 @@ def write_label_png(path: Path, label: np.ndarray) -> None:
         image.save(tmp, format="PNG")
 
 
-def read_label_png(path: Path) -> np.ndarray:
-    """Read a palette or grayscale PNG as its raw class indices."""
-    with Image.open(path) as image:
+def decode_label_png(data: bytes, location: Path | str) -> np.ndarray:
+    """A palette or grayscale PNG's raw class indices; errors name ``location``."""
+    with Image.open(io.BytesIO(data)) as image:
         if image.mode not in ("P", "L"):
-            raise ValueError(f"{path}: label PNG must be palette or grayscale, got mode {image.mode}")
+            raise ValueError(f"{location}: label PNG must be palette or grayscale, got mode {image.mode}")
         return np.asarray(image, dtype=np.uint8).copy()
 
 
-def read_label_set(directory: Path, image_id: str, shape: tuple[int, ...]) -> np.ndarray:
-    """One image's label PNG from a label set, checked against the ground truth's size."""
-    path = inside(Path(directory), f"{image_id}.png")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: label missing for image '{image_id}'")
-    label = read_label_png(path)
-    if label.shape != shape:
-        raise ValueError(f"{path}: label size {label.shape} does not match ground truth {shape}")
-    return label
+def read_label_png(path: Path) -> np.ndarray:
+    """Read a palette or grayscale PNG file as its raw class indices."""
+    return decode_label_png(Path(path).read_bytes(), path)
 
 
-LABEL_INDEX = "index.json"
+class FileTree:
+    """Files by relative name from a directory or from a zip of one.
 
-
-def write_label_index(directory: Path) -> None:
-    """Write ``index.json`` into a finished label directory: each label PNG's SHA-256, by image id.
-
-    Stages downstream of a label set depend on this one file rather than on the directory, so a no-op
-    ``dvc repro`` checks the directory once, as its producer's output (as for the dataset's manifest).
+    Published label sets and the embedded benchmark are zips (one file keeps DVC's no-op check cheap); real
+    datasets are directories. Names are checked with :func:`inside`; errors name ``<path>/<name>``. The zip is
+    opened once per process, so a tree can be handed to worker processes.
     """
-    labels = {path.stem: sha256_file(path) for path in sorted(Path(directory).glob("*.png"))}
-    write_json(Path(directory) / LABEL_INDEX, {"labels": labels})
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._archive: zipfile.ZipFile | None = None
+        self._pid = -1
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "_archive": None, "_pid": -1}
+
+    @property
+    def is_archive(self) -> bool:
+        return not self.path.is_dir()
+
+    def location(self, name: str) -> Path:
+        """Where ``name`` is, for messages (inside a zip: the zip's path joined with the member's name)."""
+        return inside(self.path, name)
+
+    def _zip(self) -> zipfile.ZipFile:
+        if self._archive is None or self._pid != os.getpid():
+            if not self.path.is_file():
+                raise FileNotFoundError(f"{self.path}: not found (neither a directory nor a zip)")
+            self._archive, self._pid = zipfile.ZipFile(self.path), os.getpid()
+        return self._archive
+
+    def exists(self, name: str) -> bool:
+        location = self.location(name)
+        return name in self._zip().NameToInfo if self.is_archive else location.is_file()
+
+    def read_bytes(self, name: str) -> bytes:
+        location = self.location(name)
+        if not self.exists(name):
+            raise FileNotFoundError(f"{location}: file not found")
+        return self._zip().read(name) if self.is_archive else location.read_bytes()
+
+
+class LabelSet:
+    """A set of label maps, ``<image id>.png`` VOC palette PNGs: a stage's published zip (seeds, refined labels,
+    predictions) or a directory of PNGs from elsewhere."""
+
+    def __init__(self, path: Path) -> None:
+        self.files = FileTree(path)
+
+    def read(self, image_id: str, shape: tuple[int, ...]) -> np.ndarray:
+        """One image's label map, checked against the ground truth's size."""
+        name = f"{image_id}.png"
+        location = self.files.location(name)
+        if not self.files.exists(name):
+            raise FileNotFoundError(f"{location}: label missing for image '{image_id}'")
+        label = decode_label_png(self.files.read_bytes(name), location)
+        if label.shape != shape:
+            raise ValueError(f"{location}: label size {label.shape} does not match ground truth {shape}")
+        return label
 
 
 def fresh_directory(path: Path) -> Path:
@@ -225,3 +267,9 @@ def pack_zip(directory: Path, target: Path) -> None:
             info = zipfile.ZipInfo(path.relative_to(directory).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
             archive.writestr(info, path.read_bytes())
+
+
+def publish_zip(work: Path, target: Path) -> None:
+    """Pack a finished work directory into ``target`` (:func:`pack_zip`) and delete the work directory."""
+    pack_zip(work, target)
+    remove_work(work)

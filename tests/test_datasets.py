@@ -1,3 +1,4 @@
+import io
 import json
 from pathlib import Path
 
@@ -36,15 +37,14 @@ def test_every_class_has_a_unique_part_colour_and_a_context() -> None:
 
 def test_synthetic_prepare_writes_voc_layout_and_manifest(tmp_path: Path) -> None:
     manifest = prepare_dataset(DataParams(synthetic=SMALL), tmp_path / "dataset")
-    root = tmp_path / "dataset" / "synthetic"
-    assert (root / "ImageSets" / "Segmentation" / "train.txt").read_text().split() == [
-        f"train_{i:05d}" for i in range(6)
-    ]
+    assert sorted(p.name for p in (tmp_path / "dataset").iterdir()) == ["manifest.json", "synthetic.zip"]
+    root = manifest.files
+    assert root.read_bytes("ImageSets/Segmentation/train.txt").decode().split() == [f"train_{i:05d}" for i in range(6)]
     assert len(manifest.entries("val")) == 3
     entry = manifest.entries("train")[0]
-    assert Image.open(manifest.mask_path(entry)).mode == "P"
-    assert Image.open(manifest.image_path(entry)).size == (48, 48)
-    labels = json.loads((root / "cls_labels.json").read_text())
+    assert Image.open(io.BytesIO(root.read_bytes(entry.mask))).mode == "P"
+    assert Image.open(io.BytesIO(root.read_bytes(entry.image))).size == (48, 48)
+    labels = json.loads(root.read_bytes("cls_labels.json"))
     assert [VOC_CLASSES[c] for c in entry.labels] == labels[entry.id]
     assert load_manifest(tmp_path / "dataset") == manifest
     assert not (tmp_path / ".dataset.partial").exists()
@@ -298,7 +298,7 @@ def test_kept_negatives_are_scored_as_background(tmp_path: Path) -> None:
 def test_writers_and_readers_refuse_ids_that_leave_their_root(tmp_path: Path) -> None:
     """Ids are checked when lists are read; writers still build every path through pipeline.io.inside."""
     from pipeline.cams.store import CamStoreWriter
-    from pipeline.io import UnsafePathError, read_label_set
+    from pipeline.io import LabelSet, UnsafePathError
     from pipeline.proposals.regions import Proposals
     from pipeline.proposals.store import ProposalStoreWriter
 
@@ -311,7 +311,7 @@ def test_writers_and_readers_refuse_ids_that_leave_their_root(tmp_path: Path) ->
     with pytest.raises(UnsafePathError):
         ProposalStoreWriter(out / "proposals", {}).write("../../escape", proposals)
     with pytest.raises(UnsafePathError):
-        read_label_set(out / "seeds", "../../escape", (2, 2))
+        LabelSet(out / "seeds").read("../../escape", (2, 2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["artifacts"]
     manifest = prepare_dataset(DataParams(synthetic=SMALL), tmp_path / "dataset")
     raw = json.loads((tmp_path / "dataset" / "manifest.json").read_text())

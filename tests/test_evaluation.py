@@ -7,7 +7,7 @@ from PIL import Image
 
 from pipeline.data.manifest import Entry, Manifest
 from pipeline.evaluation import evaluate_pseudo_labels, sweep_values
-from pipeline.io import write_label_png
+from pipeline.io import pack_zip, write_label_png
 from pipeline.params import EvaluateParams
 from tests.test_cam_store import write_store
 
@@ -51,7 +51,7 @@ def test_missing_seed_is_named(tmp_path: Path) -> None:
     write_label_png(root / "a.png", np.zeros((1, 2), dtype=np.uint8))
     manifest = Manifest("t", root, ("c0",), {"train": [Entry("a", "a.jpg", "a.png", 1, 2, (0,))]})
     cams = write_store(tmp_path, {"a": (np.zeros((1, 1, 2), dtype=np.float32), [0])}, {})
-    with pytest.raises(FileNotFoundError, match=r"seeds/a\.png: label missing"):
+    with pytest.raises(FileNotFoundError, match=r"seeds: not found"):
         evaluate_pseudo_labels(manifest, cams, {"seeds": tmp_path / "seeds"}, EvaluateParams(), {}, tmp_path / "e")
 
 
@@ -67,10 +67,11 @@ def test_evaluate_that_fails_midway_leaves_no_metrics(tmp_path: Path, monkeypatc
     entries = manifest.entries("train")
     maps = {e.id: (np.full((len(e.labels), 32, 32), 0.5, np.float32), list(e.labels)) for e in entries}
     monkeypatch.setattr(layout, "CAMS", write_store(tmp_path, maps, {}))
-    for directory in (layout.SEEDS, layout.REFINED):
+    for label_set in (layout.SEEDS, layout.REFINED):
         for entry in entries:
-            write_label_png(directory / f"{entry.id}.png", np.zeros((32, 32), np.uint8))
-    with pytest.raises(FileNotFoundError, match="label missing"):  # no predictions on val
+            write_label_png(tmp_path / "labels" / f"{entry.id}.png", np.zeros((32, 32), np.uint8))
+        pack_zip(tmp_path / "labels", label_set)
+    with pytest.raises(FileNotFoundError, match="predictions.zip: not found"):  # no predictions on val
         evaluate.body(PipelineParams())
     assert not (layout.EVALUATION / "metrics.json").exists()
 

@@ -1,5 +1,6 @@
 """Proposal generation (superpixels, SAM on a tiny random model), the atom index and the zarr proposal store."""
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -180,8 +181,13 @@ def test_parallel_and_serial_stores_are_byte_identical(tmp_path: Path) -> None:
 
 def test_corrupt_image_fails_naming_it_and_publishes_nothing(tmp_path: Path) -> None:
     manifest = tiny_dataset(tmp_path)
-    bad = manifest.image_path(manifest.entries("train")[3])
-    bad.write_bytes(b"not a jpeg")
+    name = manifest.entries("train")[3].image
+    with zipfile.ZipFile(manifest.root) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    with zipfile.ZipFile(manifest.root, "w") as archive:
+        for member, data in members.items():
+            archive.writestr(member, b"not a jpeg" if member == name else data)
+    bad = manifest.files.location(name)
     out = tmp_path / "proposals.zarr.zip"
     with pytest.raises(DatasetError, match=f"{bad}: corrupt or unreadable image"):
         generate_proposals(manifest, tmp_path / "dataset", ProposalParams(workers=1), torch.device("cpu"), out)

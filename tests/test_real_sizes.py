@@ -1,6 +1,8 @@
 """The real-sample path end to end: a tiny VOC layout of photographs at VOC's sizes, through the whole DAG."""
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,7 @@ def test_voc_sized_photographs_run_prepare_data_to_evaluate(project: Path) -> No
     metrics = json.loads((project / "artifacts/eval/metrics.json").read_text())
     assert metrics["images"] == 4 and metrics["final"]["images"] == 2
     assert 0.0 <= metrics["final"]["prediction"]["miou"] <= 1.0
-    for image_id in ids[4:]:
-        prediction = Image.open(project / "artifacts/predictions" / f"{image_id}.png")
-        assert prediction.size == Image.open(voc / "JPEGImages" / f"{image_id}.jpg").size
+    with zipfile.ZipFile(project / "artifacts/predictions.zip") as predictions:
+        for image_id in ids[4:]:
+            prediction = Image.open(io.BytesIO(predictions.read(f"{image_id}.png")))
+            assert prediction.size == Image.open(voc / "JPEGImages" / f"{image_id}.jpg").size

@@ -10,7 +10,7 @@ import yaml
 
 from pipeline.data.manifest import Entry, Manifest
 from pipeline.evaluation import evaluate_predictions
-from pipeline.io import write_label_png
+from pipeline.io import FileTree, pack_zip, write_label_png
 from pipeline.params import PredictParams, SegmenterParams
 from pipeline.segmentation.predict import multiscale_probabilities, sams_postprocess
 from pipeline.segmentation.training import build_segmenter, read_training_label, segmentation_loss
@@ -72,13 +72,15 @@ def test_ratio_to_full_supervision(tmp_path: Path) -> None:
 
 def test_training_label_checks_name_the_file(tmp_path: Path) -> None:
     entry = Entry("a", "a.jpg", "a.png", 1, 3, (0,))
-    write_label_png(tmp_path / "a.png", np.array([[0, 7, 255]], dtype=np.uint8))
-    with pytest.raises(ValueError, match=rf"{tmp_path}/a.png: label values \[7\] out of range 0..2"):
-        read_training_label(tmp_path / "a.png", entry, 2)
-    with pytest.raises(ValueError, match="does not match the image 2×3"):
-        read_training_label(tmp_path / "a.png", Entry("a", "a.jpg", "a.png", 2, 3, (0,)), 21)
-    with pytest.raises(FileNotFoundError, match="b.png: label missing"):
-        read_training_label(tmp_path / "b.png", entry, 2)
+    write_label_png(tmp_path / "labels" / "a.png", np.array([[0, 7, 255]], dtype=np.uint8))
+    pack_zip(tmp_path / "labels", tmp_path / "labels.zip")
+    for labels in (FileTree(tmp_path / "labels"), FileTree(tmp_path / "labels.zip")):
+        with pytest.raises(ValueError, match=rf"{labels.path}/a.png: label values \[7\] out of range 0..2"):
+            read_training_label(labels, "a.png", entry, 2)
+        with pytest.raises(ValueError, match="does not match the image 2×3"):
+            read_training_label(labels, "a.png", Entry("a", "a.jpg", "a.png", 2, 3, (0,)), 21)
+        with pytest.raises(FileNotFoundError, match=f"{labels.path}/b.png: label missing"):
+            read_training_label(labels, "b.png", entry, 2)
 
 
 @pytest.mark.parametrize(("network", "encoder"), [("deeplabv3plus", "resnet18"), ("deeplabv3", "resnet10")])

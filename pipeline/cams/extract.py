@@ -15,7 +15,7 @@ from pipeline.cams.store import CamStoreWriter
 from pipeline.cams.train import describe_backbone, load_cam_method
 from pipeline.data.loading import load_image, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
-from pipeline.io import fingerprint, pack_zip, remove_work, work_directory
+from pipeline.io import fingerprint, publish_zip, work_directory
 from pipeline.tracking import progress
 from pipeline.tta import multiscale_sum
 
@@ -63,6 +63,5 @@ def extract_cams(
         cams = multiscale_cam(model, image, classes, cam.inference.scales, cam.inference.flip)
         store.write(entry.id, cams.cpu().numpy(), classes)
     store.finish()
-    pack_zip(work, out)
-    remove_work(work)
+    publish_zip(work, out)
     return {"images": len(entries), "computed": len(todo), "resumed": len(entries) - len(todo)}

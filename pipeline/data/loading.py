@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,9 +19,9 @@ Normalisation = tuple[tuple[float, float, float], tuple[float, float, float]]  #
 
 def load_image(manifest: Manifest, entry: Entry) -> np.ndarray:
     """RGB uint8 H×W×3; a file that went bad after validation is still named."""
-    path = manifest.image_path(entry)
+    path = manifest.files.location(entry.image)
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(manifest.files.read_bytes(entry.image))) as image:
             return np.array(image.convert("RGB"))
     except OSError as error:
         raise DatasetError(f"{path}: corrupt or unreadable image ({error})") from error

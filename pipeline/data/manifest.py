@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.io import id_problem, inside
+import numpy as np
+
+from pipeline.io import FileTree, decode_label_png, id_problem
 
 MANIFEST_NAME = "manifest.json"
 
@@ -35,17 +37,21 @@ class Entry:
 
 @dataclass(frozen=True)
 class Manifest:
+    """A dataset: its root (a directory, or a zip of one for the embedded benchmark), classes and splits."""
+
     name: str
     root: Path
     classes: tuple[str, ...]
     splits: dict[str, list[Entry]]
     labels: dict[str, Any] = field(default_factory=dict)  # LabelReport.summary(): format, drops, contradictions
+    files: FileTree = field(init=False, compare=False, repr=False)
 
-    def image_path(self, entry: Entry) -> Path:
-        return inside(self.root, entry.image)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "files", FileTree(self.root))
 
-    def mask_path(self, entry: Entry) -> Path:
-        return inside(self.root, entry.mask)
+    def read_mask(self, entry: Entry) -> np.ndarray:
+        """The ground-truth class indices of an image (255 = ignore)."""
+        return decode_label_png(self.files.read_bytes(entry.mask), self.files.location(entry.mask))
 
     def entries(self, split: str) -> list[Entry]:
         return self.splits[split]

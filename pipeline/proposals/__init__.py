@@ -15,7 +15,7 @@ from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 from pipeline.data.manifest import MANIFEST_NAME, Entry, Manifest
-from pipeline.io import fingerprint, pack_zip, remove_work, work_directory
+from pipeline.io import fingerprint, publish_zip, work_directory
 from pipeline.params import ProposalParams
 from pipeline.registry import Registry
 from pipeline.tracking import progress
@@ -49,7 +49,7 @@ def _propose_and_store(entry: Entry) -> int:
 
     proposals = _worker_state["method"](load_image(_worker_state["manifest"], entry))
     if proposals.shape != (entry.height, entry.width):
-        path = _worker_state["manifest"].image_path(entry)
+        path = _worker_state["manifest"].files.location(entry.image)
         raise ValueError(f"{path}: proposals of size {proposals.shape}, image {entry.height}×{entry.width}")
     _worker_state["store"].write(entry.id, proposals)
     return len(proposals.level)
@@ -89,8 +89,7 @@ def generate_proposals(manifest: Manifest, manifest_dir: Path, params: ProposalP
     counts = _store_all(manifest, params, todo, device, work) if todo else iter(())
     masks = sum(progress(counts, total=len(todo), desc="sam_masks"))
     store.finish()
-    pack_zip(work, out)
-    remove_work(work)
+    publish_zip(work, out)
     computed = len(todo)
     return {"images": len(entries), "computed": computed, "resumed": len(entries) - computed,
             "masks_per_image": round(masks / computed, 1) if computed else None}  # fmt: skip

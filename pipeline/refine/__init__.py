@@ -19,16 +19,7 @@ from joblib import Parallel, delayed
 from pipeline.cams.store import CamStore
 from pipeline.data.loading import load_image
 from pipeline.data.manifest import Manifest
-from pipeline.io import (
-    LABEL_INDEX,
-    fingerprint,
-    inside,
-    publish_directory,
-    read_label_set,
-    work_directory,
-    write_label_index,
-    write_label_png,
-)
+from pipeline.io import LabelSet, fingerprint, inside, publish_zip, work_directory, write_label_png
 from pipeline.params import RefineParams
 from pipeline.registry import Registry
 from pipeline.tracking import progress
@@ -58,30 +49,29 @@ def refine_many(items: Iterable[tuple], method: str, params, workers: int) -> It
 
 
 def refine_labels(manifest: Manifest, cams: Path, seeds: Path, params: RefineParams, out: Path) -> dict[str, int]:
-    """Refine every seed PNG into ``out`` (built in a resumable work directory, then published)."""
+    """Refine every seed into ``out`` (built in a resumable work directory, then published as a zip)."""
     store = CamStore(cams)
-    # The seeds' index holds every seed PNG's digest: no need to read the PNGs themselves for the key.
     key = fingerprint(
         store.attributes["inputs_key"], json.dumps({"method": params.method, "params": params.model_dump(
-            mode="json", exclude={"workers"})}, sort_keys=True), inside(Path(seeds), LABEL_INDEX),
+            mode="json", exclude={"workers"})}, sort_keys=True), Path(seeds),
     )  # fmt: skip
     work = work_directory(out, key)
     work.mkdir(parents=True, exist_ok=True)
     by_id = manifest.by_id()
     ids = store.ids()
     todo = [image_id for image_id in ids if not inside(work, f"{image_id}.png").exists()]
+    seed_labels = LabelSet(seeds)
 
     def inputs() -> Iterator[tuple]:
         for image_id in todo:
             entry = by_id[image_id]
             image = load_image(manifest, entry)
-            label = read_label_set(seeds, image_id, image.shape[:2])
+            label = seed_labels.read(image_id, image.shape[:2])
             maps, classes = store.read(image_id)
             yield image, label, maps, classes
 
     refined = refine_many(inputs(), params.method, params.selected(), params.workers)
     for image_id, label in progress(zip(todo, refined, strict=True), total=len(todo), desc="refine"):
         write_label_png(inside(work, f"{image_id}.png"), np.asarray(label, dtype=np.uint8))
-    write_label_index(work)
-    publish_directory(work, out)
+    publish_zip(work, out)
     return {"images": len(ids), "computed": len(todo), "resumed": len(ids) - len(todo)}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline.cams.store import CamStore
 from pipeline.data.manifest import Manifest
-from pipeline.io import fingerprint, inside, publish_directory, work_directory, write_label_index, write_label_png
+from pipeline.io import fingerprint, inside, publish_zip, work_directory, write_label_png
 from pipeline.params import SeedParams
 from pipeline.proposals.store import ProposalStore
 from pipeline.registry import Registry
@@ -26,7 +26,8 @@ from pipeline.seeds import voting as _voting  # noqa: E402,F401  (registers "vot
 
 
 def make_seeds(manifest: Manifest, cams: Path, seeds: SeedParams, out: Path, proposals: Path) -> dict[str, int]:
-    """Write one VOC palette PNG seed per image that has CAMs, built in a work dir and published at ``out``.
+    """One VOC palette PNG seed per image that has CAMs, built in a resumable work directory and published as
+    the zip ``out`` (a :class:`~pipeline.io.LabelSet`).
 
     ``proposals`` (the ``sam_masks`` store) is opened only by the methods that use it.
     """
@@ -59,6 +60,5 @@ def make_seeds(manifest: Manifest, cams: Path, seeds: SeedParams, out: Path, pro
         else:
             seeds_map = seed_fn(maps, classes, params, regions_store.read(image_id, maps.shape[1:]))
         write_label_png(target, seeds_map)
-    write_label_index(work)
-    publish_directory(work, out)
+    publish_zip(work, out)
     return {"images": len(ids)}

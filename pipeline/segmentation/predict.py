@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from pipeline.data.loading import load_image, to_tensor
 from pipeline.data.manifest import Manifest
-from pipeline.io import fresh_directory, inside, write_label_index, write_label_png
+from pipeline.io import fresh_directory, inside, pack_zip, write_label_png
 from pipeline.params import PredictParams, SegmenterParams
 from pipeline.proposals.store import ProposalStore
 from pipeline.refine.crf import crf_from_probabilities
@@ -51,7 +51,8 @@ def predict_split(
     manifest: Manifest, checkpoint: Path, segmenter: SegmenterParams, params: PredictParams, device: torch.device,
     out: Path, proposals: Path, split: str = "val",
 ) -> dict[str, int]:  # fmt: skip
-    """Write one VOC palette PNG prediction per image of ``split`` into a fresh ``out`` directory."""
+    """One VOC palette PNG prediction per image of ``split``, published as the zip ``out`` (a
+    :class:`~pipeline.io.LabelSet`)."""
     model = load_segmenter(checkpoint, segmenter, manifest.num_classes + 1, device)
     store = ProposalStore(proposals) if params.postprocess == "sams" else None
     staging = fresh_directory(Path(out).with_name(f".{Path(out).name}.partial"))
@@ -67,8 +68,6 @@ def predict_split(
         else:
             label = probabilities.argmax(axis=0).astype(np.uint8)
         write_label_png(inside(staging, f"{entry.id}.png"), label)
-    write_label_index(staging)
-    if Path(out).exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+    pack_zip(staging, out)
+    shutil.rmtree(staging)
     return {"images": len(entries)}

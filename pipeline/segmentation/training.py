@@ -18,15 +18,7 @@ from torch.utils.data import Dataset
 
 from pipeline.data.loading import load_image, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Entry, Manifest
-from pipeline.io import (
-    fingerprint,
-    inside,
-    read_label_png,
-    remove_work,
-    work_directory,
-    write_json,
-    write_torch,
-)
+from pipeline.io import FileTree, decode_label_png, fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.params import SegmenterParams
 from pipeline.segmentation import SEGMENTERS
 from pipeline.trainer import EpochLoader, epoch_seed, run_epochs, write_history
@@ -36,16 +28,17 @@ MODEL_NAME = "model.pt"
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-def label_path(manifest: Manifest, entry: Entry, labels: Path | None) -> Path:
-    """The training label of an image: a pseudo-label PNG from ``labels``, or the ground truth when None."""
-    return manifest.mask_path(entry) if labels is None else inside(Path(labels), f"{entry.id}.png")
+def label_source(manifest: Manifest, entry: Entry, labels: FileTree | None) -> tuple[FileTree, str]:
+    """Where an image's training label is: its pseudo-label PNG in ``labels``, or the ground truth when None."""
+    return (manifest.files, entry.mask) if labels is None else (labels, f"{entry.id}.png")
 
 
-def read_training_label(path: Path, entry: Entry, num_classes: int) -> np.ndarray:
+def read_training_label(files: FileTree, name: str, entry: Entry, num_classes: int) -> np.ndarray:
     """A label map checked for presence, size and range; errors name the file."""
-    if not path.is_file():
+    path = files.location(name)
+    if not files.exists(name):
         raise FileNotFoundError(f"{path}: label missing for image '{entry.id}'")
-    label = read_label_png(path)
+    label = decode_label_png(files.read_bytes(name), path)
     if label.shape != (entry.height, entry.width):
         raise ValueError(f"{path}: label size {label.shape} does not match the image {entry.height}×{entry.width}")
     bad = np.unique(label[(label > num_classes) & (label != IGNORE_INDEX)])
@@ -58,7 +51,8 @@ class SegmentationDataset(Dataset):
     """(image, label) pairs of the train split with joint random scale, flip and crop (label padded with 255)."""
 
     def __init__(self, manifest: Manifest, labels: Path | None, params: SegmenterParams, seed: int) -> None:
-        self.manifest, self.labels, self.params, self.seed = manifest, labels, params, seed
+        self.manifest, self.params, self.seed = manifest, params, seed
+        self.labels = FileTree(labels) if labels is not None else None
         self.entries = manifest.entries("train")
         self.epoch = 0
 
@@ -69,8 +63,8 @@ class SegmentationDataset(Dataset):
         entry = self.entries[index]
         generator = torch.Generator().manual_seed(epoch_seed(epoch_seed(self.seed, self.epoch), index))
         image = to_tensor(load_image(self.manifest, entry))
-        path = label_path(self.manifest, entry, self.labels)
-        label = torch.from_numpy(read_training_label(path, entry, self.manifest.num_classes).astype(np.int64))
+        files, name = label_source(self.manifest, entry, self.labels)
+        label = torch.from_numpy(read_training_label(files, name, entry, self.manifest.num_classes).astype(np.int64))
         low, high = self.params.scale_range
         scale = low + (high - low) * torch.rand(1, generator=generator).item()
         size = (max(1, round(entry.height * scale)), max(1, round(entry.width * scale)))
@@ -110,17 +104,17 @@ def _optimizer(model: torch.nn.Module, params: SegmenterParams, steps: int):
 
 
 def training_inputs_key(manifest_dir: Path, labels: Path | None, params: SegmenterParams, seed: int) -> str:
-    label_files = sorted(Path(labels).glob("*.png")) if labels is not None else []
     settings = json.dumps({"seed": seed, "labels": "ground truth" if labels is None else "pseudo",
                            **params.model_dump(mode="json")}, sort_keys=True)  # fmt: skip
-    return fingerprint(Path(manifest_dir) / MANIFEST_NAME, settings, *label_files)
+    return fingerprint(Path(manifest_dir) / MANIFEST_NAME, settings, *([Path(labels)] if labels is not None else []))
 
 
 def train_segmenter(
     manifest: Manifest, manifest_dir: Path, labels: Path | None, params: SegmenterParams, seed: int,
     device: torch.device, out_dir: Path, name: str,
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:  # fmt: skip
-    """Train on ``labels`` (a directory of PNGs; None = ground truth); write model.pt, loss.csv, metrics.json.
+    """Train on ``labels`` (a :class:`~pipeline.io.LabelSet` path; None = ground truth); write model.pt,
+    loss.csv, metrics.json.
 
     Returns the metrics and the per-epoch loss history.
     """
