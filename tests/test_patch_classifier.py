@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.cams.patch_classifier import HVBiLSTM, PatchClassifier
+from pipeline.cams.patch_classifier import HVBiLSTM, PatchClassifier, adaptive_k_pool, top_k_pool
 
 
 def test_hv_bilstm_keeps_the_token_width_and_grid() -> None:
@@ -41,3 +41,28 @@ def test_patch_classifier_is_a_bias_free_softmax_over_classes_and_background() -
     expected = torch.softmax(tokens @ head.linear.weight.T, dim=-1)
     assert torch.allclose(probabilities, expected)
     assert torch.allclose(head(torch.zeros(1, 8)), torch.full((1, 4), 0.25))  # no bias: zero tokens are uniform
+
+
+def test_top_k_pool_is_the_mean_of_the_k_best_patches_per_class() -> None:
+    scores = torch.tensor([[[0.9, 0.1], [0.5, 0.2], [0.7, 0.3], [0.1, 0.8]]])  # (1, 4 patches, 2 classes)
+    assert torch.allclose(top_k_pool(scores, 2), torch.tensor([[0.8, 0.55]]))
+    assert torch.allclose(top_k_pool(scores, 10), scores.mean(dim=1))  # k beyond the patches: all of them
+
+
+def test_adaptive_k_grows_while_the_mean_stays_within_theta_and_stops_at_the_first_rejection() -> None:
+    # class 0 sorted: 1.0, 0.9, 0.85, 0.2, 0.19 → means 1.0, 0.95, 0.9167, 0.7375, 0.628
+    #   i=2: 0.95/1.0 > 0.9 accept; i=3: 0.9167/0.95 = 0.965 accept; i=4: 0.7375/0.9167 = 0.80 reject; i=5 too
+    # class 1 sorted: 0.8, 0.3, … → i=2: 0.55/0.8 = 0.69 reject → k = 1, the max
+    column0 = torch.tensor([0.2, 1.0, 0.85, 0.19, 0.9])
+    column1 = torch.tensor([0.3, 0.8, 0.1, 0.05, 0.02])
+    scores, k = adaptive_k_pool(torch.stack([column0, column1], dim=1)[None], k_max=6, theta=0.9)
+    assert k.tolist() == [[3, 1]]
+    assert torch.allclose(scores, torch.tensor([[(1.0 + 0.9 + 0.85) / 3, 0.8]]))
+
+
+def test_adaptive_k_respects_k_max_and_passes_gradients_to_the_selected_patches_only() -> None:
+    scores = torch.full((1, 10, 1), 0.5, requires_grad=True)  # all equal: every step accepted up to k_max
+    pooled, k = adaptive_k_pool(scores, k_max=6, theta=0.9)
+    assert k.item() == 6 and pooled.item() == pytest.approx(0.5)
+    pooled.sum().backward()
+    assert (scores.grad > 0).sum().item() == 6

@@ -44,3 +44,31 @@ class PatchClassifier(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.linear(tokens).softmax(dim=-1)
+
+
+def top_k_pool(probabilities: torch.Tensor, k: int) -> torch.Tensor:
+    """PCC eq. 3: (B, N, C) patch probabilities → (B, C), the mean of each class's ``k`` highest patches."""
+    k = min(k, probabilities.shape[1])
+    return probabilities.topk(k, dim=1).values.mean(dim=1)
+
+
+def adaptive_k_pool(
+    probabilities: torch.Tensor, k_max: int = 6, theta: float = 0.9
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """APC eq. 2 with Algorithm 1: (B, N, C) → (image scores (B, C), chosen k (B, C)).
+
+    Per class, the patches are sorted by score; starting from the top-1 set, the top-i set (i = 2 … ``k_max``)
+    replaces the selected set when mean(top-i) / mean(selected) > θ; the score is the selected set's mean.
+    Algorithm 1 does not say whether to stop at the first rejection: it need not, because mean(top-i) never
+    grows with i while the selected mean stays fixed, so after one rejection every later i is rejected too —
+    stopping and continuing give the same k (tested).
+    """
+    k_max = min(k_max, probabilities.shape[1])
+    top = probabilities.topk(k_max, dim=1).values  # (B, k_max, C), descending
+    means = top.cumsum(dim=1) / torch.arange(1, k_max + 1, device=top.device).view(1, -1, 1)
+    selected, chosen = means[:, 0], torch.ones_like(means[:, 0], dtype=torch.long)
+    for i in range(1, k_max):
+        accept = means[:, i] > theta * selected  # the ratio test, without dividing by a possible zero
+        selected = torch.where(accept, means[:, i], selected)
+        chosen = torch.where(accept, torch.full_like(chosen, i + 1), chosen)
+    return selected, chosen
