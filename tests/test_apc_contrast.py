@@ -37,6 +37,9 @@ def test_terms_without_pairs_are_left_out_and_only_labelled_classes_count() -> N
     # class 1: two high patches (0, 1), cosine 0 → 1 − 0.5; one low patch (2), cosines 1/√2 with both
     class_1 = 0.5 + (1 + 1 / math.sqrt(2)) / 2
     both = patch_contrastive_loss(embeddings, probabilities, torch.tensor([[1, 1]]))
-    assert both.item() == pytest.approx((0.5 + class_1) / 2)
+    assert both.item() == pytest.approx(0.5 + class_1)  # eq. 7 sums the classes of an image
+    two_images = patch_contrastive_loss(embeddings.repeat(2, 1, 1), probabilities.repeat(2, 1, 1),
+                                        torch.tensor([[1, 1], [1, 0]]))  # fmt: skip
+    assert two_images.item() == pytest.approx((0.5 + class_1 + 0.5) / 2)  # and the batch averages its images
     none = patch_contrastive_loss(embeddings.requires_grad_(), probabilities, torch.tensor([[0, 0]]))
     assert none.item() == 0.0 and none.requires_grad

@@ -10,8 +10,8 @@ Choices the paper leaves open:
   high set would hold only misclassified patches, which the loss would then pull together.
 - Ordered or unordered pairs: eq. 6 sums over i and j ≠ i, i.e. ordered pairs; S̄ is symmetric, so the mean
   equals the one over unordered pairs — ordered pairs are used, as written.
-- Empty sets: a term with no pair (fewer than two high patches, or no low patch) contributes nothing; the loss
-  is the mean of the terms that exist over the batch's (image, class) pairs, and 0 when none does.
+- Empty sets: a part with no pair (fewer than two high patches, or no low patch) contributes nothing. Eq. 7
+  sums the class terms of an image; the batch loss is the mean over its images.
 - The embeddings F_out are the tokens the patch classifier reads (after the HV-BiLSTM).
 """
 
@@ -41,15 +41,14 @@ def class_contrast(embeddings: torch.Tensor, scores: torch.Tensor, epsilon: floa
 def patch_contrastive_loss(
     embeddings: torch.Tensor, probabilities: torch.Tensor, labels: torch.Tensor, epsilon: float = 0.85
 ) -> torch.Tensor:  # fmt: skip
-    """Eq. 6 averaged over the labelled classes of each image that have at least one pair.
+    """Σ_c L_PCE^c of eq. 7 over each image's labelled classes (terms without pairs left out), batch-averaged.
 
     ``embeddings`` (B, N, D) patch embeddings, ``probabilities`` (B, N, C) their class probabilities (background
     excluded), ``labels`` (B, C) the image labels in {0, 1}.
     """
-    terms = [
-        class_contrast(embeddings[b], probabilities[b, :, c], epsilon) for b, c in torch.nonzero(labels > 0).tolist()
-    ]
-    terms = [term for term in terms if term is not None]
-    if not terms:
-        return embeddings.sum() * 0  # keeps the graph (and the device) when no class has a pair
-    return torch.stack(terms).mean()
+    per_image = []
+    for b in range(len(labels)):
+        classes = torch.nonzero(labels[b] > 0).flatten().tolist()
+        terms = [class_contrast(embeddings[b], probabilities[b, :, c], epsilon) for c in classes]
+        per_image.append(sum((t for t in terms if t is not None), embeddings.sum() * 0))
+    return torch.stack(per_image).mean()  # 0 (with a graph on the embeddings' device) when no class has a pair
