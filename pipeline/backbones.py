@@ -145,10 +145,22 @@ class ViTFeatures(FeatureBackbone):
         """The ViT's dropout on projections and MLPs (δ); attention dropout stays off."""
         return [m for name, m in self.vit.named_modules() if isinstance(m, nn.Dropout) and "attn_drop" not in name]
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def token_map(self, tokens: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """(B, prefix + N, D) tokens → (B, D, H/p, W/p), the prefix (class) tokens dropped."""
         height, width = images.shape[-2] // self.size_multiple, images.shape[-1] // self.size_multiple
-        tokens = self.vit.forward_features(images)[:, self.vit.num_prefix_tokens :]
+        tokens = tokens[:, self.vit.num_prefix_tokens :]
         return tokens.transpose(1, 2).reshape(len(images), self.channels, height, width)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.token_map(self.vit.forward_features(images), images)
+
+    def levels(self, images: torch.Tensor, count: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The final patch-token map and the (B, D, H/p, W/p) outputs of ``count`` blocks evenly spaced up to
+        the last (multi-level features for a decoder)."""
+        depth = len(self.vit.blocks)
+        indices = sorted({round((i + 1) * depth / count) - 1 for i in range(count)})
+        final, intermediates = self.vit.forward_intermediates(images, indices=indices, output_fmt="NCHW")
+        return self.token_map(final, images), intermediates
 
 
 def local_vit_weights(params: ViTBackboneParams) -> Path:

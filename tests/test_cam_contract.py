@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,30 +11,53 @@ import torch
 
 from pipeline.cams.contract import BuildContext, CamMethod, CamModel
 from pipeline.cams.extract import multiscale_cam
+from pipeline.cams.inputs import METHOD_INPUTS, method_inputs
 from pipeline.cams.params import CamParams
 from pipeline.cams.registry import CAM_METHODS
 from pipeline.cams.train import load_cam_method, save_cam_method
+from pipeline.compare import combinations
 
 CLASSES = ("cat", "dog", "car")
 
 
-def cam_params(method: str, backbone: str, **section: Any) -> CamParams:
-    """Tiny params of ``method`` on ``backbone`` (the demo's tiny ViT; ResNet-10)."""
-    return CamParams.model_validate({"method": method, method: {"backbone": backbone, **section}})
+@pytest.fixture(autouse=True)
+def vocab_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in a directory holding the vocab stage's outputs, which methods with extra inputs read."""
+    monkeypatch.chdir(tmp_path)
+    # the i-th of CLASSES and c<i> (the names tiny_method builds with) share clusters, so a reload fits
+    membership = {name: ["animal", "pet"] if i % 2 else ["thing"] for names in (CLASSES, ("c0", "c1", "c2", "c3"))
+                  for i, name in enumerate(names)}  # fmt: skip
+    clusters = {"clusters": {}, "membership": membership}
+    synonyms = {"synonyms": {name: [name] for name in membership}}
+    for name, content in (("clusters", clusters), ("synonyms", synonyms)):
+        path = METHOD_INPUTS[name]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content))
 
 
-def tiny_method(method: str, backbone: str, classes: int = 3, **section: Any) -> CamMethod:
+def cam_params(method: str, backbone: str | None, **section: Any) -> CamParams:
+    """Tiny params of ``method`` on ``backbone`` (the demo's tiny ViT; ResNet-10; None: the method's only one)."""
+    choice = {"backbone": backbone} if backbone else {}
+    return CamParams.model_validate({"method": method, method: {**choice, **section}})
+
+
+def tiny_method(method: str, backbone: str | None, classes: int = 3, **section: Any) -> CamMethod:
     """A freshly built method in eval mode, seeded."""
     torch.manual_seed(0)
-    context = BuildContext(class_names=tuple(f"c{i}" for i in range(classes)))
-    return CAM_METHODS.get(method).build(cam_params(method, backbone, **section).selected(), context).eval()
+    params = cam_params(method, backbone, **section).selected()
+    context = BuildContext(class_names=tuple(f"c{i}" for i in range(classes)), inputs=method_inputs(params))
+    return CAM_METHODS.get(method).build(params, context).eval()
 
 
-METHODS = [(method, backbone) for method in CAM_METHODS.names() for backbone in ("resnet", "vit")]
+METHODS = [(combination.method, combination.backbone) for combination in combinations()]
+
+
+def test_every_registered_method_is_covered() -> None:
+    assert {method for method, _ in METHODS} == set(CAM_METHODS.names())
 
 
 @pytest.mark.parametrize(("method", "backbone"), METHODS)
-def test_build_train_step_save_load_infer(method: str, backbone: str, tmp_path: Path) -> None:
+def test_build_train_step_save_load_infer(method: str, backbone: str | None, tmp_path: Path) -> None:
     cam = cam_params(method, backbone)
     model = tiny_method(method, backbone).train()
     assert isinstance(model, CamMethod) and isinstance(cam.selected(), type(model).params_model)

@@ -34,7 +34,8 @@ def test_cluster_token_is_u_transposed_times_g(tmp_path: Path) -> None:
     token = ClusterToken(membership_matrix(path, CLASSES)[0], width=2)
     with torch.no_grad():
         token.mapping.copy_(torch.tensor([[1.0, 2.0], [10.0, 20.0]]))  # G: animal, vehicle
-    assert token(torch.tensor([[1, 1, 0], [1, 0, 1], [0, 0, 0]])).tolist() == [[1, 2], [11, 22], [0, 0]]
+    labels = torch.tensor([[1, 1, 0], [1, 0, 1], [0, 0, 0]])
+    assert token(token.cluster_vectors(labels)).tolist() == [[1, 2], [11, 22], [0, 0]]
 
 
 def test_the_token_is_concatenated_to_every_patch() -> None:

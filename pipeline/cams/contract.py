@@ -10,6 +10,8 @@ through :class:`CamMethod`:
   names, the device, whether to load pretrained weights (not when a checkpoint follows) and the paths of the
   extra inputs its params model declares (``extra_inputs``: vocab files; :mod:`pipeline.cams.inputs`);
 - ``parameter_groups(training)``: what the optimiser trains, each group with its own learning rate;
+- ``lr_schedule(group, training, steps_per_epoch)``: the factor on a group's rate at each step (default: linear
+  warm-up then cosine; ViT-PCM's methods freeze the backbone first and drop the heads' rate later);
 - ``training_step(images, targets)``: named loss terms, summed by the trainer and each logged per epoch;
 - ``after_optimizer_step()``: runs after every optimiser step (an EMA teacher's update);
 - ``image_scores(images)``: image-level logits, for the label metrics;
@@ -23,7 +25,7 @@ through :class:`CamMethod`:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -34,6 +36,7 @@ from torch import nn
 from pipeline.cams.inputs import CamMethodParams
 from pipeline.cams.network_params import CamTrainingParams
 from pipeline.data.loading import IMAGENET_MEAN, IMAGENET_STD
+from pipeline.trainer import warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,10 @@ class CamMethod(Protocol):
     def build(cls, params: Any, context: BuildContext) -> CamMethod: ...
 
     def parameter_groups(self, training: CamTrainingParams) -> list[dict[str, Any]]: ...
+
+    def lr_schedule(
+        self, group: str, training: CamTrainingParams, steps_per_epoch: int
+    ) -> Callable[[int], float]: ...  # fmt: skip
 
     def training_step(self, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
@@ -92,6 +99,10 @@ class CamModel(nn.Module):
         groups = [{"name": "backbone", "params": backbone, "lr": training.lr * training.backbone_lr_scale},
                   {"name": "heads", "params": heads, "lr": training.lr}]  # fmt: skip
         return [group for group in groups if group["params"]]
+
+    def lr_schedule(self, group: str, training: CamTrainingParams, steps_per_epoch: int) -> Callable[[int], float]:
+        """Every group: linear warm-up over ``warmup_fraction`` of the steps, then cosine to 0."""
+        return warmup_cosine(training.epochs * steps_per_epoch, training.warmup_fraction)
 
     def after_optimizer_step(self) -> None:
         """Nothing by default."""

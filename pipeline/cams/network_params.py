@@ -56,6 +56,13 @@ class CamTrainingParams(Strict):
     scale_range: tuple[float, float] = (1.0, 1.0)
 
 
+def check_crop_fits_patches(vit: ViTBackboneParams, training: CamTrainingParams) -> None:
+    """Training crops must be whole numbers of ViT patches."""
+    crop, patch = training.crop_size, vit.patch_size
+    if patch is not None and crop % patch:
+        raise ValueError(f"training.crop_size {crop} is not a multiple of vit.patch_size {patch}")
+
+
 class BackboneChoice(CamMethodParams):
     """A CAM method's network: ``backbone`` picks the ResNet or the ViT section; its training schedule."""
 
@@ -66,8 +73,30 @@ class BackboneChoice(CamMethodParams):
 
     @model_validator(mode="after")
     def _crop_fits_patches(self) -> BackboneChoice:
-        patch = self.vit.patch_size
-        if self.backbone == "vit" and patch is not None and self.training.crop_size % patch:
-            crop = self.training.crop_size
-            raise ValueError(f"training.crop_size {crop} is not a multiple of vit.patch_size {patch}")
+        if self.backbone == "vit":
+            check_crop_fits_patches(self.vit, self.training)
+        return self
+
+
+class PatchClassifierParams(CamMethodParams):
+    """ViT-PCM's network, shared by APC and PCC: a timm ViT's patch tokens → HV-BiLSTM → a softmax patch
+    classifier over the classes and the background (pipeline/cams/patch_classifier.py).
+
+    Schedule (both papers: Adam at 1e-3 for two epochs, then 1e-4): every group trains at its rate for
+    ``high_lr_epochs``, then at ``later_lr_scale`` times it, after a linear warm-up over ``warmup_fraction`` of
+    the steps. ``frozen_backbone_epochs`` keeps the ViT fixed at first (ViT-PCM trained only the new heads in
+    its first epoch; neither paper says so, hence 0).
+    """
+
+    vit: ViTBackboneParams = ViTBackboneParams()
+    training: CamTrainingParams = CamTrainingParams()
+    lstm_dropout: float = Field(0.2, ge=0, lt=1)
+    classifier_init_std: float = Field(0.05, gt=0)
+    high_lr_epochs: int = Field(2, ge=0)
+    later_lr_scale: float = Field(0.1, gt=0, le=1)
+    frozen_backbone_epochs: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _crop_fits_patches(self) -> PatchClassifierParams:
+        check_crop_fits_patches(self.vit, self.training)
         return self

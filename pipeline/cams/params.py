@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pipeline.cams.methods.apc.params import ApcParams
+from pipeline.cams.methods.pcc.params import PccParams
 from pipeline.cams.methods.plain_cam.params import PlainCamParams
 from pipeline.cams.methods.usage.params import UsageParams
 from pipeline.schema import MethodChoice, Scales, Strict
@@ -22,3 +24,5 @@ class CamParams(MethodChoice):
     inference: CamInferenceParams = CamInferenceParams()
     cam: PlainCamParams = PlainCamParams()
     usage: UsageParams = UsageParams()
+    apc: ApcParams = ApcParams()
+    pcc: PccParams = PccParams()

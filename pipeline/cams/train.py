@@ -23,7 +23,7 @@ from pipeline.data.loading import ClassificationDataset
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
 from pipeline.io import fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.tracking import progress
-from pipeline.trainer import EpochLoader, run_epochs, warmup_cosine, write_history
+from pipeline.trainer import EpochLoader, run_epochs, write_history
 
 MODEL_NAME = "model.pt"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -50,9 +50,10 @@ def train_cam_method(
     dataset = ClassificationDataset(manifest, "train", training.crop_size, training.scale_range, seed,
                                     (model.input_mean, model.input_std))  # fmt: skip
     loader = EpochLoader(dataset, training.batch_size, seed)
-    optimizer = torch.optim.AdamW(model.parameter_groups(training), weight_decay=training.weight_decay)
-    schedule = warmup_cosine(training.epochs * loader.batches, training.warmup_fraction)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    groups = model.parameter_groups(training)
+    optimizer = torch.optim.AdamW(groups, weight_decay=training.weight_decay)
+    schedules = [model.lr_schedule(group["name"], training, loader.batches) for group in groups]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedules)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
         images, targets = batch[0].to(device), batch[1].to(device)
@@ -72,7 +73,7 @@ def train_cam_method(
 def describe_backbone(cam: CamParams) -> str:
     """The selected method's backbone in a few words (``resnet10``, ``vit deit_small_patch16_224 p8 d96×4``)."""
     params = cam.selected()
-    if params.backbone == "resnet":
+    if getattr(params, "backbone", "vit") == "resnet":  # ViT-PCM's methods have no choice: a ViT
         return params.resnet.arch
     vit = params.vit
     shape = "".join(f" {k}={getattr(vit, k)}" for k in ("patch_size", "embed_dim", "depth") if getattr(vit, k))

@@ -35,7 +35,7 @@ def membership_matrix(path: Path, class_names: tuple[str, ...]) -> tuple[torch.T
 
 
 class ClusterToken(nn.Module):
-    """Image labels (B, C) → cluster vectors u (B, L) → cluster tokens F_c = uᵀG (B, H) (eq. 1)."""
+    """Cluster vectors u (B, L) → cluster tokens F_c = uᵀG (B, H) (eq. 1); u from image labels (B, C)."""
 
     def __init__(self, membership: torch.Tensor, width: int, init_std: float = 0.02) -> None:
         super().__init__()
@@ -45,8 +45,8 @@ class ClusterToken(nn.Module):
     def cluster_vectors(self, labels: torch.Tensor) -> torch.Tensor:
         return (labels.float() @ self.membership > 0).float()
 
-    def forward(self, labels: torch.Tensor) -> torch.Tensor:
-        return self.cluster_vectors(labels) @ self.mapping
+    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
+        return vectors @ self.mapping
 
 
 def with_cluster_token(tokens: torch.Tensor, cluster_token: torch.Tensor) -> torch.Tensor:
