@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from pipeline.cams.patch_classifier import HVBiLSTM, PatchClassifier, adaptive_k_pool, top_k_pool
+from pipeline.cams.network_params import PatchClassifierParams
+from pipeline.cams.patch_classifier import (
+    HVBiLSTM,
+    PatchClassifier,
+    adaptive_k_pool,
+    image_bce,
+    score_logits,
+    step_schedule,
+    top_k_pool,
+)
 
 
 def test_hv_bilstm_keeps_the_token_width_and_grid() -> None:
@@ -66,3 +77,20 @@ def test_adaptive_k_respects_k_max_and_passes_gradients_to_the_selected_patches_
     assert k.item() == 6 and pooled.item() == pytest.approx(0.5)
     pooled.sum().backward()
     assert (scores.grad > 0).sum().item() == 6
+
+
+def test_step_schedule_freezes_then_drops_the_rate_after_the_high_epochs() -> None:
+    params = PatchClassifierParams(high_lr_epochs=2, later_lr_scale=0.1, training={"epochs": 4, "warmup_fraction": 0})
+    heads = step_schedule(params.training, params, steps_per_epoch=3)
+    backbone = step_schedule(params.training, params, steps_per_epoch=3, frozen_epochs=1)
+    assert [heads(step) for step in range(12)] == [1.0] * 6 + [0.1] * 6
+    assert [backbone(step) for step in range(12)] == [0.0] * 3 + [1.0] * 3 + [0.1] * 6
+    warm = PatchClassifierParams(training={"epochs": 4, "warmup_fraction": 0.25})
+    assert [step_schedule(warm.training, warm, 3)(step) for step in range(4)] == pytest.approx([1 / 3, 2 / 3, 1, 1])
+
+
+def test_background_is_labelled_present_in_the_image_bce() -> None:
+    scores = torch.tensor([[0.9, 0.8, 0.1]])  # background, class 0, class 1
+    expected = -(math.log(0.9) + math.log(0.8) + math.log(0.9)) / 3  # targets (1, 1, 0)
+    assert image_bce(scores, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(expected)
+    assert score_logits(scores)[0].tolist() == pytest.approx([math.log(0.8 / 0.2), math.log(0.1 / 0.9)])

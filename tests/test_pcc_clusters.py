@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pipeline.cams.methods.pcc.clusters import ClusterToken, membership_matrix, with_cluster_token
+from pipeline.cams.patch_classifier import top_k_pool
 
 CLASSES = ("cat", "dog", "car")
 
@@ -49,3 +50,23 @@ def test_a_class_without_a_cluster_is_named(tmp_path: Path) -> None:
     path = write_clusters(tmp_path / "clusters.json", {"cat": ["animal"], "dog": ["animal"]})
     with pytest.raises(ValueError, match=r"clusters\.json: classes without a cluster: \['car'\]"):
         membership_matrix(path, CLASSES)
+
+
+def test_label_metrics_score_each_class_under_its_own_clusters(tmp_path: Path) -> None:
+    """image_scores never sees the labels: class c is scored with u = c's clusters (the hypothesis "c is here")."""
+    from pipeline.cams.methods.pcc.model import Pcc
+    from pipeline.cams.methods.pcc.params import PccParams
+    from pipeline.cams.patch_classifier import score_logits
+
+    path = write_clusters(tmp_path / "clusters.json", {"cat": ["animal"], "dog": ["animal", "pet"], "car": ["thing"]})
+    torch.manual_seed(0)
+    model = Pcc(PccParams(), membership_matrix(path, CLASSES)[0], pretrained=False).eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        scores = model.image_scores(images)
+        for c in range(3):
+            alone = torch.zeros(2, 3)
+            alone[:, c] = 1
+            probabilities = model.patch_probabilities(images, alone).flatten(2).transpose(1, 2)
+            expected = score_logits(top_k_pool(probabilities, 6))[:, c]
+            torch.testing.assert_close(scores[:, c], expected)
