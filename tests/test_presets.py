@@ -14,7 +14,16 @@ PRESETS = sorted((REPO / "presets").glob("*.yaml"))
 
 def test_there_are_paper_scale_presets_for_every_cam_method_on_both_backbones() -> None:
     names = {p.stem for p in PRESETS}
-    assert {"cam_resnet", "cam_deit", "usage_resnet", "usage_deit", "data_voc", "data_coco"} <= names
+    assert {
+        "cam_resnet",
+        "cam_deit",
+        "usage_resnet",
+        "usage_deit",
+        "apc_vitb16",
+        "pcc_vitb16",
+        "data_voc",
+        "data_coco",
+    } <= names
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
