@@ -111,18 +111,21 @@ def test_killed_segmenter_training_resumes_from_its_last_checkpoint(project: Pat
     assert_training_resumes(project, "train_segmenter_fullsup", "artifacts/segmenter_fullsup", 4)
 
 
-@pytest.mark.parametrize(("method", "backbone"), [("cam", "resnet"), ("usage", "vit")])
+LOSS_TERMS = {"cam": "classification", "usage": "generation,regularisation",
+              "apc": "classification,segmentation,contrast", "pcc": "classification"}  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "backbone"), [("cam", "resnet"), ("usage", "vit"), ("apc", None), ("pcc", None)])
 def test_killed_classifier_training_resumes_to_the_same_weights_and_losses(
-    project: Path, method: str, backbone: str
+    project: Path, method: str, backbone: str | None
 ) -> None:  # fmt: skip
     def select(p: dict) -> None:
         p["cam"]["method"] = method
-        p["cam"][method].update(backbone=backbone)
-        p["cam"][method]["training"].update(epochs=3)
+        if backbone:
+            p["cam"][method].update(backbone=backbone)
+        p["cam"][method]["training"].update(epochs=3, batch_size=8, crop_size=48)
 
     edit_params(project, select)
-    dvc(project, "repro", "prepare_data")
+    dvc(project, "repro", "prepare_data", *(["vocab"] if method == "pcc" else []))  # PCC reads the clusters
     losses = assert_training_resumes(project, "train_classifier", "artifacts/classifier", 3)
-    assert losses.splitlines()[0] == (
-        "epoch,loss,generation,regularisation" if method == "usage" else "epoch,loss,classification"
-    )
+    assert losses.splitlines()[0] == f"epoch,loss,{LOSS_TERMS[method]}"
