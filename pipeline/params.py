@@ -137,9 +137,10 @@ class PowerBackground(Strict):
 
 
 class ThresholdSeedParams(Strict):
-    """Background by a constant pad or (1 − max_c CAM)^α; fg/bg confidence band → 255."""
+    """Background by a constant pad, (1 − max_c CAM)^α, or the CAM method's own background map (``model``:
+    APC, PCC); fg/bg confidence band → 255 (none with ``model``: one background score)."""
 
-    background: Literal["constant", "power"] = "constant"
+    background: Literal["constant", "power", "model"] = "constant"
     constant: ConstantBackground = ConstantBackground()
     power: PowerBackground = PowerBackground()
 
@@ -157,6 +158,7 @@ class SamsSeedParams(Strict):
 
     t_r: float = Field(0.3, gt=0, le=1)
     alpha: float = Field(0.6, gt=0)
+    background: Literal["formula", "model"] = "formula"  # eq. 9, or the CAM method's own background map
 
 
 class VotingSeedParams(Strict):

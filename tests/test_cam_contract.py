@@ -81,12 +81,16 @@ def test_build_train_step_save_load_infer(method: str, backbone: str | None, tmp
     reloaded = load_cam_method(path, cam, CLASSES, torch.device("cpu"))
     image = torch.randn(3, 40, 56)  # not a multiple of the stride or patch: padded
     cams = multiscale_cam(model, image, [0, 2], (1.0, 0.5), True)
-    assert cams.shape == (2, 40, 56) and float(cams.min()) >= 0 and float(cams.max()) <= 1
+    background = int(model.has_background)  # the background map comes first
+    assert cams.shape == (2 + background, 40, 56) and float(cams.min()) >= 0 and float(cams.max()) <= 1
     torch.testing.assert_close(multiscale_cam(reloaded, image, [0, 2], (1.0, 0.5), True), cams)
+    if type(cam.selected()).has_decoder:  # a single-stage method's own maps, background first
+        decoded = multiscale_cam(reloaded, image, [0, 2], (1.0,), False, head="decoder")
+        assert decoded.shape == (3, 40, 56) and float(decoded.min()) >= 0 and float(decoded.max()) <= 1
     with torch.no_grad():
         assert model.image_scores(images).shape == (4, 3)
         raw = model.infer_cams(images, [1])
-    assert raw.shape[:2] == (4, 1) and 48 % raw.shape[-1] == 0
+    assert raw.shape[:2] == (4, 1 + background) and 48 % raw.shape[-1] == 0
     assert len(model.input_mean) == len(model.input_std) == 3
 
 
@@ -124,3 +128,9 @@ def test_load_refuses_a_checkpoint_of_another_method(tmp_path: Path) -> None:
         load_cam_method(path, cam_params("usage", "resnet"), CLASSES, torch.device("cpu"))
     with pytest.raises(FileNotFoundError, match="CAM model not found"):
         load_cam_method(tmp_path / "none.pt", cam_params("cam", "resnet"), CLASSES, torch.device("cpu"))
+
+
+def test_the_decoder_head_needs_a_method_that_has_one() -> None:
+    assert CamParams.model_validate({"method": "apc", "inference": {"head": "decoder"}}).inference.head == "decoder"
+    with pytest.raises(ValueError, match="head: decoder needs a method with a segmentation decoder; 'cam' has none"):
+        CamParams.model_validate({"method": "cam", "inference": {"head": "decoder"}})

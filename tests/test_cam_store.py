@@ -12,7 +12,7 @@ def write_store(tmp_path: Path, images: dict[str, tuple[np.ndarray, list[int]]],
     """Build a CAM store directory and publish it as a zip, as extract_cams does."""
     writer = CamStoreWriter(tmp_path / "work", attributes)
     for image_id, (cams, classes) in images.items():
-        writer.write(image_id, cams, classes)
+        writer.write(image_id, cams, classes, attributes.get("background", False))
     writer.finish()
     pack_zip(writer.path, tmp_path / "cams.zarr.zip")
     return tmp_path / "cams.zarr.zip"
@@ -81,3 +81,15 @@ def test_saved_models_have_stable_bytes(tmp_path: Path) -> None:
     write_torch(tmp_path / "b.pt", state)
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]["w"], torch.arange(4.0))
+
+
+def test_a_background_channel_is_kept_apart_from_the_class_maps(tmp_path: Path) -> None:
+    maps = np.stack([np.full((2, 3), 0.25), np.full((2, 3), 0.5), np.full((2, 3), 1.0)]).astype(np.float32)
+    store = CamStore(write_store(tmp_path, {"a": (maps, [4, 7])}, {"background": True}))
+    cams, classes = store.read("a")
+    assert store.has_background and classes == [4, 7] and cams.shape == (2, 2, 3)
+    assert cams[:, 0, 0].tolist() == [0.5, 1.0] and store.read_background("a").tolist() == [[0.25] * 3] * 2
+    with pytest.raises(ValueError, match="do not match classes \\[4\\] and a background channel"):
+        CamStoreWriter(tmp_path / "other", {"background": True}).write("b", maps, [4], background=True)
+    plain = CamStore(write_store(tmp_path / "plain", {"a": (maps[1:], [4, 7])}, {}))
+    assert not plain.has_background and plain.read_background("a") is None

@@ -66,6 +66,17 @@ def test_sams_seed_map() -> None:
     assert seeds.tolist() == [[5, 5, 0, 0], [5, 5, 5, 0]]
 
 
+def test_sams_with_the_methods_background_map_scores_it_like_a_class() -> None:
+    # background map means over W1, P1, S1 (kept): 0.25, 0.9, 0.5 → min-max 0, 1, 0.25/0.65
+    background = np.array([[0.1, 0.2, 0.9, 0.9], [0.3, 0.4, 0.5, 0.0]], dtype=np.float32)
+    params = SamsSeedParams(background="model")
+    seeds = sams_seeds(CAM, [4], params, index_of(MASKS, LEVELS), background=background)
+    # W1: class 1.0 vs bg 0 → 5; P1: class 0 vs bg 1 → 0; S1: class 0.3/0.65 = 0.46 vs bg 0.38 → 5
+    assert seeds.tolist() == [[5, 5, 0, 0], [5, 5, 5, 0]]
+    with pytest.raises(ValueError, match="seeds.sams.background: model"):
+        sams_seeds(CAM, [4], params, index_of(MASKS, LEVELS))
+
+
 def test_painting_prefers_level_then_confidence() -> None:
     # Three masks over one 1×3 image: whole {0,1}, part {1,2}, sub-part {2}.
     regions = index_of([[0, 1], [1, 2], [2]], [2, 1, 0], shape=(1, 3))

@@ -31,6 +31,15 @@ def test_power_background_and_seeds() -> None:
     assert seeds.tolist() == [[3, 0, 0, 0, 7]]
 
 
+def test_model_background_is_the_argmax_over_the_methods_own_background_map() -> None:
+    background = np.array([[0.5, 0.2, 0.3, 1.0, 0.7]], dtype=np.float32)  # the CAM method's background channel
+    seeds = threshold_seeds(CAMS, CLASSES, ThresholdSeedParams(background="model"), background)
+    # per pixel: max(0.9, 0.1) > 0.5 → 3; 0.25 > 0.2 → 7; 0.3 > 0.04 → bg; bg; 0.7 > 0.6 → bg. No 255 band.
+    assert seeds.tolist() == [[3, 7, 0, 0, 0]]
+    with pytest.raises(ValueError, match="seeds.threshold.background: model needs a CAM method with a background"):
+        threshold_seeds(CAMS, CLASSES, ThresholdSeedParams(background="model"))
+
+
 def test_confusion_and_eq4_rates_by_hand() -> None:
     truth = np.array([[0, 0, 1, 1, 1, 255]], dtype=np.uint8)
     pred = np.array([[0, 1, 1, 1, 0, 1]], dtype=np.uint8)

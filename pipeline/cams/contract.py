@@ -16,7 +16,10 @@ through :class:`CamMethod`:
 - ``after_optimizer_step()``: runs after every optimiser step (an EMA teacher's update);
 - ``image_scores(images)``: image-level logits, for the label metrics;
 - ``infer_cams(images, classes)``: raw class maps (before ReLU and normalisation) of the listed classes; it
-  may use gradients (Grad-CAM-style methods), extraction does not disable them;
+  may use gradients (Grad-CAM-style methods), extraction does not disable them. A method whose classifier has
+  a background class sets ``has_background`` and puts its background map in front; the CAM store keeps it, for
+  seeds that use it. A method with a segmentation decoder (its params' ``has_decoder``) also provides
+  ``infer_decoder(images, classes)``, the decoder's maps in the same layout (``cam.inference.head: decoder``);
 - ``input_mean`` / ``input_std``: the normalisation its inputs need (ImageNet's, CLIP's, …);
 - ``size_multiple``: the side multiple its inputs need (padded to it at inference);
 - ``saved_state()`` / ``load_saved(state)``: what a checkpoint holds — never a frozen foundation model's
@@ -57,6 +60,7 @@ class CamMethod(Protocol):
     input_mean: tuple[float, float, float]
     input_std: tuple[float, float, float]
     size_multiple: int
+    has_background: bool
 
     @classmethod
     def build(cls, params: Any, context: BuildContext) -> CamMethod: ...
@@ -91,6 +95,7 @@ class CamModel(nn.Module):
     input_mean: tuple[float, float, float] = IMAGENET_MEAN
     input_std: tuple[float, float, float] = IMAGENET_STD
     size_multiple: int = 1
+    has_background: bool = False
 
     def parameter_groups(self, training: CamTrainingParams) -> list[dict[str, Any]]:
         trainable = [(name, p) for name, p in self.named_parameters() if p.requires_grad]

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from pipeline.cams.contract import CamMethod
 from pipeline.cams.inputs import inputs_settings
 from pipeline.cams.params import CamParams
+from pipeline.cams.registry import CAM_METHODS
 from pipeline.cams.store import CamStoreWriter
 from pipeline.cams.train import describe_backbone, load_cam_method
 from pipeline.data.loading import load_image, to_tensor
@@ -21,25 +22,34 @@ from pipeline.tta import multiscale_sum
 
 
 def multiscale_cam(
-    model: CamMethod, image: torch.Tensor, classes: list[int], scales: tuple[float, ...], flip: bool
+    model: CamMethod, image: torch.Tensor, classes: list[int], scales: tuple[float, ...], flip: bool,
+    head: str = "cams",
 ) -> torch.Tensor:  # fmt: skip
-    """Σ over scales (and flips) of ReLU(CAM) resized to the image, divided by each class's max.
+    """Σ over scales (and flips) of ReLU(CAM) resized to the image, divided by each class's max; ``head``
+    ``decoder`` takes the maps from the method's ``infer_decoder`` instead of ``infer_cams``.
 
     ``image`` is normalised as the model expects; each view is padded to the model's ``size_multiple``
-    (:func:`pipeline.tta.multiscale_sum`). Returns (len(classes), H, W) in [0, 1].
+    (:func:`pipeline.tta.multiscale_sum`). Returns (len(classes), H, W) in [0, 1], after the background map
+    (normalised alike) when the method has one.
     """
-    if not classes:  # an image kept as a negative (data.no_foreground: keep)
-        return torch.zeros(0, *image.shape[-2:], device=image.device)
-    total, _ = multiscale_sum(lambda batch: F.relu(model.infer_cams(batch, classes)), image, scales, flip,
-                              model.size_multiple)  # fmt: skip
+    if not classes:  # an image kept as a negative (data.no_foreground: keep): all background
+        return torch.ones(int(model.has_background), *image.shape[-2:], device=image.device)
+    infer = model.infer_decoder if head == "decoder" else model.infer_cams
+    total, _ = multiscale_sum(lambda batch: F.relu(infer(batch, classes)), image, scales, flip, model.size_multiple)
     total = total.detach()
     return total / (total.amax(dim=(1, 2), keepdim=True) + 1e-5)
+
+
+def inference_settings(cam: CamParams) -> dict:
+    """The inference params, ``head`` left out at its default (the keys of CAM stores made before there was a
+    choice of head stay valid, and so does DVC's run-cache)."""
+    return cam.inference.model_dump(mode="json", exclude={"head"} if cam.inference.head == "cams" else set())
 
 
 def cam_inputs_key(manifest_dir: Path, checkpoint: Path, cam: CamParams) -> str:
     """Identity of everything the CAMs depend on (dataset manifest, weights, extra inputs, inference settings)."""
     settings = json.dumps({"method": cam.method, **inputs_settings(cam.selected()),
-                           **cam.inference.model_dump(mode="json")}, sort_keys=True)  # fmt: skip
+                           **inference_settings(cam)}, sort_keys=True)  # fmt: skip
     return fingerprint(Path(manifest_dir) / MANIFEST_NAME, Path(checkpoint), settings)
 
 
@@ -49,10 +59,12 @@ def extract_cams(
     """Fill the CAM store for the configured split, resuming a killed run, then publish it as the zip ``out``."""
     key = cam_inputs_key(manifest_dir, checkpoint, cam)
     work = work_directory(out, key)
+    background = CAM_METHODS.get(cam.method).has_background
     store = CamStoreWriter(
         work, {"classes": list(manifest.classes), "method": cam.method, "backbone": describe_backbone(cam),
-               "inputs_key": key,
-               "split": cam.inference.split, "scales": list(cam.inference.scales), "flip": cam.inference.flip},
+               "inputs_key": key, **({"background": True} if background else {}), "split": cam.inference.split,
+               "scales": list(cam.inference.scales), "flip": cam.inference.flip,
+               **({"head": "decoder"} if cam.inference.head == "decoder" else {})},
     )  # fmt: skip
     entries = manifest.entries(cam.inference.split)
     todo = [e for e in entries if not store.has(e.id)]
@@ -60,8 +72,8 @@ def extract_cams(
     for entry in progress(todo, total=len(todo), desc="extract_cams"):
         image = to_tensor(load_image(manifest, entry), (model.input_mean, model.input_std)).to(device)
         classes = list(entry.labels)
-        cams = multiscale_cam(model, image, classes, cam.inference.scales, cam.inference.flip)
-        store.write(entry.id, cams.cpu().numpy(), classes)
+        cams = multiscale_cam(model, image, classes, cam.inference.scales, cam.inference.flip, cam.inference.head)
+        store.write(entry.id, cams.cpu().numpy(), classes, background)
     store.finish()
     publish_zip(work, out)
     return {"images": len(entries), "computed": len(todo), "resumed": len(entries) - len(todo)}

@@ -26,9 +26,11 @@ METHOD_INPUTS: dict[str, Path] = {
 
 
 class CamMethodParams(Strict):
-    """Base of every CAM method's params: ``extra_inputs`` names the pipeline outputs the method reads."""
+    """Base of every CAM method's params: ``extra_inputs`` names the pipeline outputs the method reads;
+    ``has_decoder`` says whether the method has a segmentation decoder (``cam.inference.head: decoder``)."""
 
     extra_inputs: ClassVar[tuple[str, ...]] = ()
+    has_decoder: ClassVar[bool] = False
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

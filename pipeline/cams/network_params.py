@@ -89,7 +89,7 @@ class PatchClassifierParams(CamMethodParams):
     """
 
     vit: ViTBackboneParams = ViTBackboneParams()
-    training: CamTrainingParams = CamTrainingParams()
+    training: CamTrainingParams = CamTrainingParams(lr=1e-3, weight_decay=0.0, warmup_fraction=0.0)  # Adam 1e-3
     lstm_dropout: float = Field(0.2, ge=0, lt=1)
     classifier_init_std: float = Field(0.05, gt=0)
     high_lr_epochs: int = Field(2, ge=0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import model_validator
+
 from pipeline.cams.methods.apc.params import ApcParams
 from pipeline.cams.methods.pcc.params import PccParams
 from pipeline.cams.methods.plain_cam.params import PlainCamParams
@@ -12,9 +14,13 @@ from pipeline.schema import MethodChoice, Scales, Strict
 
 
 class CamInferenceParams(Strict):
+    """``head``: the maps come from the method's CAM head, or from its segmentation decoder (a single-stage
+    method's own labels: APC's)."""
+
     scales: Scales = (1.0, 0.5, 1.5, 2.0)
     flip: bool = True
     split: Literal["train", "val"] = "train"
+    head: Literal["cams", "decoder"] = "cams"
 
 
 class CamParams(MethodChoice):
@@ -26,3 +32,10 @@ class CamParams(MethodChoice):
     usage: UsageParams = UsageParams()
     apc: ApcParams = ApcParams()
     pcc: PccParams = PccParams()
+
+    @model_validator(mode="after")
+    def _decoder_exists(self) -> CamParams:
+        if self.inference.head == "decoder" and not type(self.selected()).has_decoder:
+            raise ValueError(f"cam.inference.head: decoder needs a method with a segmentation decoder; "
+                             f"'{self.method}' has none")  # fmt: skip
+        return self

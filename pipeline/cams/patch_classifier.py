@@ -11,8 +11,10 @@ Choices shared by both methods (neither paper says):
 - The image-level BCE (APC eq. 3, PCC eq. 4) runs over the K classes and the background, whose label is 1 for
   every image, as in ViT-PCM: background is present in (nearly) every VOC and COCO image, and without a target
   the background channel would be free to swallow objects.
-- The CAMs handed to extraction are the patch probabilities Z of the listed classes; extraction applies its
-  ReLU (a no-op here) and per-class max normalisation, as ViT-PCM's pseudo labels divide each class by its max.
+- The CAMs handed to extraction are the patch probabilities Z of the background and the listed classes;
+  extraction applies its ReLU (a no-op here) and per-channel max normalisation, as ViT-PCM's pseudo labels
+  divide each class by its max, and the CAM store keeps the background map (``seeds.threshold.background:
+  model`` takes the argmax over it and the classes: ViT-PCM's pseudo labels).
 - Learning rates: :func:`step_schedule` (params: :class:`~pipeline.cams.network_params.PatchClassifierParams`).
 """
 
@@ -150,6 +152,7 @@ class PatchClassifierMethod(CamModel):
 
     network: PatchNetwork
     params: PatchClassifierParams
+    has_background = True
 
     def adopt_backbone(self) -> None:
         backbone = self.network.backbone
@@ -165,7 +168,7 @@ class PatchClassifierMethod(CamModel):
 
     @torch.no_grad()
     def infer_cams(self, images: torch.Tensor, classes: list[int]) -> torch.Tensor:
-        """Z of the listed classes (B, k, h, w)."""
+        """Z of the background and the listed classes (B, 1 + k, h, w)."""
         labels = torch.zeros(len(images), self.network.classifier.linear.out_features - 1, device=images.device)
         labels[:, classes] = 1
-        return self.patch_probabilities(images, labels)[:, [c + 1 for c in classes]]
+        return self.patch_probabilities(images, labels)[:, [0, *(c + 1 for c in classes)]]

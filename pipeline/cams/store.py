@@ -1,8 +1,10 @@
 """The CAM cache: a zarr v3 hierarchy with one float16 Blosc-zstd array (one chunk) per image.
 
-Layout: the root group's attributes hold the class names, the inference settings and ``inputs_key`` (a hash of
-everything the CAMs were computed from); ``<image id>/`` is an array of shape (present classes, H, W) whose
-``classes`` attribute holds the 0-based class indices, its one chunk stored as ``c.0.0.0``. Written image by
+Layout: the root group's attributes hold the class names, the inference settings, ``inputs_key`` (a hash of
+everything the CAMs were computed from) and ``background`` (whether the method has a background channel);
+``<image id>/`` is an array of shape (present classes, H, W) — with the background map in front when
+``background`` is true — whose ``classes`` attribute holds the 0-based class indices of the class channels, its
+one chunk stored as ``c.0.0.0``. Written image by
 image and published as one zip (:mod:`pipeline.zarr_cache`), readable with plain zarr::
 
     group = zarr.open_group(zarr.storage.ZipStore("artifacts/cams.zarr.zip", mode="r"), mode="r")
@@ -25,10 +27,11 @@ QUANTUM = 1.0 / 1024
 class CamStoreWriter(StagedHierarchy):
     """The CAM hierarchy as a directory being filled image by image."""
 
-    def write(self, image_id: str, cams: np.ndarray, classes: list[int]) -> None:
-        """Write one image's (k, H, W) CAMs atomically."""
-        if cams.ndim != 3 or cams.shape[0] != len(classes):
-            raise ValueError(f"{image_id}: CAMs of shape {cams.shape} do not match classes {classes}")
+    def write(self, image_id: str, cams: np.ndarray, classes: list[int], background: bool = False) -> None:
+        """Write one image's (k, H, W) CAMs atomically ((1 + k, H, W), background first, with ``background``)."""
+        if cams.ndim != 3 or cams.shape[0] != len(classes) + background:
+            raise ValueError(f"{image_id}: CAMs of shape {cams.shape} do not match classes {classes}"
+                             + (" and a background channel" if background else ""))  # fmt: skip
         with self.stage(image_id) as store:
             quantised = (np.round(cams / QUANTUM) * QUANTUM).astype(np.float16)
             create_array(store, quantised, attributes={"classes": [int(c) for c in classes]})
@@ -48,9 +51,21 @@ class CamStore:
     def ids(self) -> list[str]:
         return sorted(name for name, _ in self._group.arrays())
 
-    def read(self, image_id: str) -> tuple[np.ndarray, list[int]]:
-        """(k, H, W) float32 CAMs in [0, 1] and their class indices."""
+    @property
+    def has_background(self) -> bool:
+        return bool(self._group.attrs.get("background", False))
+
+    def _channels(self, image_id: str) -> tuple[np.ndarray, list[int]]:
         if image_id not in self._group:
             raise FileNotFoundError(f"{self.path}: no CAMs stored for image '{image_id}'")
         array = self._group[image_id]
         return np.asarray(array[...], dtype=np.float32), list(array.attrs["classes"])
+
+    def read(self, image_id: str) -> tuple[np.ndarray, list[int]]:
+        """(k, H, W) float32 CAMs in [0, 1] and their class indices (the background channel left out)."""
+        maps, classes = self._channels(image_id)
+        return maps[int(self.has_background) :], classes
+
+    def read_background(self, image_id: str) -> np.ndarray | None:
+        """The method's own (H, W) background map in [0, 1], or None when its CAMs have no background."""
+        return self._channels(image_id)[0][0] if self.has_background else None

@@ -2,13 +2,17 @@
 
 A seed method is ``fn(cams, classes, params)``; methods that also read the class-agnostic proposals of the
 ``sam_masks`` stage set ``fn.uses_proposals = True`` and take the image's
-:class:`~pipeline.proposals.regions.Proposals` as a fourth argument.
+:class:`~pipeline.proposals.regions.Proposals` as a fourth argument; methods that can use the CAM method's own
+background map (stored by methods with a background class) set ``fn.uses_background = True`` and take it as the
+keyword ``background`` (None when the CAM method has none).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import numpy as np
 
 from pipeline.cams.store import CamStore
 from pipeline.data.manifest import Manifest
@@ -19,6 +23,15 @@ from pipeline.registry import Registry
 from pipeline.tracking import progress
 
 SEED_METHODS: Registry = Registry("seed method")
+
+
+def require_background(background: np.ndarray | None, setting: str) -> np.ndarray:
+    """The CAM method's background map, or a message saying which setting needs one."""
+    if background is None:
+        raise ValueError(f"{setting}.background: model needs a CAM method with a background class (apc, pcc); "
+                         "the CAM store has no background map")  # fmt: skip
+    return background
+
 
 from pipeline.seeds import sams as _sams  # noqa: E402,F401  (registers "sams")
 from pipeline.seeds import threshold as _threshold  # noqa: E402,F401  (registers "threshold")
@@ -55,10 +68,9 @@ def make_seeds(manifest: Manifest, cams: Path, seeds: SeedParams, out: Path, pro
             raise ValueError(
                 f"{cams}: CAMs of '{image_id}' are {maps.shape[1:]}, the image is {entry.height}×{entry.width}"
             )
-        if regions_store is None:
-            seeds_map = seed_fn(maps, classes, params)
-        else:
-            seeds_map = seed_fn(maps, classes, params, regions_store.read(image_id, maps.shape[1:]))
+        extra = [regions_store.read(image_id, maps.shape[1:])] if regions_store is not None else []
+        options = {"background": store.read_background(image_id)} if getattr(seed_fn, "uses_background", False) else {}
+        seeds_map = seed_fn(maps, classes, params, *extra, **options)
         write_label_png(target, seeds_map)
     publish_zip(work, out)
     return {"images": len(ids)}

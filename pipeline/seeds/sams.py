@@ -5,7 +5,9 @@
    Masks of the same level are not compared with each other (SAM's NMS has already thinned them).
 2. Classification: S^c(Q_i) = Norm(mean of M^c over Q_i) with min-max normalisation over the quasi-superpixels
    (eq. 8); S^bg(Q_i) = (1 − max_c S^c(Q_i))^α (eq. 9); l_i = argmax over {bg} ∪ present classes (eq. 10),
-   ties going to background. A class whose mean activation is equal on every quasi-superpixel scores 0.
+   ties going to background. A class whose mean activation is equal on every quasi-superpixel scores 0. With
+   ``background: model`` (a CAM method with a background class: APC, PCC) S^bg is the method's background map
+   scored as eq. 8 scores a class.
 3. Seed map: each quasi-superpixel paints its label; where several cover a pixel, the higher level wins, then
    the higher winning score (then the smaller mask: later in the store's canonical order); uncovered pixels
    are background.
@@ -20,7 +22,7 @@ import numpy as np
 
 from pipeline.params import SamsSeedParams
 from pipeline.proposals.regions import PART, SUB_PART, WHOLE, Proposals
-from pipeline.seeds import SEED_METHODS
+from pipeline.seeds import SEED_METHODS, require_background
 
 
 def mask_overlaps(regions: Proposals) -> np.ndarray:
@@ -78,17 +80,28 @@ def paint_masks(
 
 
 @SEED_METHODS.register("sams")
-def sams_seeds(cams: np.ndarray, classes: list[int], params: SamsSeedParams, regions: Proposals) -> np.ndarray:
-    """FMA-WSSS SAMS seeds from (k, H, W) CAMs of ``classes`` and the image's proposals."""
+def sams_seeds(
+    cams: np.ndarray, classes: list[int], params: SamsSeedParams, regions: Proposals,
+    background: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """FMA-WSSS SAMS seeds from (k, H, W) CAMs of ``classes`` and the image's proposals; with ``background:
+    model`` the CAM method's own background map is scored like a class (eq. 8) instead of by eq. 9."""
     n = len(regions.level)
     if n == 0 or not classes:  # no masks, or an image kept as a negative (data.no_foreground: keep)
         return np.zeros(cams.shape[1:], dtype=np.uint8)
     overlaps = mask_overlaps(regions)
     area = np.diag(overlaps)
     keep = quasi_superpixels(overlaps, regions.level, params.t_r)
-    scores = np.zeros((n, len(classes)))
-    scores[keep] = class_scores(regions.subset(keep), cams, area[keep])
-    winner, confidence = classify_masks(scores, params.alpha)
+    if params.background == "model":
+        channels = np.concatenate([require_background(background, "seeds.sams")[None], cams])
+        table = np.zeros((n, len(classes) + 1))
+        table[keep] = class_scores(regions.subset(keep), channels, area[keep])
+        winner = table.argmax(axis=1)
+        confidence = table[np.arange(n), winner]
+    else:
+        scores = np.zeros((n, len(classes)))
+        scores[keep] = class_scores(regions.subset(keep), cams, area[keep])
+        winner, confidence = classify_masks(scores, params.alpha)
     lookup = np.asarray([0] + [c + 1 for c in classes], dtype=np.uint8)
     order = np.lexsort((confidence, regions.level))  # ascending (level, confidence): later ranks win
     priority = np.empty(n, dtype=np.int64)
@@ -97,3 +110,4 @@ def sams_seeds(cams: np.ndarray, classes: list[int], params: SamsSeedParams, reg
 
 
 sams_seeds.uses_proposals = True
+sams_seeds.uses_background = True

@@ -4,7 +4,9 @@ With CAMs M_c ∈ [0, 1] of the present classes and a background score b(x), a p
 argmax(b(x), M_1(x), …, M_k(x)) (ties go to background). Two background scores are used: a high one that only
 lets confident foreground through and a low one that only keeps confident background. Pixels that are
 foreground under the high score keep their class, pixels that stay background under the low score are 0, and
-the rest are 255 (ignored): IRN's fg 0.30 / bg 0.05 constant pads, or PSA's α = 4 / 32 powers.
+the rest are 255 (ignored): IRN's fg 0.30 / bg 0.05 constant pads, or PSA's α = 4 / 32 powers. A CAM
+method with a background class (APC, PCC) stores its own background map; ``background: model`` takes the
+argmax over it and the classes, ViT-PCM's pseudo labels, with no uncertain band.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.params import ThresholdSeedParams
-from pipeline.seeds import SEED_METHODS
+from pipeline.seeds import SEED_METHODS, require_background
 from pipeline.voc import IGNORE_INDEX
 
 
@@ -31,9 +33,14 @@ def argmax_with_background(cams: np.ndarray, classes: list[int], background: flo
 
 
 @SEED_METHODS.register("threshold")
-def threshold_seeds(cams: np.ndarray, classes: list[int], params: ThresholdSeedParams) -> np.ndarray:
-    """Confident-foreground / confident-background seeds with 255 in between."""
-    if params.background == "constant":
+def threshold_seeds(
+    cams: np.ndarray, classes: list[int], params: ThresholdSeedParams, background: np.ndarray | None = None
+) -> np.ndarray:  # fmt: skip
+    """Confident-foreground / confident-background seeds with 255 in between; ``background`` is the CAM
+    method's own background map, used with ``background: model``."""
+    if params.background == "model":
+        fg_bg = bg_bg = require_background(background, "seeds.threshold")
+    elif params.background == "constant":
         fg_bg, bg_bg = params.constant.fg_pad, params.constant.bg_pad
     else:
         fg_bg = power_background(cams, params.power.fg_alpha)
@@ -45,3 +52,6 @@ def threshold_seeds(cams: np.ndarray, classes: list[int], params: ThresholdSeedP
     keep = confident_fg != 0
     seeds[keep] = confident_fg[keep]
     return seeds
+
+
+threshold_seeds.uses_background = True

@@ -32,9 +32,13 @@ def claim_masks(
 
 
 @SEED_METHODS.register("voting")
-def voting_seeds(cams: np.ndarray, classes: list[int], params: VotingSeedParams, regions: Proposals) -> np.ndarray:
-    """Threshold seeds improved by SAM masks that vote themselves into a label region."""
-    base = threshold_seeds(cams, classes, params.threshold)
+def voting_seeds(
+    cams: np.ndarray, classes: list[int], params: VotingSeedParams, regions: Proposals,
+    background: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """Threshold seeds (with the CAM method's own ``background`` map if they use it) improved by SAM masks that
+    vote themselves into a label region."""
+    base = threshold_seeds(cams, classes, params.threshold, background)
     values = np.asarray([v for v in np.unique(base) if v != IGNORE_INDEX], dtype=np.int64)
     if len(regions.level) == 0 or len(values) == 0:
         return base
@@ -54,3 +58,4 @@ def voting_seeds(cams: np.ndarray, classes: list[int], params: VotingSeedParams,
 
 
 voting_seeds.uses_proposals = True
+voting_seeds.uses_background = True

@@ -111,6 +111,14 @@ class Apc(PatchClassifierMethod):
         probabilities = self.network.classify(self.network.backbone(images).permute(0, 2, 3, 1))[1]
         return score_logits(adaptive_k_pool(probabilities.flatten(1, 2), self.params.top_k, self.params.theta)[0])
 
+    @torch.no_grad()
+    def infer_decoder(self, images: torch.Tensor, classes: list[int]) -> torch.Tensor:
+        """The decoder's softmax over the background and the listed classes (B, 1 + k, h, w): APC's own
+        single-stage labels are its argmax (``seeds.threshold.background: model``)."""
+        _, levels = self.network.backbone.levels(images, self.params.decoder_levels)
+        logits = self.decoder(levels)[:, [0, *(c + 1 for c in classes)]]
+        return logits.softmax(dim=1)
+
     def patch_probabilities(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         probabilities = self.network.classify(self.network.backbone(images).permute(0, 2, 3, 1))[1]
         return probabilities.permute(0, 3, 1, 2)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from pipeline.cams.network_params import PatchClassifierParams
 
 
 class ApcParams(PatchClassifierParams):
-    """ViT-PCM's network with adaptive-K pooling, patch contrast and a multi-level decoder (eq. 7)."""
+    """ViT-PCM's network with adaptive-K pooling, patch contrast and a multi-level decoder (eq. 7); the
+    decoder's maps are extracted with ``cam.inference.head: decoder`` (APC's single-stage labels)."""
+
+    has_decoder: ClassVar[bool] = True
 
     top_k: int = Field(6, ge=1)  # K, the largest set adaptive-K pooling may select (Algorithm 1)
     theta: float = Field(0.9, gt=0, le=1)  # θ of Algorithm 1
