@@ -55,6 +55,7 @@ def evaluate_pseudo_labels(
     n = manifest.num_classes + 1
     pads = sweep_values(params)
     cam_conf = np.zeros((n, n), dtype=np.int64)
+    own_conf = np.zeros((n, n), dtype=np.int64) if store.has_background else None
     sweep_conf = np.zeros((len(pads), n, n), dtype=np.int64)
     label_conf = {name: np.zeros((n, n), dtype=np.int64) for name in label_sets}
     confident_conf = {name: np.zeros((n, n), dtype=np.int64) for name in label_sets}
@@ -69,6 +70,9 @@ def evaluate_pseudo_labels(
         lookup = np.asarray([0] + [c + 1 for c in classes], dtype=np.uint8)
         winner = lookup[maps.argmax(axis=0) + 1] if classes else np.zeros(truth.shape, dtype=np.uint8)
         cam_conf += confusion_matrix(np.where(peak > params.cam_bg_pad, winner, 0).astype(np.uint8), truth, n)
+        if own_conf is not None:  # the method's own background map against its class maps (ties to background)
+            own_conf += confusion_matrix(np.where(peak > store.read_background(image_id), winner, 0).astype(np.uint8),
+                                         truth, n)  # fmt: skip
         for i, pad in enumerate(pads):
             sweep_conf[i] += confusion_matrix(np.where(peak > pad, winner, 0).astype(np.uint8), truth, n)
         valid = truth != IGNORE_INDEX
@@ -100,6 +104,9 @@ def evaluate_pseudo_labels(
         {"source": "CAM (GT-free)", "bg_pad": params.cam_bg_pad, **summary(cam_conf)},
         {"source": "CAM (GT-tuned)", "bg_pad": pads[best], **summary(sweep_conf[best])},
     ]
+    if own_conf is not None:
+        metrics["cam"]["own_background"] = {**summary(own_conf), "note": "argmax over the method's background map"}
+        rows.append({"source": "CAM (own background)", "bg_pad": "model", **summary(own_conf)})
     for name in label_sets:
         coverage = covered[name] / max(labelled, 1)
         metrics[name] = {

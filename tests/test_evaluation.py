@@ -45,6 +45,20 @@ def test_cam_and_seed_scores_gt_free_beside_gt_tuned(tmp_path: Path) -> None:
         assert (tmp_path / "eval" / name).is_file()
 
 
+def test_a_method_with_a_background_map_is_also_scored_by_its_own_argmax(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    (root / "img").mkdir(parents=True)
+    Image.new("RGB", (4, 1)).save(root / "img" / "a.jpg")
+    write_label_png(root / "a.png", np.array([[0, 0, 1, 1]], dtype=np.uint8))
+    manifest = Manifest("t", root, ("c0", "c1"), {"train": [Entry("a", "img/a.jpg", "a.png", 1, 4, (0,))]})
+    maps = np.array([[[0.5, 0.5, 0.5, 0.5]], [[0.1, 0.3, 0.6, 1.0]]], dtype=np.float32)  # background, class 0
+    cams = write_store(tmp_path, {"a": (maps, [0])}, {"background": True})
+    params = EvaluateParams(cam_bg_pad=0.2, sweep={"start": 0.2, "stop": 0.6, "step": 0.2}, overlay_images=1)
+    metrics = evaluate_pseudo_labels(manifest, cams, {}, params, {}, tmp_path / "eval")
+    assert metrics["cam"]["own_background"]["miou"] == pytest.approx(1.0)  # 0.6 and 1.0 beat the map's 0.5
+    assert metrics["cam"]["gt_free"]["miou"] == pytest.approx((1 / 2 + 2 / 3) / 2)  # the pad still reads classes
+
+
 def test_missing_seed_is_named(tmp_path: Path) -> None:
     root = tmp_path / "data"
     root.mkdir()
