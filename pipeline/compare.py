@@ -4,11 +4,12 @@
     python -m pipeline.compare --report-only   # only read ``dvc exp show --json``
 
 Each combination runs as ``dvc exp run --temp -n compare-<method>-<backbone> -S cam.method=… -S
-cam.<method>.backbone=…`` on the committed pipeline (commit first: an experiment starts from HEAD). The workspace
-is left alone, and DVC's run-cache makes a combination whose stages already ran cost nothing (the default one is
-HEAD's own run). The table and plot are built from ``dvc exp show --json`` only — the experiments' own metrics —
-and written to ``reports/compare/`` (``methods.md``, ``methods.png``); the README shows the table. A method
-issue only registers its method to appear here.
+cam.<method>.backbone=…`` on the committed pipeline (commit first: an experiment starts from HEAD); a method
+with a segmentation decoder runs again as ``compare-<method>-single-stage``, its decoder's own labels as the
+seeds, unrefined. The workspace is left alone, and DVC's run-cache makes a combination whose stages already ran
+cost nothing (the default one is HEAD's own run). The table and plot are built from ``dvc exp show --json``
+only — the experiments' own metrics — and written to ``reports/compare/`` (``methods.md``, ``methods.png``);
+the README shows the table. A method issue only registers its method to appear here.
 
 GT-free CAM figures use the fixed background pad of ``evaluate.bg_pad``; the GT-tuned ones the pad a sweep
 against ground truth picked, labelled as such: an upper bound that no stage downstream uses.
@@ -35,6 +36,7 @@ COLUMNS = (  # (header, path in metrics.json)
     ("FPR", ("cam", "gt_free", "fpr")),
     ("FNR", ("cam", "gt_free", "fnr")),
     ("CAM mIoU GT-tuned*", ("cam", "gt_tuned", "miou")),
+    ("CAM mIoU own bg", ("cam", "own_background", "miou")),
     ("seeds mIoU", ("seeds", "miou")),
     ("refined mIoU", ("refined", "miou")),
     ("final val mIoU", ("final", "prediction", "miou")),
@@ -42,21 +44,37 @@ COLUMNS = (  # (header, path in metrics.json)
 )
 
 
+SINGLE_STAGE = (
+    "cam.inference.head=decoder",
+    "seeds.method=threshold",
+    "seeds.threshold.background=model",
+    "refine.method=none",
+)  # a single-stage method's own labels: its decoder's argmax, unrefined
+
+
 @dataclass(frozen=True)
 class Combination:
-    """One row of the comparison: a CAM method on one of its backbones (``None``: it has no choice)."""
+    """One row of the comparison: a CAM method on one of its backbones (``None``: it has no choice); with
+    ``single_stage``, the labels of its segmentation decoder (APC) instead of its CAMs → seeds → refinement."""
 
     method: str
     backbone: str | None
+    single_stage: bool = False
 
     @property
     def name(self) -> str:
-        return f"{EXPERIMENT_PREFIX}{self.method}" + (f"-{self.backbone}" if self.backbone else "")
+        suffix = (f"-{self.backbone}" if self.backbone else "") + ("-single-stage" if self.single_stage else "")
+        return f"{EXPERIMENT_PREFIX}{self.method}{suffix}"
+
+    @property
+    def choice(self) -> str:
+        return " ".join(filter(None, [self.backbone, "single-stage" if self.single_stage else None]))
 
     def overrides(self) -> list[str]:
         sets = [f"cam.method={self.method}"]
         if self.backbone:
             sets.append(f"cam.{self.method}.backbone={self.backbone}")
+        sets += SINGLE_STAGE if self.single_stage else ()
         return [arg for value in sets for arg in ("-S", value)]
 
 
@@ -64,9 +82,12 @@ def combinations() -> list[Combination]:
     """Every CAM method of params.yaml's ``cam`` section (the registry's names, tested equal) × its backbones."""
     rows = []
     for method in CamParams.method_names():
-        field = type(getattr(CamParams(), method)).model_fields.get("backbone")
+        params = type(getattr(CamParams(), method))
+        field = params.model_fields.get("backbone")
         choices = typing.get_args(field.annotation) if field is not None else ()
         rows.extend(Combination(method, backbone) for backbone in (choices or (None,)))
+        if params.has_decoder:
+            rows.extend(Combination(method, backbone, single_stage=True) for backbone in (choices or (None,)))
     return rows
 
 
@@ -109,7 +130,7 @@ def table_rows(found: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         metrics = found.get(combination.name)
         if metrics is None:
             continue
-        row = {"method": metrics["cam"].get("method", combination.method), "choice": combination.backbone or "",
+        row = {"method": metrics["cam"].get("method", combination.method), "choice": combination.choice,
                "backbone": metrics["cam"].get("backbone", combination.backbone or ""),
                "seeds": metrics["seeds"].get("method"), "refine": metrics["refined"].get("method")}  # fmt: skip
         row.update({header: lookup(metrics, path) for header, path in COLUMNS})
@@ -126,7 +147,11 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         cells += ["–" if row[h] is None else f"{row[h]:.3f}" for h, _ in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("\\* background pad picked by a sweep against ground truth: an upper bound, never used downstream.")
+    lines.append(
+        "\\* background pad picked by a sweep against ground truth: an upper bound, never used downstream. "
+        "*own bg*: argmax over the method's own background map (APC, PCC). *single-stage*: APC's decoder "
+        "labels as the seeds, unrefined."
+    )
     return "\n".join(lines) + "\n"
 
 

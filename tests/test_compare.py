@@ -41,6 +41,10 @@ def test_every_registered_method_on_each_backbone_is_compared() -> None:
     assert {Combination("cam", "resnet"), Combination("cam", "vit"), Combination("usage", "vit")} <= set(rows)
     assert len({row.name for row in rows}) == len(rows)
     assert Combination("usage", "vit").overrides() == ["-S", "cam.method=usage", "-S", "cam.usage.backbone=vit"]
+    single = Combination("apc", None, single_stage=True)  # APC's decoder labels: a row of their own
+    assert single in rows and single.name == "compare-apc-single-stage"
+    assert single.overrides()[1::2] == ["cam.method=apc", "cam.inference.head=decoder", "seeds.method=threshold",
+                                        "seeds.threshold.background=model", "refine.method=none"]  # fmt: skip
 
 
 def test_table_from_exp_show_lists_comparison_runs_in_registry_order(tmp_path: Path) -> None:
@@ -50,7 +54,10 @@ def test_table_from_exp_show_lists_comparison_runs_in_registry_order(tmp_path: P
     assert [(row["method"], row["backbone"]) for row in rows] == [("cam", "resnet10"), ("usage", "vit tiny")]
     table = markdown(rows).splitlines()
     assert table[0].startswith("| method | backbone | seeds → refine | CAM mIoU GT-free | FPR | FNR |")
-    assert table[2] == "| cam | resnet10 | sams → crf | 0.220 | 0.500 | 0.250 | 0.600 | 0.500 | 0.520 | 0.580 | 0.640 |"
+    assert (
+        table[2]
+        == "| cam | resnet10 | sams → crf | 0.220 | 0.500 | 0.250 | 0.600 | – | 0.500 | 0.520 | 0.580 | 0.640 |"
+    )
     assert "ground truth" in table[-1]
     plot(rows, tmp_path / "methods.png")
     assert (tmp_path / "methods.png").stat().st_size > 0
