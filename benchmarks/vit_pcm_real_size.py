@@ -61,7 +61,7 @@ def real_size_step(method: str, batch: int, inputs: dict) -> dict[str, Any]:
     start = time.perf_counter()
     cams = multiscale_cam(model.eval(), images[0], [0, 7], (1.0,), True)
     inferred = time.perf_counter() - start
-    return {"losses": {k: float(v) for k, v in losses.items()}, "cam_shape": list(cams.shape),
+    return {"losses": {k: v.item() for k, v in losses.items()}, "cam_shape": list(cams.shape),
             "cam_range": [float(cams.min()), float(cams.max())], "train_step_s": trained, "inference_s": inferred,
             "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6}  # fmt: skip
 

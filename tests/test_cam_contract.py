@@ -49,7 +49,7 @@ def tiny_method(method: str, backbone: str | None, classes: int = 3, **section: 
     return CAM_METHODS.get(method).build(params, context).eval()
 
 
-METHODS = [(combination.method, combination.backbone) for combination in combinations()]
+METHODS = list(dict.fromkeys((combination.method, combination.backbone) for combination in combinations()))
 
 
 def test_every_registered_method_is_covered() -> None:

@@ -16,5 +16,5 @@ def test_a_vit_b16_step_and_cams_at_384(method: str, tmp_path: Path) -> None:
     result = real_size_step(method, batch=1, inputs={"clusters": clusters})
     assert result["parameters_m"] > 85  # ViT-B/16 alone has 86 M
     assert all(value == value and value >= 0 for value in result["losses"].values())  # finite, non-negative
-    assert result["cam_shape"] == [2, SIDE, SIDE]
+    assert result["cam_shape"] == [3, SIDE, SIDE]  # the background map, then the two classes
     assert 0.0 <= result["cam_range"][0] <= result["cam_range"][1] <= 1.0
