@@ -143,7 +143,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     headers = ["method", "backbone", "seeds → refine", *(header for header, _ in COLUMNS)]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows:
-        cells = [row["method"], row["backbone"], f"{row['seeds']} → {row['refine']}"]
+        method = row["method"] + (" (single-stage)" if "single-stage" in row["choice"] else "")
+        cells = [method, row["backbone"], f"{row['seeds']} → {row['refine']}"]
         cells += ["–" if row[h] is None else f"{row[h]:.3f}" for h, _ in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")

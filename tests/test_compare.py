@@ -59,6 +59,8 @@ def test_table_from_exp_show_lists_comparison_runs_in_registry_order(tmp_path: P
         == "| cam | resnet10 | sams → crf | 0.220 | 0.500 | 0.250 | 0.600 | – | 0.500 | 0.520 | 0.580 | 0.640 |"
     )
     assert "ground truth" in table[-1]
+    single = {**rows[0], "choice": "single-stage", "seeds": "threshold", "refine": "none"}
+    assert markdown([single]).splitlines()[2].startswith("| cam (single-stage) | resnet10 | threshold → none |")
     plot(rows, tmp_path / "methods.png")
     assert (tmp_path / "methods.png").stat().st_size > 0
 
