@@ -63,7 +63,7 @@ def evaluate_pseudo_labels(
     labelled = 0
     for image_id in progress(ids, total=len(ids), desc="evaluate"):
         truth = manifest.read_mask(by_id[image_id])
-        maps, classes = store.read(image_id)
+        maps, classes, background = store.read_with_background(image_id)
         # argmax over (constant pad, CAMs), ties to background: the class argmax is computed once for all pads.
         # An image kept as a negative (data.no_foreground: keep) has no CAM: all background.
         peak = maps.max(axis=0, initial=0.0)
@@ -71,8 +71,7 @@ def evaluate_pseudo_labels(
         winner = lookup[maps.argmax(axis=0) + 1] if classes else np.zeros(truth.shape, dtype=np.uint8)
         cam_conf += confusion_matrix(np.where(peak > params.cam_bg_pad, winner, 0).astype(np.uint8), truth, n)
         if own_conf is not None:  # the method's own background map against its class maps (ties to background)
-            own_conf += confusion_matrix(np.where(peak > store.read_background(image_id), winner, 0).astype(np.uint8),
-                                         truth, n)  # fmt: skip
+            own_conf += confusion_matrix(np.where(peak > background, winner, 0).astype(np.uint8), truth, n)
         for i, pad in enumerate(pads):
             sweep_conf[i] += confusion_matrix(np.where(peak > pad, winner, 0).astype(np.uint8), truth, n)
         valid = truth != IGNORE_INDEX

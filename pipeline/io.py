@@ -3,6 +3,7 @@ built from an image id or a parameter leaves the root it is meant for."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -143,7 +144,7 @@ class FileTree:
     def __getstate__(self) -> dict:
         return {"path": self.path, "_archive": None, "_pid": -1}
 
-    @property
+    @functools.cached_property
     def is_archive(self) -> bool:
         return not self.path.is_dir()
 
@@ -164,9 +165,27 @@ class FileTree:
 
     def read_bytes(self, name: str) -> bytes:
         location = self.location(name)
-        if not self.exists(name):
+        if self.is_archive:
+            archive = self._zip()  # a missing archive is named here
+            try:
+                return archive.read(name)
+            except KeyError:
+                raise FileNotFoundError(f"{location}: file not found") from None
+        if not location.is_file():
             raise FileNotFoundError(f"{location}: file not found")
-        return self._zip().read(name) if self.is_archive else location.read_bytes()
+        return location.read_bytes()
+
+
+def read_label(files: FileTree, name: str, image_id: str, shape: tuple[int, ...]) -> np.ndarray:
+    """An image's label map ``name`` in ``files``, checked for presence and for the image's size ``shape``;
+    errors name the file."""
+    location = files.location(name)
+    if not files.exists(name):
+        raise FileNotFoundError(f"{location}: label missing for image '{image_id}'")
+    label = decode_label_png(files.read_bytes(name), location)
+    if label.shape != tuple(shape):
+        raise ValueError(f"{location}: label size {label.shape} does not match the image {'×'.join(map(str, shape))}")
+    return label
 
 
 class LabelSet:
@@ -177,15 +196,8 @@ class LabelSet:
         self.files = FileTree(path)
 
     def read(self, image_id: str, shape: tuple[int, ...]) -> np.ndarray:
-        """One image's label map, checked against the ground truth's size."""
-        name = f"{image_id}.png"
-        location = self.files.location(name)
-        if not self.files.exists(name):
-            raise FileNotFoundError(f"{location}: label missing for image '{image_id}'")
-        label = decode_label_png(self.files.read_bytes(name), location)
-        if label.shape != shape:
-            raise ValueError(f"{location}: label size {label.shape} does not match ground truth {shape}")
-        return label
+        """One image's label map, checked against the image's size."""
+        return read_label(self.files, f"{image_id}.png", image_id, shape)
 
 
 def fresh_directory(path: Path) -> Path:

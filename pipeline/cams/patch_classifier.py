@@ -139,6 +139,10 @@ class PatchNetwork(nn.Module):
         self.lstm = HVBiLSTM(width, params.lstm_dropout)
         self.classifier = PatchClassifier(width, num_classes, params.classifier_init_std)
 
+    def tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """The ViT's patch tokens as a (B, h, w, D) grid."""
+        return self.backbone(images).permute(0, 2, 3, 1)
+
     def classify(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, h, w, C) tokens → (refined tokens F_out (B, h, w, C), probabilities Z (B, h, w, K + 1))."""
         refined = self.lstm(tokens)

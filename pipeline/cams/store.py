@@ -55,17 +55,21 @@ class CamStore:
     def has_background(self) -> bool:
         return bool(self._group.attrs.get("background", False))
 
-    def _channels(self, image_id: str) -> tuple[np.ndarray, list[int]]:
+    def read_with_background(self, image_id: str) -> tuple[np.ndarray, list[int], np.ndarray | None]:
+        """(k, H, W) float32 CAMs in [0, 1], their class indices, and the method's own (H, W) background map
+        (None when its CAMs have none), from one read of the image's array."""
         if image_id not in self._group:
             raise FileNotFoundError(f"{self.path}: no CAMs stored for image '{image_id}'")
         array = self._group[image_id]
-        return np.asarray(array[...], dtype=np.float32), list(array.attrs["classes"])
+        maps, classes = np.asarray(array[...], dtype=np.float32), list(array.attrs["classes"])
+        if self.has_background:
+            return maps[1:], classes, maps[0]
+        return maps, classes, None
 
     def read(self, image_id: str) -> tuple[np.ndarray, list[int]]:
         """(k, H, W) float32 CAMs in [0, 1] and their class indices (the background channel left out)."""
-        maps, classes = self._channels(image_id)
-        return maps[int(self.has_background) :], classes
+        return self.read_with_background(image_id)[:2]
 
     def read_background(self, image_id: str) -> np.ndarray | None:
         """The method's own (H, W) background map in [0, 1], or None when its CAMs have no background."""
-        return self._channels(image_id)[0][0] if self.has_background else None
+        return self.read_with_background(image_id)[2]

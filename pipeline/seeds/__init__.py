@@ -63,13 +63,13 @@ def make_seeds(manifest: Manifest, cams: Path, seeds: SeedParams, out: Path, pro
         entry = by_id.get(image_id)
         if entry is None:
             raise ValueError(f"{cams}: image '{image_id}' is not in the dataset manifest")
-        maps, classes = store.read(image_id)
+        maps, classes, background = store.read_with_background(image_id)
         if maps.shape[1:] != (entry.height, entry.width):
             raise ValueError(
                 f"{cams}: CAMs of '{image_id}' are {maps.shape[1:]}, the image is {entry.height}×{entry.width}"
             )
         extra = [regions_store.read(image_id, maps.shape[1:])] if regions_store is not None else []
-        options = {"background": store.read_background(image_id)} if getattr(seed_fn, "uses_background", False) else {}
+        options = {"background": background} if getattr(seed_fn, "uses_background", False) else {}
         seeds_map = seed_fn(maps, classes, params, *extra, **options)
         write_label_png(target, seeds_map)
     publish_zip(work, out)

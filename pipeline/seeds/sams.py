@@ -61,11 +61,15 @@ def background_score(scores: np.ndarray, alpha: float) -> np.ndarray:
     return np.power(np.clip(1.0 - peak, 0.0, 1.0), alpha)
 
 
-def classify_masks(scores: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """Eq. 10: per mask the winning column of [bg, S^1..S^k] (0 = background) and its score."""
-    table = np.concatenate([background_score(scores, alpha)[:, None], scores], axis=1)
+def winners(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 10: per mask the winning column of [bg, S^1..S^k] (0 = background, ties to it) and its score."""
     winner = table.argmax(axis=1)
     return winner, table[np.arange(len(table)), winner]
+
+
+def classify_masks(scores: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 9–10 with the class scores S^1..S^k of each mask."""
+    return winners(np.concatenate([background_score(scores, alpha)[:, None], scores], axis=1))
 
 
 def paint_masks(
@@ -96,8 +100,7 @@ def sams_seeds(
         channels = np.concatenate([require_background(background, "seeds.sams")[None], cams])
         table = np.zeros((n, len(classes) + 1))
         table[keep] = class_scores(regions.subset(keep), channels, area[keep])
-        winner = table.argmax(axis=1)
-        confidence = table[np.arange(n), winner]
+        winner, confidence = winners(table)
     else:
         scores = np.zeros((n, len(classes)))
         scores[keep] = class_scores(regions.subset(keep), cams, area[keep])

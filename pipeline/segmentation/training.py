@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from pipeline.data.loading import load_image, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Entry, Manifest
-from pipeline.io import FileTree, decode_label_png, fingerprint, remove_work, work_directory, write_json, write_torch
+from pipeline.io import FileTree, fingerprint, read_label, remove_work, work_directory, write_json, write_torch
 from pipeline.params import SegmenterParams
 from pipeline.segmentation import SEGMENTERS
 from pipeline.trainer import EpochLoader, epoch_seed, run_epochs, write_history
@@ -36,11 +36,7 @@ def label_source(manifest: Manifest, entry: Entry, labels: FileTree | None) -> t
 def read_training_label(files: FileTree, name: str, entry: Entry, num_classes: int) -> np.ndarray:
     """A label map checked for presence, size and range; errors name the file."""
     path = files.location(name)
-    if not files.exists(name):
-        raise FileNotFoundError(f"{path}: label missing for image '{entry.id}'")
-    label = decode_label_png(files.read_bytes(name), path)
-    if label.shape != (entry.height, entry.width):
-        raise ValueError(f"{path}: label size {label.shape} does not match the image {entry.height}×{entry.width}")
+    label = read_label(files, name, entry.id, (entry.height, entry.width))
     bad = np.unique(label[(label > num_classes) & (label != IGNORE_INDEX)])
     if len(bad):
         raise ValueError(f"{path}: label values {bad.tolist()} out of range 0..{num_classes} (255 = ignore)")

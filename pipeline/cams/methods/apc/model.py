@@ -108,7 +108,7 @@ class Apc(PatchClassifierMethod):
 
     def image_scores(self, images: torch.Tensor) -> torch.Tensor:
         """Adaptive-K scores (eq. 2) of the K classes, as logits."""
-        probabilities = self.network.classify(self.network.backbone(images).permute(0, 2, 3, 1))[1]
+        probabilities = self.network.classify(self.network.tokens(images))[1]
         return score_logits(adaptive_k_pool(probabilities.flatten(1, 2), self.params.top_k, self.params.theta)[0])
 
     @torch.no_grad()
@@ -120,5 +120,4 @@ class Apc(PatchClassifierMethod):
         return logits.softmax(dim=1)
 
     def patch_probabilities(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        probabilities = self.network.classify(self.network.backbone(images).permute(0, 2, 3, 1))[1]
-        return probabilities.permute(0, 3, 1, 2)
+        return self.network.classify(self.network.tokens(images))[1].permute(0, 3, 1, 2)

@@ -43,10 +43,6 @@ class Pcc(PatchClassifierMethod):
         super().__init__()
         self.params = params
         self.network = PatchNetwork(params, membership.shape[0], pretrained, extra_width=params.cluster_width)
-        width = self.network.backbone.channels + params.cluster_width
-        if width % 4:
-            raise ValueError(f"pcc: token width {self.network.backbone.channels} + cluster_width "
-                             f"{params.cluster_width} = {width} must be a multiple of 4 (HV-BiLSTM)")  # fmt: skip
         self.clusters = ClusterToken(membership, params.cluster_width, params.cluster_init_std)
         self.adopt_backbone()
 
@@ -59,17 +55,14 @@ class Pcc(PatchClassifierMethod):
         """(B, h, w, D) ViT tokens and (B, L) cluster vectors → Z (B, h, w, K + 1) (eq. 1–2)."""
         return self.network.classify(with_cluster_token(tokens, self.clusters(vectors)))[1]
 
-    def _tokens(self, images: torch.Tensor) -> torch.Tensor:
-        return self.network.backbone(images).permute(0, 2, 3, 1)
-
     def training_step(self, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        probabilities = self._probabilities(self._tokens(images), self.clusters.cluster_vectors(targets))
+        probabilities = self._probabilities(self.network.tokens(images), self.clusters.cluster_vectors(targets))
         scores = top_k_pool(probabilities.flatten(1, 2), self.params.top_k)
         return {"classification": image_bce(scores, targets)}
 
     def image_scores(self, images: torch.Tensor) -> torch.Tensor:
         """Each class's top-k score with u = that class's clusters (see the module docstring), as logits."""
-        tokens = self._tokens(images)
+        tokens = self.network.tokens(images)
         rows, per_class = torch.unique(self.clusters.membership, dim=0, return_inverse=True)
         scores = torch.zeros(len(images), len(per_class) + 1, device=images.device)
         for index, vector in enumerate(rows):
@@ -81,4 +74,4 @@ class Pcc(PatchClassifierMethod):
 
     def patch_probabilities(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         vectors = self.clusters.cluster_vectors(labels)
-        return self._probabilities(self._tokens(images), vectors).permute(0, 3, 1, 2)
+        return self._probabilities(self.network.tokens(images), vectors).permute(0, 3, 1, 2)
