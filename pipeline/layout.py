@@ -18,3 +18,6 @@ SEGMENTER = ARTIFACTS / "segmenter"
 SEGMENTER_FULLSUP = ARTIFACTS / "segmenter_fullsup"
 PREDICTIONS = ARTIFACTS / "predictions.zip"
 PREDICTIONS_FULLSUP = ARTIFACTS / "predictions_fullsup.zip"
+CLIP_REQUEST = ARTIFACTS / "clip_request.json"
+CLIP = ARTIFACTS / "clip"
+CLIP_MODEL = CLIP / "model"  # clip.json (the descriptor methods load) and the stand-in's weights

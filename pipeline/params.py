@@ -13,6 +13,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from pipeline.cams.params import CamParams
+from pipeline.clip.params import ClipParams
 from pipeline.schema import MethodChoice, Scales, Strict
 
 
@@ -333,6 +334,7 @@ class PipelineParams(Strict):
     device: str = "auto"
     data: DataParams = DataParams()
     cam: CamParams = CamParams()
+    clip: ClipParams = ClipParams()
     proposals: ProposalParams = ProposalParams()
     seeds: SeedParams = SeedParams()
     refine: RefineParams = RefineParams()
@@ -340,6 +342,19 @@ class PipelineParams(Strict):
     predict: PredictParams = PredictParams()
     evaluate: EvaluateParams = EvaluateParams()
     vocab: VocabParams = VocabParams()
+
+    @model_validator(mode="after")
+    def _stand_in_fits_data(self) -> PipelineParams:
+        """The stand-in CLIP knows only the synthetic world's words, and must never see the benchmark's images."""
+        if not type(self.cam.selected()).uses_clip or self.clip.source != "pretrain_here":
+            return self
+        if self.data.source != "synthetic":
+            raise ValueError(f"clip.source: pretrain_here is the synthetic benchmark's stand-in; with data.source "
+                             f"{self.data.source} use clip.source: open_clip")  # fmt: skip
+        if self.clip.pretrain_here.corpus_seed == self.data.synthetic.seed:
+            raise ValueError("clip.pretrain_here.corpus_seed equals data.synthetic.seed: the stand-in would be "
+                             "pretrained on the benchmark's own images")  # fmt: skip
+        return self
 
 
 def format_errors(path: Path, error: ValidationError, context: str = "") -> str:

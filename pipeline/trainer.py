@@ -61,12 +61,14 @@ def run_epochs(
     name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler, loader: Callable[[int], Iterable], step: Step, epochs: int,
     seed: int, checkpoint: Path, after_step: Callable[[], None] | None = None,
+    after_epoch: Callable[[int], dict[str, float]] | None = None,
 ) -> list[dict[str, float]]:  # fmt: skip
     """Train ``epochs`` epochs (resuming from ``checkpoint``); return the per-epoch loss history.
 
     ``loader(epoch)`` gives the epoch's batches; ``step(batch)`` returns (named losses, weight); ``after_step``
     runs after each optimiser step (an EMA teacher's update). Each history row holds the epoch, the summed
-    ``loss`` and every named term, averaged over the epoch's weights.
+    ``loss`` and every named term, averaged over the epoch's weights, then what ``after_epoch(epoch)``
+    returns (a validation figure per epoch).
     """
     start, history = 0, []
     if checkpoint.is_file():
@@ -93,7 +95,8 @@ def run_epochs(
             for key, value in {"loss": loss, **losses}.items():
                 sums[key] = sums.get(key, 0.0) + value.item() * weight
             total_weight += weight
-        history.append({"epoch": epoch + 1, **{k: v / max(total_weight, 1) for k, v in sums.items()}})
+        history.append({"epoch": epoch + 1, **{k: v / max(total_weight, 1) for k, v in sums.items()},
+                        **(after_epoch(epoch + 1) if after_epoch is not None else {})})  # fmt: skip
         terms = " ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k != "epoch")
         info(f"{name}: epoch {epoch + 1}/{epochs} {terms}")
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -102,9 +105,10 @@ def run_epochs(
     return history
 
 
-def write_history(path: Path, history: list[dict[str, float]]) -> None:
-    """The loss history as CSV (epoch, loss, then each named term), for DVC plots."""
+def write_history(path: Path, history: list[dict[str, float]], columns: tuple[str, ...] = ("epoch", "loss")) -> None:
+    """The loss history as CSV (epoch, loss, then each named term), for DVC plots; with no history (nothing
+    was trained) just the header of ``columns``."""
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]) if history else list(columns))
         writer.writeheader()
         writer.writerows(history)

@@ -16,6 +16,7 @@ from pipeline.cams.params import CamParams
 from pipeline.cams.registry import CAM_METHODS
 from pipeline.cams.train import load_cam_method, save_cam_method
 from pipeline.compare import combinations
+from tests.clip_fixtures import write_tiny_clip
 
 CLASSES = ("cat", "dog", "car")
 
@@ -33,6 +34,7 @@ def vocab_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         path = METHOD_INPUTS[name]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(content))
+    write_tiny_clip(METHOD_INPUTS["clip"].parent)
 
 
 def cam_params(method: str, backbone: str | None, **section: Any) -> CamParams:
@@ -45,7 +47,8 @@ def tiny_method(method: str, backbone: str | None, classes: int = 3, **section: 
     """A freshly built method in eval mode, seeded."""
     torch.manual_seed(0)
     params = cam_params(method, backbone, **section).selected()
-    context = BuildContext(class_names=tuple(f"c{i}" for i in range(classes)), inputs=method_inputs(params))
+    names = CLASSES if classes == len(CLASSES) else tuple(f"c{i}" for i in range(classes))  # CLIP-ES's prompts
+    context = BuildContext(class_names=names, inputs=method_inputs(params))
     return CAM_METHODS.get(method).build(params, context).eval()
 
 
@@ -56,13 +59,8 @@ def test_every_registered_method_is_covered() -> None:
     assert {method for method, _ in METHODS} == set(CAM_METHODS.names())
 
 
-@pytest.mark.parametrize(("method", "backbone"), METHODS)
-def test_build_train_step_save_load_infer(method: str, backbone: str | None, tmp_path: Path) -> None:
-    cam = cam_params(method, backbone)
-    model = tiny_method(method, backbone).train()
-    assert isinstance(model, CamMethod) and isinstance(cam.selected(), type(model).params_model)
-    images, targets = torch.randn(4, 3, 48, 48), torch.tensor([[1.0, 0, 0], [0, 1, 1], [1, 1, 0], [0, 0, 1]])
-
+def check_training_step(model: CamMethod, cam: CamParams, images: torch.Tensor, targets: torch.Tensor) -> None:
+    """Every trainable parameter in exactly one group; one step gives finite named losses and trains something."""
     groups = model.parameter_groups(cam.selected().training)
     grouped = [p for group in groups for p in group["params"]]
     assert len(grouped) == len({id(p) for p in grouped}) == sum(p.requires_grad for p in model.parameters())
@@ -74,6 +72,18 @@ def test_build_train_step_save_load_infer(method: str, backbone: str | None, tmp
     optimizer.step()
     model.after_optimizer_step()
     assert any(not torch.equal(a, p) for a, p in zip(before, grouped, strict=True)), "a step must train something"
+
+
+@pytest.mark.parametrize(("method", "backbone"), METHODS)
+def test_build_train_step_save_load_infer(method: str, backbone: str | None, tmp_path: Path) -> None:
+    cam = cam_params(method, backbone)
+    model = tiny_method(method, backbone).train()
+    assert isinstance(model, CamMethod) and isinstance(cam.selected(), type(model).params_model)
+    images, targets = torch.randn(4, 3, 48, 48), torch.tensor([[1.0, 0, 0], [0, 1, 1], [1, 1, 0], [0, 0, 1]])
+    if type(cam.selected()).trains:
+        check_training_step(model, cam, images, targets)
+    else:  # training-free (CLIP-ES): nothing to train, nothing of its own saved
+        assert not any(p.requires_grad for p in model.parameters()) and model.saved_state() == {}
 
     model.eval()
     path = tmp_path / "model.pt"

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from pipeline.cams.methods.apc.params import ApcParams
+from pipeline.cams.methods.clip_es.params import ClipEsParams
 from pipeline.cams.methods.pcc.params import PccParams
 from pipeline.cams.methods.plain_cam.params import PlainCamParams
 from pipeline.cams.methods.usage.params import UsageParams
@@ -32,6 +33,7 @@ class CamParams(MethodChoice):
     usage: UsageParams = UsageParams()
     apc: ApcParams = ApcParams()
     pcc: PccParams = PccParams()
+    clip_es: ClipEsParams = ClipEsParams()
 
     @model_validator(mode="after")
     def _decoder_exists(self) -> CamParams:

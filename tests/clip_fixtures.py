@@ -1,0 +1,26 @@
+"""A tiny random stand-in CLIP written as the pretrain_clip stage writes it (descriptor + weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from pipeline.clip.models import DESCRIPTOR_NAME, STAND_IN_WEIGHTS, build_from_config, stand_in_config, stand_in_state
+from pipeline.clip.params import StandInClipParams
+from pipeline.io import write_json, write_torch
+
+TINY_CLIP = {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "head_width": 16, "embed_dim": 16,
+             "native_text_width": 32, "native_text_layers": 1, "context_length": 16}  # fmt: skip
+
+
+def write_tiny_clip(directory: Path, text_tower: str = "native", seed: int = 0) -> Path:
+    """Write ``directory/clip.json`` and the weights of a randomly initialised tiny stand-in; return the descriptor."""
+    torch.manual_seed(seed)
+    params = StandInClipParams(text_tower=text_tower, **TINY_CLIP)
+    config = stand_in_config(params)
+    model = build_from_config(config)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_torch(directory / STAND_IN_WEIGHTS, stand_in_state(model))
+    write_json(directory / DESCRIPTOR_NAME, {"source": "pretrain_here", "config": config, "weights": STAND_IN_WEIGHTS})
+    return directory / DESCRIPTOR_NAME
