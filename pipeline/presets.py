@@ -1,8 +1,8 @@
 """Presets: paper-scale settings kept as partial params files, applied by DVC through ``-S`` overrides.
 
-    dvc exp run $(python -m pipeline.presets presets/usage_deit_voc.yaml presets/segmenter_voc.yaml)
+    eval dvc exp run $(python -m pipeline.presets presets/usage_deit_voc.yaml presets/segmenter_voc.yaml)
 
-prints one ``-S key=value`` per setting of the presets (a later file wins on a shared key), after checking
+prints one ``-S key=value`` per setting of the presets, shell-quoted for ``eval`` (a later file wins on a shared key), after checking
 that params.yaml with them applied is valid, so an experiment records exactly the values it ran with and
 ``dvc exp show`` lists them. ``--write`` applies them to the params file itself instead.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,16 +49,22 @@ def leaves(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def override(key: str, value: Any) -> str:
-    """``key=value`` in the override grammar ``dvc exp run -S`` reads (Hydra's), without whitespace."""
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))  # None → null
-    if not text or any(c.isspace() for c in text):
-        raise ParamsError(f"{key}: preset values must not be empty or contain whitespace: {value!r}")
+    """``key=value`` in the override grammar ``dvc exp run -S`` reads (Hydra's); a string that is not a plain
+    word (a prompt template with spaces and braces) is quoted, so it stays one literal string."""
+    if isinstance(value, str):
+        plain = value and all(c.isalnum() or c in "._-/:" for c in value)
+        text = value if plain else "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    else:
+        text = json.dumps(value, separators=(",", ":"))  # None → null
+    if any(c.isspace() for c in text) and not text.startswith("'"):  # a list with a spaced string
+        raise ParamsError(f"{key}: list values must not contain whitespace: {value!r}")
     return f"{key}={text}"
 
 
 def apply_presets(params_path: Path, presets: list[Path]) -> tuple[dict[str, Any], list[str]]:
     """(params with the presets applied, validated; the ``-S`` overrides that apply them)."""
     params = yaml.safe_load(Path(params_path).read_text()) or {}
+    original = {key for key, _ in leaves(params)}
     overrides: dict[str, Any] = {}
     for path in presets:
         preset = read_preset(path)
@@ -67,7 +74,8 @@ def apply_presets(params_path: Path, presets: list[Path]) -> tuple[dict[str, Any
         PipelineParams.model_validate(params)
     except ValidationError as error:
         raise ParamsError(format_errors(Path(params_path), error, f" with {', '.join(map(str, presets))}")) from None
-    return params, [override(key, value) for key, value in overrides.items()]
+    # a key params.yaml lacks (an entry of a free mapping, such as clip_es.class_words) is added: Hydra's "+"
+    return params, [("" if key in original else "+") + override(key, value) for key, value in overrides.items()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         args.params.write_text(yaml.safe_dump(params, sort_keys=False))
     else:
-        print(" ".join(f"-S {item}" for item in overrides))
+        print(" ".join(shlex.quote(arg) for item in overrides for arg in ("-S", item)))  # for `eval`
     return 0
 
 

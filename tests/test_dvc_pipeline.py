@@ -30,9 +30,11 @@ def seed_bytes(project: Path) -> bytes:
 def test_repro_caching_and_method_swapping(project: Path) -> None:
     first = dvc(project, "repro").stdout
     assert executed(first) == {
-        "code_closures", "vocab", "prepare_data", "cam_inputs", "train_classifier", "extract_cams", "sam_masks",
-        "make_seeds", "refine", "train_segmenter", "train_segmenter_fullsup", "predict", "predict_fullsup", "evaluate",
+        "code_closures", "vocab", "prepare_data", "clip_request", "pretrain_clip", "cam_inputs", "train_classifier",
+        "extract_cams", "sam_masks", "make_seeds", "refine", "train_segmenter", "train_segmenter_fullsup", "predict",
+        "predict_fullsup", "evaluate",
     }  # fmt: skip
+    assert json.loads((project / "artifacts/clip/metrics.json").read_text()) == {"source": "none"}  # no CLIP method
     assert (project / "artifacts/vocab/clusters.json").is_file()
     metrics = json.loads((project / "artifacts/eval/metrics.json").read_text())
     assert {"gt_free", "gt_tuned"} <= set(metrics["cam"])
@@ -68,6 +70,9 @@ def test_repro_caching_and_method_swapping(project: Path) -> None:
     edit(project, lambda p: p["refine"]["affinity"].update(beta=8.0))
     edit(project, lambda p: p.update(proposals={**p["proposals"], "workers": 1}, refine={**p["refine"], "workers": 1}))
     assert executed(dvc(project, "repro").stdout) == set()
+    # CLIP settings matter only to a CLIP method: the request is rewritten unchanged, no CLIP is pretrained.
+    edit(project, lambda p: p["clip"]["pretrain_here"].update(epochs=2))
+    assert executed(dvc(project, "repro").stdout) == {"clip_request"}
     edit(project, lambda p: p["seeds"].update(method="sams"))
     again = dvc(project, "repro").stdout
     assert "make_seeds" in restored(again) and "make_seeds" not in executed(again)

@@ -1,5 +1,6 @@
 """Every preset applies through the one documented command (DVC's -S overrides) and gives valid params."""
 
+import shlex
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,8 @@ def test_there_are_paper_scale_presets_for_every_cam_method_on_both_backbones() 
         "usage_deit",
         "apc_vitb16",
         "pcc_vitb16",
+        "clip_es_voc",
+        "clip_es_coco",
         "data_voc",
         "data_coco",
     } <= names
@@ -34,7 +37,7 @@ def test_preset_applied_by_dvc_overrides_gives_the_validated_params(preset: Path
     shutil.copy(REPO / "params.yaml", params_file)
     applied, overrides = apply_presets(params_file, [REPO / "presets/data_voc.yaml", preset])
     expected = PipelineParams.model_validate(applied)
-    assert expected != PipelineParams() and all(o.count("=") >= 1 and " " not in o for o in overrides)
+    assert expected != PipelineParams() and all(o.count("=") >= 1 for o in overrides)
     apply_overrides(params_file, overrides)  # what `dvc exp run -S …` does to params.yaml
     assert load_params(params_file) == expected
 
@@ -45,6 +48,9 @@ def test_cli_prints_the_overrides_and_refuses_an_invalid_combination(
     assert main(["--params", str(REPO / "params.yaml"), str(REPO / "presets/usage_deit.yaml")]) == 0
     printed = capsys.readouterr().out
     assert "-S cam.method=usage" in printed and "-S cam.usage.vit.patch_size=null" in printed
+    assert main(["--params", str(REPO / "params.yaml"), str(REPO / "presets/clip_es_voc.yaml")]) == 0
+    words = shlex.split(capsys.readouterr().out)  # what `eval dvc exp run $(…)` hands to DVC
+    assert "cam.clip_es.template='a clean origami {}.'" in words and words[::2] == ["-S"] * (len(words) // 2)
     bad = tmp_path / "bad.yaml"
     bad.write_text("cam:\n  usage:\n    backbone: vit\n    vit: {weights: imagenet}\n")
     with pytest.raises(ParamsError, match=r"with .*bad.yaml: invalid parameters\n  cam\.usage\.vit: .*set patch_size"):
