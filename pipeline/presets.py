@@ -2,9 +2,9 @@
 
     eval dvc exp run $(python -m pipeline.presets presets/usage_deit_voc.yaml presets/segmenter_voc.yaml)
 
-prints one ``-S key=value`` per setting of the presets, shell-quoted for ``eval`` (a later file wins on a shared key), after checking
-that params.yaml with them applied is valid, so an experiment records exactly the values it ran with and
-``dvc exp show`` lists them. ``--write`` applies them to the params file itself instead.
+prints one ``-S key=value`` per setting of the presets, shell-quoted for ``eval`` (a later file wins on a
+shared key), after checking that params.yaml with them applied is valid, so an experiment records exactly the
+values it ran with and ``dvc exp show`` lists them. ``--write`` applies them to the params file itself instead.
 """
 
 from __future__ import annotations
