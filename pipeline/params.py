@@ -346,7 +346,7 @@ class PipelineParams(Strict):
     @model_validator(mode="after")
     def _stand_in_fits_data(self) -> PipelineParams:
         """The stand-in CLIP knows only the synthetic world's words, and must never see the benchmark's images."""
-        if not type(self.cam.selected()).uses_clip or self.clip.source != "pretrain_here":
+        if not type(self.cam.selected()).uses_clip() or self.clip.source != "pretrain_here":
             return self
         if self.data.source != "synthetic":
             raise ValueError(f"clip.source: pretrain_here is the synthetic benchmark's stand-in; with data.source "

@@ -89,7 +89,8 @@ def test_stand_in_descriptor_round_trip_and_any_input_size(text_tower: str, tmp_
     passed = vision_pass(clip.visual, torch.randn(1, 3, 40, 56))
     assert passed.features.shape == (1, 32, 5, 7) and passed.features.requires_grad
     assert len(passed.attentions) == 2 and passed.attentions[0].shape == (1, 35, 35)
-    torch.testing.assert_close(passed.attentions[-1].sum(dim=-1), torch.ones(1, 35), atol=0.2, rtol=0)
+    rows = passed.attentions[-1].sum(dim=-1)  # softmax rows without the class token's column: in (0, 1]
+    assert bool((rows > 0).all()) and bool((rows <= 1 + 1e-6).all())
 
 
 def test_vision_pass_embedding_is_the_mean_patch_token_of_the_plain_forward(tmp_path: Path) -> None:

@@ -29,19 +29,20 @@ METHOD_INPUTS: dict[str, Path] = {
 class CamMethodParams(Strict):
     """Base of every CAM method's params: ``extra_inputs`` names the pipeline outputs the method reads;
     ``has_decoder`` says whether the method has a segmentation decoder (``cam.inference.head: decoder``);
-    ``uses_clip`` whether it stands on the CLIP of the ``clip`` section (it then reads the input ``clip``);
+    :meth:`uses_clip` whether it stands on the CLIP of the ``clip`` section (it reads the input ``clip``);
     ``trains`` false for a training-free method (CLIP-ES), whose params then have no ``training`` section."""
 
     extra_inputs: ClassVar[tuple[str, ...]] = ()
     has_decoder: ClassVar[bool] = False
-    uses_clip: ClassVar[bool] = False
     trains: ClassVar[bool] = True
+
+    @classmethod
+    def uses_clip(cls) -> bool:
+        return "clip" in cls.extra_inputs
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        if cls.uses_clip != ("clip" in cls.extra_inputs):
-            raise TypeError(f"{cls.__name__}: uses_clip and the extra input 'clip' go together")
         unknown = sorted(set(cls.extra_inputs) - set(METHOD_INPUTS))
         if unknown:
             raise TypeError(f"{cls.__name__}.extra_inputs: unknown {unknown}; known: {sorted(METHOD_INPUTS)}")

@@ -81,7 +81,7 @@ def train_epochs(
 def describe_backbone(cam: CamParams) -> str:
     """The selected method's backbone in a few words (``resnet10``, ``vit deit_small_patch16_224 p8 d96×4``)."""
     params = cam.selected()
-    if type(params).uses_clip:
+    if type(params).uses_clip():
         return "clip"
     if getattr(params, "backbone", "vit") == "resnet":  # ViT-PCM's methods have no choice: a ViT
         return params.resnet.arch

@@ -41,8 +41,9 @@ CONTEXT_TEMPLATES = ("a photo of {objects} on {contexts}.", "{objects} on {conte
 
 
 def class_prompt_name(class_name: str) -> str:
-    """The word a zero-shot prompt uses for a benchmark class (its natural name)."""
-    return CLASS_WORDS[class_name][0]
+    """The word a prompt uses for a class: its natural name (``diningtable`` → ``dining table``) for the
+    benchmark's classes, the class name itself for any other."""
+    return CLASS_WORDS[class_name][0] if class_name in CLASS_WORDS else class_name
 
 
 def background_words() -> tuple[str, ...]:

@@ -94,8 +94,8 @@ def open_clip_weights(params: OpenClipParams) -> Path:
     if source.get("hf_hub"):
         from huggingface_hub import try_to_load_from_cache
 
-        repo, filename = source["hf_hub"].rstrip("/").rsplit("/", 1) if not source["hf_hub"].endswith("/") \
-            else (source["hf_hub"].rstrip("/"), "")  # fmt: skip
+        hub = source["hf_hub"]  # "org/repo/" (open_clip's default file names) or "org/repo/file"
+        repo, filename = (hub.rstrip("/"), "") if hub.endswith("/") else hub.rsplit("/", 1)
         for name in [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]:
             found = try_to_load_from_cache(repo, name, cache_dir=params.cache_dir)
             if isinstance(found, str):

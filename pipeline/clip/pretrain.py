@@ -57,15 +57,13 @@ def zero_shot_prompts(class_names: tuple[str, ...], template: str = PROMPT_TEMPL
 @torch.no_grad()
 def zero_shot_map(clip: Clip, manifest: Manifest, split: str, device: torch.device) -> float:
     """Macro mAP of the cosine similarities between each image and each class's prompt."""
-    was_training = clip.model.training
-    clip.model.eval()
+    clip.model.eval()  # the epoch loop sets train mode again at the next epoch
     text = clip.encode_text(zero_shot_prompts(tuple(manifest.classes)))
     metric = MultilabelAveragePrecision(num_labels=manifest.num_classes, average="macro")
     dataset = ClassificationDataset(manifest, split, normalisation=(clip.mean, clip.std))
     for image, target in dataset:
         image_features = F.normalize(encode_image(clip.visual, image[None].to(device)), dim=-1)
         metric.update((image_features @ text.T).cpu(), target[None].long())
-    clip.model.train(was_training)
     return float(metric.compute())
 
 
@@ -88,18 +86,18 @@ class TextTargets:
     """Caption features for a batch: frozen MiniLM embeddings computed once and projected, or the native
     text tower run on the tokens."""
 
-    def __init__(self, clip: Clip, captions: list[str], device: torch.device) -> None:
+    def __init__(self, clip: Clip, captions: list[str]) -> None:
         self.clip = clip
         self.frozen = isinstance(clip.model, open_clip.CustomTextCLIP)
         self.tokens = clip.tokenize(captions)
         self.pooled = torch.empty(0)
         if self.frozen:
             text = clip.model.text
-            text.transformer.requires_grad_(False)
+            text.transformer.requires_grad_(False).eval()  # no dropout: the embeddings are the targets
             with torch.no_grad():
                 pooled = []
                 for start in progress(range(0, len(captions), 256), desc="caption embeddings"):
-                    ids = self.tokens[start : start + 256].to(device)
+                    ids = self.tokens[start : start + 256]
                     mask = (ids != text.config.pad_token_id).long()
                     pooled.append(text.pooler(text.transformer(input_ids=ids, attention_mask=mask), mask))
             self.pooled = torch.cat(pooled)
@@ -120,7 +118,7 @@ def pretrain_stand_in(
     model = build_from_config(config).to(device)
     clip = Clip(model, tokenizer_for(config), open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
     corpus = CaptionedImages(params, look)
-    targets = TextTargets(clip, corpus.captions, device)
+    targets = TextTargets(clip, corpus.captions)
     mean = torch.tensor(clip.mean, device=device)[:, None, None]
     std = torch.tensor(clip.std, device=device)[:, None, None]
     loss_fn = open_clip.SigLipLoss() if params.loss == "siglip" else open_clip.ClipLoss()

@@ -1,7 +1,7 @@
 """Which CLIP the pipeline needs, decided without torch (the ``clip_request`` stage).
 
 ``artifacts/clip_request.json`` holds the ``clip`` settings when the selected CAM method uses CLIP (its params
-say ``uses_clip``) and ``{"source": "none"}`` otherwise. ``pretrain_clip`` depends on that file alone, so the
+read the input ``clip``) and ``{"source": "none"}`` otherwise. ``pretrain_clip`` depends on that file alone, so the
 stand-in is pretrained only when a CLIP method is selected, once for all of them (switching between CLIP-ES
 and FMA reuses it), and switching among the other methods never reruns it.
 """
@@ -15,7 +15,7 @@ from pipeline.params import PipelineParams
 
 def clip_request(params: PipelineParams) -> dict[str, Any]:
     """The request for the selected CAM method (see the module docstring)."""
-    if not type(params.cam.selected()).uses_clip:
+    if not type(params.cam.selected()).uses_clip():
         return {"source": "none", "reason": f"cam.method '{params.cam.method}' does not use CLIP"}
     clip = params.clip
     if clip.source == "open_clip":

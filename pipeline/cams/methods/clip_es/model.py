@@ -23,17 +23,14 @@ from pipeline.cams.methods.clip_es import caa
 from pipeline.cams.methods.clip_es.gradcam import gradcam, softmax_scores
 from pipeline.cams.methods.clip_es.params import ClipEsParams
 from pipeline.cams.registry import CAM_METHODS
-from pipeline.clip.corpus import CLASS_WORDS
+from pipeline.clip.corpus import class_prompt_name
 from pipeline.clip.models import Clip, load_clip
 from pipeline.clip.vision import encode_image, vision_pass
 
 
 def prompt_words(class_name: str, class_words: dict[str, str]) -> str:
-    """The words of a class's prompt: the params' mapping, else its natural name (``diningtable`` → ``dining
-    table``), else the class name itself."""
-    if class_name in class_words:
-        return class_words[class_name]
-    return CLASS_WORDS[class_name][0] if class_name in CLASS_WORDS else class_name
+    """The words of a class's prompt: the params' mapping, else :func:`class_prompt_name`."""
+    return class_words.get(class_name) or class_prompt_name(class_name)
 
 
 class ClipCamModel(CamModel):

@@ -27,7 +27,6 @@ class ClipEsParams(CamMethodParams):
     ``background`` lists the background prompts' words (the stand-in's: its corpus's context words)."""
 
     extra_inputs: ClassVar[tuple[str, ...]] = ("clip",)
-    uses_clip: ClassVar[bool] = True
     trains: ClassVar[bool] = False
 
     template: str = "a photo of a {}."
