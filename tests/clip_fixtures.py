@@ -11,7 +11,7 @@ from pipeline.clip.params import StandInClipParams
 from pipeline.io import write_json, write_torch
 
 TINY_CLIP = {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "head_width": 16, "embed_dim": 16,
-             "native_text_width": 32, "native_text_layers": 1, "context_length": 16}  # fmt: skip
+             "native_text_width": 32, "native_text_layers": 1, "context_length": 24}  # fmt: skip
 
 
 def write_tiny_clip(directory: Path, text_tower: str = "native", seed: int = 0) -> Path:

@@ -35,6 +35,8 @@ def vocab_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(content))
     write_tiny_clip(METHOD_INPUTS["clip"].parent)
+    METHOD_INPUTS["coarse_seeds"].parent.mkdir(parents=True, exist_ok=True)
+    METHOD_INPUTS["coarse_seeds"].write_bytes(b"")  # its presence only: training steps here get seeds directly
 
 
 def cam_params(method: str, backbone: str | None, **section: Any) -> CamParams:
@@ -64,8 +66,12 @@ def check_training_step(model: CamMethod, cam: CamParams, images: torch.Tensor, 
     groups = model.parameter_groups(cam.selected().training)
     grouped = [p for group in groups for p in group["params"]]
     assert len(grouped) == len({id(p) for p in grouped}) == sum(p.requires_grad for p in model.parameters())
-    optimizer = torch.optim.AdamW(groups)
-    losses = model.training_step(images, targets)
+    optimizer = model.optimizer(groups, cam.selected().training)
+    seeds = []  # a two-phase method's coarse seeds: classes as c + 1, some pixels ignored
+    if type(cam.selected()).coarse_method is not None:
+        seeds = [torch.randint(0, 4, (len(images), *images.shape[-2:]))]
+        seeds[0][:, :8] = 255
+    losses = model.training_step(images, targets, *seeds)
     assert losses and all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
     before = [p.detach().clone() for p in grouped]
     sum(losses.values()).backward()

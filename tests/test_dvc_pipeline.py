@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from tests.conftest import dvc, run
+from tests.conftest import dvc, merge, run
 from tests.conftest import edit_params as edit
 
 AFTER_SEEDS = {"make_seeds", "refine", "train_segmenter", "predict", "evaluate"}
@@ -30,10 +30,11 @@ def seed_bytes(project: Path) -> bytes:
 def test_repro_caching_and_method_swapping(project: Path) -> None:
     first = dvc(project, "repro").stdout
     assert executed(first) == {
-        "code_closures", "vocab", "prepare_data", "clip_request", "pretrain_clip", "cam_inputs", "train_classifier",
-        "extract_cams", "sam_masks", "make_seeds", "refine", "train_segmenter", "train_segmenter_fullsup", "predict",
-        "predict_fullsup", "evaluate",
+        "code_closures", "vocab", "prepare_data", "clip_request", "pretrain_clip", "coarse_request", "train_coarse",
+        "coarse_cams", "coarse_seeds", "cam_inputs", "train_classifier", "extract_cams", "sam_masks", "make_seeds",
+        "refine", "train_segmenter", "train_segmenter_fullsup", "predict", "predict_fullsup", "evaluate",
     }  # fmt: skip
+    assert json.loads((project / "artifacts/coarse/metrics.json").read_text()) == {"method": "none"}  # one phase
     assert json.loads((project / "artifacts/clip/metrics.json").read_text()) == {"source": "none"}  # no CLIP method
     assert (project / "artifacts/vocab/clusters.json").is_file()
     metrics = json.loads((project / "artifacts/eval/metrics.json").read_text())
@@ -78,9 +79,10 @@ def test_repro_caching_and_method_swapping(project: Path) -> None:
     assert "make_seeds" in restored(again) and "make_seeds" not in executed(again)
     assert seed_bytes(project) == sams_seeds
 
-    # A CAM parameter reruns the CAM stages and everything after them — never sam_masks.
+    # A CAM parameter reruns the CAM stages and everything after them — never sam_masks; the first-phase
+    # request is rewritten unchanged (plain CAM has no first phase).
     edit(project, lambda p: p["cam"]["inference"].update(scales=[1.0]))
-    assert executed(dvc(project, "repro").stdout) == {"extract_cams"} | AFTER_SEEDS
+    assert executed(dvc(project, "repro").stdout) == {"coarse_request", "extract_cams"} | AFTER_SEEDS
 
     # A refinement swap reruns refine and what trains on it.
     edit(project, lambda p: p["refine"].update(method="none"))
@@ -91,11 +93,11 @@ def test_repro_caching_and_method_swapping(project: Path) -> None:
     assert executed(dvc(project, "repro").stdout) == {"predict", "predict_fullsup", "evaluate"}
     assert (project / "artifacts/refined.zip").read_bytes() == seed_bytes(project)
 
-    # A new vocabulary reruns vocab and cam_inputs, whose output stays the same for plain CAM (it reads no vocab
-    # file), so no CAM stage reruns; an unselected provider reruns nothing.
+    # A new vocabulary reruns vocab, cam_inputs and coarse_request, whose outputs stay the same for plain CAM (it
+    # reads no vocab file), so no CAM stage reruns; an unselected provider reruns nothing.
     synonyms = (project / "artifacts/vocab/synonyms.json").read_bytes()
     edit(project, lambda p: p["vocab"].update(num_synonyms=2))
-    assert executed(dvc(project, "repro").stdout) == {"vocab", "cam_inputs"}
+    assert executed(dvc(project, "repro").stdout) == {"vocab", "cam_inputs", "coarse_request"}
     assert (project / "artifacts/vocab/synonyms.json").read_bytes() != synonyms
     edit(project, lambda p: p["vocab"]["openai"].update(model="another-model"))
     assert executed(dvc(project, "repro").stdout) == set()
@@ -104,6 +106,33 @@ def test_repro_caching_and_method_swapping(project: Path) -> None:
     edit(project, lambda p: p["data"]["voc"].update(root="/elsewhere/VOC2012"))
     edit(project, lambda p: p["data"]["coco"].update(train_list="train_small"))
     assert executed(dvc(project, "repro").stdout) == set()
+
+
+TINY_CLIP = {"num_images": 32, "epochs": 1, "batch_size": 16, "image_size": 48, "width": 32, "head_width": 16,
+             "embed_dim": 16, "text_tower": "native", "native_text_width": 32, "native_text_layers": 1}  # fmt: skip
+TINY_PROMPTS = {"prompts": {"context_tokens": 4}, "training": {"epochs": 1, "batch_size": 8, "crop_size": 48}}
+
+
+def test_each_phase_of_a_two_phase_method_is_cached_on_its_own(project: Path) -> None:
+    """FMA: a segmentation-phase param never reruns the classification phase; a coarse-seed param reruns the
+    seeds and the second phase only."""
+    tiny = {
+        "cam": {"method": "fma", "fma": TINY_PROMPTS, "fma_cls": TINY_PROMPTS},
+        "clip": {"pretrain_here": TINY_CLIP},
+    }
+    edit(project, lambda p: p.update(merge(p, tiny)))
+    first = executed(dvc(project, "repro", "train_classifier").stdout)
+    assert {"pretrain_clip", "train_coarse", "coarse_cams", "coarse_seeds", "train_classifier"} <= first
+    assert json.loads((project / "artifacts/coarse/metrics.json").read_text())["method"] == "fma_cls"
+    coarse = (project / "artifacts/coarse/seeds.zip").read_bytes()
+
+    edit(project, lambda p: p["cam"]["fma"]["training"].update(lr=0.05))
+    assert executed(dvc(project, "repro", "train_classifier").stdout) == {"coarse_request", "train_classifier"}
+
+    edit(project, lambda p: p["cam"]["fma"]["coarse"].update(alpha=3.0))
+    assert executed(dvc(project, "repro", "train_classifier").stdout) == {
+        "coarse_request", "coarse_seeds", "cam_inputs", "train_classifier"}  # fmt: skip
+    assert (project / "artifacts/coarse/seeds.zip").read_bytes() != coarse
 
 
 def test_bad_params_fail_before_any_output(project: Path) -> None:

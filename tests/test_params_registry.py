@@ -88,7 +88,11 @@ def test_each_registry_knows_exactly_the_methods_its_params_section_has() -> Non
     from pipeline.vocab import VOCAB_PROVIDERS
 
     sections = PipelineParams.model_fields
-    assert CAM_METHODS.names() == sections["cam"].annotation.method_names() == ["apc", "cam", "clip_es", "pcc", "usage"]
+    assert (
+        CAM_METHODS.names()
+        == sections["cam"].annotation.method_names()
+        == ["apc", "cam", "clip_es", "fma", "fma_cls", "pcc", "usage"]
+    )
     assert SEED_METHODS.names() == SeedParams.method_names()
     assert REFINE_METHODS.names() == RefineParams.method_names()
     assert PROPOSAL_METHODS.names() == ProposalParams.method_names()

@@ -24,6 +24,8 @@ def test_there_are_paper_scale_presets_for_every_cam_method_on_both_backbones() 
         "pcc_vitb16",
         "clip_es_voc",
         "clip_es_coco",
+        "fma_voc",
+        "fma_coco",
         "data_voc",
         "data_coco",
     } <= names

@@ -8,12 +8,13 @@ import pytest
 import torch
 import yaml
 
+from pipeline.data.loading import read_training_label
 from pipeline.data.manifest import Entry, Manifest
 from pipeline.evaluation import evaluate_predictions
 from pipeline.io import FileTree, pack_zip, write_label_png
 from pipeline.params import PredictParams, SegmenterParams
 from pipeline.segmentation.predict import multiscale_probabilities, sams_postprocess
-from pipeline.segmentation.training import build_segmenter, read_training_label, segmentation_loss
+from pipeline.segmentation.training import build_segmenter, segmentation_loss
 from tests.test_sam_seeds import index_of
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,10 @@ through :class:`CamMethod`:
 - ``parameter_groups(training)``: what the optimiser trains, each group with its own learning rate;
 - ``lr_schedule(group, training, steps_per_epoch)``: the factor on a group's rate at each step (default: linear
   warm-up then cosine; ViT-PCM's methods freeze the backbone first and drop the heads' rate later);
-- ``training_step(images, targets)``: named loss terms, summed by the trainer and each logged per epoch;
+- ``optimizer(groups, training)``: the optimiser of those groups (default AdamW; FMA-WSSS's prompts use SGD);
+- ``training_step(images, targets)``: named loss terms, summed by the trainer and each logged per epoch; a
+  two-phase method (its params' ``coarse_method``) also gets its coarse seeds, cropped alike, as ``seeds``
+  (B, H, W; 0 background, class c as c + 1, 255 ignored);
 - ``after_optimizer_step()``: runs after every optimiser step (an EMA teacher's update);
 - ``image_scores(images)``: image-level logits, for the label metrics;
 - ``infer_cams(images, classes)``: raw class maps (before ReLU and normalisation) of the listed classes; it
@@ -71,6 +74,8 @@ class CamMethod(Protocol):
         self, group: str, training: CamTrainingParams, steps_per_epoch: int
     ) -> Callable[[int], float]: ...  # fmt: skip
 
+    def optimizer(self, groups: list[dict[str, Any]], training: CamTrainingParams) -> torch.optim.Optimizer: ...
+
     def training_step(self, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
     def after_optimizer_step(self) -> None: ...
@@ -108,6 +113,10 @@ class CamModel(nn.Module):
     def lr_schedule(self, group: str, training: CamTrainingParams, steps_per_epoch: int) -> Callable[[int], float]:
         """Every group: linear warm-up over ``warmup_fraction`` of the steps, then cosine to 0."""
         return warmup_cosine(training.epochs * steps_per_epoch, training.warmup_fraction)
+
+    def optimizer(self, groups: list[dict[str, Any]], training: CamTrainingParams) -> torch.optim.Optimizer:
+        """AdamW with the params' weight decay."""
+        return torch.optim.AdamW(groups, weight_decay=training.weight_decay)
 
     def after_optimizer_step(self) -> None:
         """Nothing by default."""

@@ -13,28 +13,44 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from pipeline import layout
 from pipeline.io import sha256_file
-from pipeline.schema import Strict
+from pipeline.schema import Scales, Strict
 
 METHOD_INPUTS: dict[str, Path] = {
     "synonyms": layout.VOCAB / "synonyms.json",  # vocab stage: class → synonyms (POLE)
     "clusters": layout.VOCAB / "clusters.json",  # vocab stage: category clusters (PCC)
     "clip": layout.CLIP_MODEL / "clip.json",  # pretrain_clip stage: the CLIP descriptor (CLIP-ES, FMA, POLE)
+    "coarse_seeds": layout.COARSE_SEEDS,  # coarse_seeds stage: a first phase's seeds (FMA's segmentation phase)
 }
+
+
+class CoarseSeedParams(Strict):
+    """How a two-phase method's first-phase CAMs become its coarse seeds: CAMs of the train split at
+    ``scales`` (and flips), then SAMS on the cached proposals with ``t_r`` and ``alpha`` (eq. 8–10 of FMA-WSSS;
+    its final config: one scale, α 0.7)."""
+
+    scales: Scales = (1.0,)
+    flip: bool = False
+    t_r: float = Field(0.3, gt=0, le=1)
+    alpha: float = Field(0.7, gt=0)
 
 
 class CamMethodParams(Strict):
     """Base of every CAM method's params: ``extra_inputs`` names the pipeline outputs the method reads;
     ``has_decoder`` says whether the method has a segmentation decoder (``cam.inference.head: decoder``);
     :meth:`uses_clip` whether it stands on the CLIP of the ``clip`` section (it reads the input ``clip``);
-    ``trains`` false for a training-free method (CLIP-ES), whose params then have no ``training`` section."""
+    ``trains`` false for a training-free method (CLIP-ES), whose params then have no ``training`` section;
+    ``coarse_method`` names the CAM method of a two-phase method's first phase (FMA's ``fma_cls``), whose CAMs,
+    made into seeds as the params' ``coarse`` section says, are its pixel targets (the input ``coarse_seeds``;
+    :mod:`pipeline.cams.coarse`)."""
 
     extra_inputs: ClassVar[tuple[str, ...]] = ()
     has_decoder: ClassVar[bool] = False
     trains: ClassVar[bool] = True
+    coarse_method: ClassVar[str | None] = None
 
     @classmethod
     def uses_clip(cls) -> bool:
@@ -46,6 +62,9 @@ class CamMethodParams(Strict):
         unknown = sorted(set(cls.extra_inputs) - set(METHOD_INPUTS))
         if unknown:
             raise TypeError(f"{cls.__name__}.extra_inputs: unknown {unknown}; known: {sorted(METHOD_INPUTS)}")
+        two_phase = cls.coarse_method is not None
+        if two_phase != ("coarse_seeds" in cls.extra_inputs) or two_phase != ("coarse" in cls.model_fields):
+            raise TypeError(f"{cls.__name__}: a coarse_method goes with the input 'coarse_seeds' and a 'coarse' field")
 
 
 def method_inputs(params: BaseModel, root: Path = Path()) -> dict[str, Path]:

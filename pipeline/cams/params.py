@@ -8,6 +8,7 @@ from pydantic import model_validator
 
 from pipeline.cams.methods.apc.params import ApcParams
 from pipeline.cams.methods.clip_es.params import ClipEsParams
+from pipeline.cams.methods.fma.params import FmaClassificationParams, FmaParams
 from pipeline.cams.methods.pcc.params import PccParams
 from pipeline.cams.methods.plain_cam.params import PlainCamParams
 from pipeline.cams.methods.usage.params import UsageParams
@@ -34,6 +35,15 @@ class CamParams(MethodChoice):
     apc: ApcParams = ApcParams()
     pcc: PccParams = PccParams()
     clip_es: ClipEsParams = ClipEsParams()
+    fma_cls: FmaClassificationParams = FmaClassificationParams()
+    fma: FmaParams = FmaParams()
+
+    @model_validator(mode="after")
+    def _coarse_method_exists(self) -> CamParams:
+        first = type(self.selected()).coarse_method
+        if first is not None and not hasattr(self, first):
+            raise ValueError(f"cam.{self.method}: its first phase '{first}' is not a CAM method")
+        return self
 
     @model_validator(mode="after")
     def _decoder_exists(self) -> CamParams:

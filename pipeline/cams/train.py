@@ -47,7 +47,8 @@ def train_cam_method(
     torch.manual_seed(seed)
     context = BuildContext(class_names=tuple(manifest.classes), device=device, inputs=method_inputs(params))
     model = CAM_METHODS.get(cam.method).build(params, context).to(device)
-    history = train_epochs(model, params.training, manifest, seed, device, work) if type(params).trains else []
+    seeds = context.inputs.get("coarse_seeds")  # a two-phase method's pixel targets
+    history = train_epochs(model, params.training, manifest, seed, device, work, seeds) if type(params).trains else []
     save_cam_method(out_dir / MODEL_NAME, cam, tuple(manifest.classes), model)
     write_history(out_dir / "loss.csv", history)  # a training-free method: the header alone
     metrics = {"method": cam.method, "backbone": describe_backbone(cam), "epochs": len(history),
@@ -59,20 +60,22 @@ def train_cam_method(
 
 
 def train_epochs(
-    model: CamMethod, training: CamTrainingParams, manifest: Manifest, seed: int, device: torch.device, work: Path
+    model: CamMethod, training: CamTrainingParams, manifest: Manifest, seed: int, device: torch.device, work: Path,
+    pixel_labels: Path | None = None,
 ) -> list[dict[str, float]]:  # fmt: skip
-    """The shared epoch loop on the train split's image labels (resumable from ``work``); the loss history."""
+    """The shared epoch loop on the train split's image labels (and ``pixel_labels``' maps, cropped alike, for
+    a two-phase method), resumable from ``work``; the loss history."""
     dataset = ClassificationDataset(manifest, "train", training.crop_size, training.scale_range, seed,
-                                    (model.input_mean, model.input_std))  # fmt: skip
+                                    (model.input_mean, model.input_std), pixel_labels)  # fmt: skip
     loader = EpochLoader(dataset, training.batch_size, seed)
     groups = model.parameter_groups(training)
-    optimizer = torch.optim.AdamW(groups, weight_decay=training.weight_decay)
+    optimizer = model.optimizer(groups, training)
     schedules = [model.lr_schedule(group["name"], training, loader.batches) for group in groups]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedules)
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
-        images, targets = batch[0].to(device), batch[1].to(device)
-        return model.training_step(images, targets), len(images)
+    def step(batch: tuple[torch.Tensor, ...]) -> tuple[dict[str, torch.Tensor], int]:
+        images, targets, *seeds = (part.to(device) for part in batch)
+        return model.training_step(images, targets, *seeds), len(images)
 
     return run_epochs("train_classifier", model, optimizer, scheduler, loader, step, training.epochs, seed,
                       work / CHECKPOINT_NAME, model.after_optimizer_step)  # fmt: skip

@@ -64,12 +64,14 @@ def pooled_embedding(visual: VisionTransformer, x: torch.Tensor, mean_patches: b
     return pooled @ visual.proj if visual.proj is not None else pooled
 
 
-def encode_image(visual: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
-    """The image embedding at any input size (multiples of the patch), pooled as the model was trained."""
+def encode_image(visual: VisionTransformer, images: torch.Tensor, mean_patches: bool | None = None) -> torch.Tensor:
+    """The image embedding at any input size (multiples of the patch), pooled as the model was trained or, with
+    ``mean_patches`` given, by the mean patch token (true, CLIP-ES's pooling) or the class token (false)."""
     if visual.attn_pool is not None or visual.pool_type not in ("tok", "avg"):
         raise TypeError("encode_image supports ViTs pooled by the class token or the mean patch token only")
     x, _ = embed_tokens(visual, images)
-    return pooled_embedding(visual, visual.transformer(x), mean_patches=visual.pool_type == "avg")
+    mean_patches = visual.pool_type == "avg" if mean_patches is None else mean_patches
+    return pooled_embedding(visual, visual.transformer(x), mean_patches=mean_patches)
 
 
 def vision_pass(visual: VisionTransformer, images: torch.Tensor) -> VisionPass:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,6 +12,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from pipeline.data.manifest import DatasetError, Entry, Manifest
+from pipeline.io import FileTree, read_label
+from pipeline.voc import IGNORE_INDEX
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -41,31 +44,50 @@ def multi_hot(labels: tuple[int, ...], num_classes: int) -> torch.Tensor:
 
 
 def augment(
-    image: torch.Tensor, crop_size: int, scale_range: tuple[float, float], generator: torch.Generator
-) -> torch.Tensor:
-    """Random rescale, horizontal flip and a crop (zero-padded) of ``crop_size``."""
+    image: torch.Tensor, crop_size: int, scale_range: tuple[float, float], generator: torch.Generator,
+    label: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """Random rescale, horizontal flip and a crop of ``crop_size`` (zero-padded), applied alike to an optional
+    (H, W) label map (nearest-neighbour rescale, padded with 255)."""
     scale = scale_range[0] + (scale_range[1] - scale_range[0]) * torch.rand(1, generator=generator).item()
     if scale != 1.0:
         size = [max(1, round(image.shape[1] * scale)), max(1, round(image.shape[2] * scale))]
         image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+        if label is not None:
+            label = F.interpolate(label[None, None].float(), size=size, mode="nearest")[0, 0].long()
     if torch.rand(1, generator=generator).item() < 0.5:
         image = image.flip(-1)
+        label = label.flip(-1) if label is not None else None
     _, height, width = image.shape
     pad_h, pad_w = max(0, crop_size - height), max(0, crop_size - width)
     if pad_h or pad_w:
         image = F.pad(image, (0, pad_w, 0, pad_h))
+        label = F.pad(label, (0, pad_w, 0, pad_h), value=IGNORE_INDEX) if label is not None else None
     top = int(torch.randint(0, image.shape[1] - crop_size + 1, (1,), generator=generator))
     left = int(torch.randint(0, image.shape[2] - crop_size + 1, (1,), generator=generator))
-    return image[:, top : top + crop_size, left : left + crop_size]
+    window = (slice(top, top + crop_size), slice(left, left + crop_size))
+    return image[:, window[0], window[1]], label[window] if label is not None else None
+
+
+def read_training_label(files: FileTree, name: str, entry: Entry, num_classes: int) -> np.ndarray:
+    """A label map checked for presence, size and range; errors name the file."""
+    path = files.location(name)
+    label = read_label(files, name, entry.id, (entry.height, entry.width))
+    bad = np.unique(label[(label > num_classes) & (label != IGNORE_INDEX)])
+    if len(bad):
+        raise ValueError(f"{path}: label values {bad.tolist()} out of range 0..{num_classes} (255 = ignore)")
+    return label
 
 
 class ClassificationDataset(Dataset):
-    """(image tensor, multi-hot labels) pairs of one split; augmentation when ``crop_size`` is given."""
+    """(image tensor, multi-hot labels) pairs of one split; augmentation when ``crop_size`` is given. With
+    ``pixel_labels`` (a label set: PNGs named by image id) each item also holds its label map, augmented alike
+    (a two-phase CAM method's coarse seeds)."""
 
     def __init__(
         self, manifest: Manifest, split: str, crop_size: int | None = None,
         scale_range: tuple[float, float] = (1.0, 1.0), seed: int = 0,
-        normalisation: Normalisation = (IMAGENET_MEAN, IMAGENET_STD),
+        normalisation: Normalisation = (IMAGENET_MEAN, IMAGENET_STD), pixel_labels: Path | None = None,
     ) -> None:  # fmt: skip
         self.manifest = manifest
         self.entries = manifest.entries(split)
@@ -73,15 +95,21 @@ class ClassificationDataset(Dataset):
         self.scale_range = scale_range
         self.seed = seed
         self.normalisation = normalisation
+        self.pixel_labels = FileTree(pixel_labels) if pixel_labels is not None else None
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         entry = self.entries[index]
         image = to_tensor(load_image(self.manifest, entry), self.normalisation)
+        label = None
+        if self.pixel_labels is not None:
+            raw = read_training_label(self.pixel_labels, f"{entry.id}.png", entry, self.manifest.num_classes)
+            label = torch.from_numpy(raw.astype(np.int64))
         if self.crop_size is not None:
             generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
-            image = augment(image, self.crop_size, self.scale_range, generator)
-        return image, multi_hot(entry.labels, self.manifest.num_classes)
+            image, label = augment(image, self.crop_size, self.scale_range, generator, label)
+        targets = multi_hot(entry.labels, self.manifest.num_classes)
+        return (image, targets) if label is None else (image, targets, label)

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from pipeline.data.loading import load_image, to_tensor
+from pipeline.data.loading import augment, load_image, read_training_label, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Entry, Manifest
-from pipeline.io import FileTree, fingerprint, read_label, remove_work, work_directory, write_json, write_torch
+from pipeline.io import FileTree, fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.params import SegmenterParams
 from pipeline.segmentation import SEGMENTERS
 from pipeline.trainer import EpochLoader, epoch_seed, run_epochs, write_history
@@ -31,16 +31,6 @@ CHECKPOINT_NAME = "checkpoint.pt"
 def label_source(manifest: Manifest, entry: Entry, labels: FileTree | None) -> tuple[FileTree, str]:
     """Where an image's training label is: its pseudo-label PNG in ``labels``, or the ground truth when None."""
     return (manifest.files, entry.mask) if labels is None else (labels, f"{entry.id}.png")
-
-
-def read_training_label(files: FileTree, name: str, entry: Entry, num_classes: int) -> np.ndarray:
-    """A label map checked for presence, size and range; errors name the file."""
-    path = files.location(name)
-    label = read_label(files, name, entry.id, (entry.height, entry.width))
-    bad = np.unique(label[(label > num_classes) & (label != IGNORE_INDEX)])
-    if len(bad):
-        raise ValueError(f"{path}: label values {bad.tolist()} out of range 0..{num_classes} (255 = ignore)")
-    return label
 
 
 class SegmentationDataset(Dataset):
@@ -61,20 +51,8 @@ class SegmentationDataset(Dataset):
         image = to_tensor(load_image(self.manifest, entry))
         files, name = label_source(self.manifest, entry, self.labels)
         label = torch.from_numpy(read_training_label(files, name, entry, self.manifest.num_classes).astype(np.int64))
-        low, high = self.params.scale_range
-        scale = low + (high - low) * torch.rand(1, generator=generator).item()
-        size = (max(1, round(entry.height * scale)), max(1, round(entry.width * scale)))
-        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
-        label = F.interpolate(label[None, None].float(), size=size, mode="nearest")[0, 0].long()
-        if torch.rand(1, generator=generator).item() < 0.5:
-            image, label = image.flip(-1), label.flip(-1)
-        crop = self.params.crop_size
-        pad_h, pad_w = max(0, crop - size[0]), max(0, crop - size[1])
-        image = F.pad(image, (0, pad_w, 0, pad_h))
-        label = F.pad(label, (0, pad_w, 0, pad_h), value=IGNORE_INDEX)
-        top = int(torch.randint(0, image.shape[1] - crop + 1, (1,), generator=generator))
-        left = int(torch.randint(0, image.shape[2] - crop + 1, (1,), generator=generator))
-        return image[:, top : top + crop, left : left + crop], label[top : top + crop, left : left + crop]
+        image, label = augment(image, self.params.crop_size, self.params.scale_range, generator, label)
+        return image, label
 
 
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,8 @@
 - eq. 1, :func:`softmax_scores`: s^c = exp(Y^c) / Σ_{c' ∈ P ∪ B} exp(Y^c'), Y = logit_scale · cos(f_I, f_T),
   the softmax over the image's present classes P and the background prompts B only;
 - eq. 2–3, :func:`gradcam`: w_k^c = mean_{u,v} ∂s^c/∂F_{k,u,v}, M^c = ReLU(Σ_k w_k^c F_k), F the last block's
-  ``ln_1`` output on the patch grid (pipeline/clip/vision.py).
+  ``ln_1`` output on the patch grid (pipeline/clip/vision.py); :func:`raw_gradcam` is Σ_k w_k^c F_k before
+  the ReLU, optionally differentiable in the weights (FMA-WSSS's CAM activation loss trains through it).
 """
 
 from __future__ import annotations
@@ -22,8 +23,15 @@ def softmax_scores(
     return logits.softmax(dim=-1)[: len(class_text)]
 
 
-def gradcam(score: torch.Tensor, features: torch.Tensor, retain_graph: bool = True) -> torch.Tensor:
-    """Eq. 2–3: the (h, w) CAM of one score w.r.t. the feature map F (K, h, w), which requires gradients."""
-    (gradient,) = torch.autograd.grad(score, features, retain_graph=retain_graph)
+def raw_gradcam(score: torch.Tensor, features: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+    """Σ_k w_k F_k (eq. 2–3 without the ReLU) of a score w.r.t. the feature map F (…, K, h, w), which requires
+    gradients: (…, h, w). The activations F are detached; with ``create_graph`` the result is differentiable
+    through the weights w (a double backward). A score summed over a batch gives each image its own map."""
+    (gradient,) = torch.autograd.grad(score, features, retain_graph=True, create_graph=create_graph)
     weights = gradient.mean(dim=(-2, -1), keepdim=True)
-    return F.relu((weights * features.detach()).sum(dim=-3))
+    return (weights * features.detach()).sum(dim=-3)
+
+
+def gradcam(score: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Eq. 2–3: the (h, w) CAM of one score w.r.t. the feature map F (K, h, w), which requires gradients."""
+    return F.relu(raw_gradcam(score, features))

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pipeline.cams.contract import BuildContext, CamModel
 from pipeline.cams.methods.clip_es import caa
 from pipeline.cams.methods.clip_es.gradcam import gradcam, softmax_scores
-from pipeline.cams.methods.clip_es.params import ClipEsParams
+from pipeline.cams.methods.clip_es.params import CaaParams, ClipEsParams
 from pipeline.cams.registry import CAM_METHODS
 from pipeline.clip.corpus import class_prompt_name
 from pipeline.clip.models import Clip, load_clip
@@ -35,7 +35,8 @@ def prompt_words(class_name: str, class_words: dict[str, str]) -> str:
 
 class ClipCamModel(CamModel):
     """A CAM method on a frozen :class:`Clip` (never saved: ``frozen_prefixes``), its input normalisation and
-    patch size taken from the CLIP."""
+    patch size taken from the CLIP; the Softmax-GradCAM + CAA maps and zero-shot scores of given prompt
+    embeddings, which CLIP-ES fixes and FMA-WSSS learns."""
 
     frozen_prefixes = ("clip_model.",)
 
@@ -45,6 +46,33 @@ class ClipCamModel(CamModel):
         self.clip_model = clip.model  # registered, so .to(device) moves it
         self.input_mean, self.input_std = tuple(clip.mean), tuple(clip.std)
         self.size_multiple = int(clip.visual.conv1.kernel_size[0])
+
+    @torch.no_grad()
+    def zero_shot_scores(self, images: torch.Tensor, class_text: torch.Tensor) -> torch.Tensor:
+        """logit_scale · cosine against every class's prompt, centred over the classes (label metrics)."""
+        embedding = F.normalize(encode_image(self.clip.visual, images), dim=-1)
+        logits = self.clip.logit_scale * embedding @ class_text.T
+        return logits - logits.mean(dim=-1, keepdim=True)
+
+    def softmax_gradcams(
+        self, images: torch.Tensor, class_text: torch.Tensor, background_text: torch.Tensor, caa_params: CaaParams
+    ) -> torch.Tensor:  # fmt: skip
+        """(B, P, h, w) Softmax-GradCAMs of the P prompts ``class_text`` against themselves and the background
+        prompts (eq. 1–3), each max-normalised and, with ``caa_params.enabled``, CAA-refined (eq. 4)."""
+        maps = []
+        for image in images:
+            passed = vision_pass(self.clip.visual, image[None])
+            with torch.enable_grad():  # GradCAM, even when the caller disabled gradients
+                scores = softmax_scores(passed.image_embedding[0], class_text, background_text,
+                                        self.clip.logit_scale)  # fmt: skip
+                cams = [gradcam(score, passed.features)[0] for score in scores]
+            cams = [cam / cam.max().clamp(min=1e-12) for cam in cams]  # ReLU'd already: min 0
+            if caa_params.enabled:
+                matrix = caa.affinity([a[0] for a in passed.attentions], caa_params.blocks,
+                                      caa_params.sinkhorn_rounds, caa_params.power)  # fmt: skip
+                cams = [caa.refine(cam, matrix, caa_params.box_threshold) for cam in cams]
+            maps.append(torch.stack(cams))
+        return torch.stack(maps)
 
 
 @CAM_METHODS.register("clip_es")
@@ -67,27 +95,10 @@ class ClipEs(ClipCamModel):
     def training_step(self, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         raise RuntimeError("CLIP-ES is training-free")
 
-    @torch.no_grad()
     def image_scores(self, images: torch.Tensor) -> torch.Tensor:
         """Zero-shot logits against every class's prompt, centred over the classes."""
-        embedding = F.normalize(encode_image(self.clip.visual, images), dim=-1)
-        logits = self.clip.logit_scale * embedding @ self.class_text.T
-        return logits - logits.mean(dim=-1, keepdim=True)
+        return self.zero_shot_scores(images, self.class_text)
 
     def infer_cams(self, images: torch.Tensor, classes: list[int]) -> torch.Tensor:
         """(B, len(classes), h, w) Softmax-GradCAMs on the patch grid, CAA-refined when enabled."""
-        maps = []
-        for image in images:
-            passed = vision_pass(self.clip.visual, image[None])
-            with torch.enable_grad():  # GradCAM, even when the caller disabled gradients
-                scores = softmax_scores(passed.image_embedding[0], self.class_text[classes], self.background_text,
-                                        self.clip.logit_scale)  # fmt: skip
-                cams = [gradcam(score, passed.features)[0] for score in scores]
-            cams = [cam / cam.max().clamp(min=1e-12) for cam in cams]  # ReLU'd already: min 0
-            if self.params.caa.enabled:
-                setting = self.params.caa
-                matrix = caa.affinity([a[0] for a in passed.attentions], setting.blocks, setting.sinkhorn_rounds,
-                                      setting.power)  # fmt: skip
-                cams = [caa.refine(cam, matrix, setting.box_threshold) for cam in cams]
-            maps.append(torch.stack(cams))
-        return torch.stack(maps)
+        return self.softmax_gradcams(images, self.class_text[classes], self.background_text, self.params.caa)

@@ -9,6 +9,10 @@ from pydantic import Field
 from pipeline.cams.inputs import CamMethodParams
 from pipeline.schema import Strict
 
+# The synthetic caption corpus's context words (pipeline/clip/corpus.py): the stand-in's background prompts.
+STAND_IN_BACKGROUND = ("branches", "carpet", "floor", "grass", "hay", "pavement", "railway", "road", "sky", "snow",
+                       "wall", "water", "windowsill", "wood")  # fmt: skip
+
 
 class CaaParams(Strict):
     """Class-aware attention-based affinity (eq. 4). CLIP-ES: the last 8 of 12 blocks, 3 Sinkhorn rounds,
@@ -31,6 +35,5 @@ class ClipEsParams(CamMethodParams):
 
     template: str = "a photo of a {}."
     class_words: dict[str, str] = {}
-    background: tuple[str, ...] = ("branches", "carpet", "floor", "grass", "hay", "pavement", "railway", "road",
-                                   "sky", "snow", "wall", "water", "windowsill", "wood")  # fmt: skip
+    background: tuple[str, ...] = STAND_IN_BACKGROUND
     caa: CaaParams = CaaParams()

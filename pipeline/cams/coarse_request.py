@@ -1,0 +1,38 @@
+"""What a two-phase CAM method's first phase needs, decided without torch (the ``coarse_request`` stage).
+
+A method whose params name a ``coarse_method`` (FMA's segmentation phase: ``fma_cls``) is trained on that
+method's coarse seeds. Three cached stages make them, each depending on one request file written here, so each
+reruns only when what it reads changed: ``train_coarse`` (``training.json``: the first method, its params, its
+inputs' digests, the seed), ``coarse_cams`` (``inference.json``: scales, flip) and ``coarse_seeds``
+(``seeding.json``: SAMS's t_r and α). For every other method the three files say ``none``, so switching among
+them never reruns the first phase; a change to the second phase's own params never does either.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.cams.inputs import inputs_settings
+from pipeline.params import PipelineParams
+
+REQUEST_FILES = ("training", "inference", "seeding")
+
+
+def coarse_request(params: PipelineParams) -> dict[str, dict[str, Any]]:
+    """The three requests by file name (see the module docstring)."""
+    method = type(params.cam.selected()).coarse_method
+    if method is None:
+        none = {"method": "none", "reason": f"cam.method '{params.cam.method}' has no first phase"}
+        return dict.fromkeys(REQUEST_FILES, none)
+    first = getattr(params.cam, method)
+    coarse = params.cam.selected().coarse
+    return {
+        "training": {
+            "method": method,
+            "params": first.model_dump(mode="json"),
+            "seed": params.seed,
+            **inputs_settings(first),
+        },  # fmt: skip
+        "inference": {"method": method, "scales": list(coarse.scales), "flip": coarse.flip},
+        "seeding": {"method": method, "t_r": coarse.t_r, "alpha": coarse.alpha},
+    }

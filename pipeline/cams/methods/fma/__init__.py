@@ -1,0 +1,1 @@
+"""FMA-WSSS (Yang & Gong): learned classification and segmentation prompts on a frozen CLIP, then SAMS."""

@@ -1,0 +1,60 @@
+"""The two losses of FMA-WSSS (Yang & Gong): MCL (eq. 12) and CAL (eq. 13–15).
+
+- :func:`multi_label_contrastive`, eq. 12: for each present class p of an image,
+  −log(e^{Y_p} / (e^{Y_p} + Σ_{n ∈ F−P} e^{Y_n})) = softplus(logsumexp_n Y_n − Y_p), over foreground logits
+  only; as in the reference code an image counts only when it has a positive and a negative class, and the
+  mean runs over all positives of the batch (0 when no image counts).
+- :func:`cam_activation`, eq. 13–15 on raw Softmax-GradCAMs (no ReLU, no normalisation), upsampled
+  bilinearly to the seed map: for each present class c, on its coarse-seed pixels |max(M_c there).detach()⁺ −
+  M_c| (eq. 13), on the labelled pixels of other labels (background and other classes; 255 is ignored)
+  max(M_c, 0) (eq. 14). Eq. 15 divides by |P|·HW; we follow the reference code, which divides the sum over
+  classes by the number of labelled pixels (not |P|) — the implementation notes' correction. The batch loss
+  is the mean over images; an image without labelled pixels adds 0 (no NaN).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE = 255
+
+
+def multi_label_contrastive(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Eq. 12 on (B, K) foreground logits (Y = logit_scale · cosine) and (B, K) multi-hot targets."""
+    positive = targets > 0.5
+    counts = positive & (positive.any(dim=1) & (~positive).any(dim=1))[:, None]
+    if not counts.any():
+        return logits.sum() * 0.0
+    negatives = torch.logsumexp(logits.masked_fill(positive, float("-inf")), dim=1, keepdim=True)
+    return F.softplus(negatives - logits)[counts].mean()
+
+
+def cam_activation(cams: torch.Tensor, seeds: torch.Tensor, label: int) -> torch.Tensor:
+    """Eq. 13 + 14 for one class of one image, summed over pixels (not yet divided).
+
+    ``cams`` (H, W): the class's raw map at the seed map's size; ``seeds`` (H, W) long: 0 background,
+    ``label`` this class, other classes, 255 ignored.
+    """
+    inside = seeds == label
+    others = (seeds != label) & (seeds != IGNORE)
+    loss = F.relu(cams[others]).sum()
+    if inside.any():
+        peak = cams[inside].max().detach().clamp(min=0)
+        loss = loss + (peak - cams[inside]).abs().sum()
+    return loss
+
+
+def cam_activation_loss(cams: list[torch.Tensor], classes: list[list[int]], seeds: torch.Tensor) -> torch.Tensor:
+    """Eq. 15 over a batch: ``cams[b]`` (|P_b|, h, w) raw maps of image b's present classes ``classes[b]``
+    (0-based), ``seeds`` (B, H, W) coarse seeds (class c is label c + 1)."""
+    losses = []
+    for maps, present, seed in zip(cams, classes, seeds, strict=True):
+        labelled = int((seed != IGNORE).sum())
+        if not present or labelled == 0:
+            losses.append(maps.sum() * 0.0)
+            continue
+        upsampled = F.interpolate(maps[None], size=seed.shape, mode="bilinear", align_corners=False)[0]
+        total = sum(cam_activation(cam, seed, c + 1) for cam, c in zip(upsampled, present, strict=True))
+        losses.append(total / labelled)
+    return torch.stack(losses).mean()

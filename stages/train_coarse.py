@@ -1,0 +1,24 @@
+"""Stage train_coarse: train a two-phase CAM method's first phase (FMA's classification prompts) on the image
+labels (artifacts/coarse/model.pt); a placeholder for one-phase methods."""
+
+import json
+import sys
+
+from pipeline import layout
+from pipeline.cams.coarse import train_coarse
+from pipeline.data.manifest import load_manifest
+from pipeline.device import resolve_device
+from pipeline.params import PipelineParams
+from pipeline.tracking import report
+from stages import run
+
+
+def body(params: PipelineParams) -> None:
+    request = json.loads((layout.COARSE_REQUEST / "training.json").read_text())
+    metrics = train_coarse(request, load_manifest(layout.DATASET), layout.DATASET, resolve_device(params.device),
+                           layout.COARSE)  # fmt: skip
+    report("First phase", [{k: v for k, v in metrics.items() if not isinstance(v, dict)}])
+
+
+if __name__ == "__main__":
+    sys.exit(run("train_coarse", __doc__, body, ["device"]))
