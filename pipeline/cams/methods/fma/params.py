@@ -41,7 +41,7 @@ class PromptMethodParams(CamMethodParams):
     background: tuple[str, ...] = STAND_IN_BACKGROUND
     prompts: PromptParams = PromptParams()
     caa: CaaParams = CaaParams()
-    training: PromptTrainingParams = PromptTrainingParams(epochs=8, lr=2e-2, weight_decay=5e-4,
+    training: PromptTrainingParams = PromptTrainingParams(epochs=6, lr=2e-2, weight_decay=5e-4,
                                                           warmup_fraction=0.1)  # fmt: skip
 
 
