@@ -32,6 +32,9 @@ def test_softmax_runs_over_the_present_classes_and_the_background_prompts_only()
     # logits 2·cos: 2, 0 (present), −2 (background); an absent class's prompt takes no part
     total = math.exp(2) + math.exp(0) + math.exp(-2)
     torch.testing.assert_close(scores, torch.tensor([math.exp(2) / total, 1 / total]))
+    # a batch marks the present classes instead (here the first alone): an absent class takes no part, scores 0
+    batch = softmax_scores(image[None], present, background, torch.tensor(2.0), torch.tensor([[True, False]]))
+    torch.testing.assert_close(batch[0], torch.tensor([math.exp(2) / (math.exp(2) + math.exp(-2)), 0.0]))
 
 
 def test_gradcam_is_the_relu_of_the_channel_sum_weighted_by_mean_gradients() -> None:

@@ -14,13 +14,18 @@ import torch.nn.functional as F
 
 
 def softmax_scores(
-    image_embedding: torch.Tensor, class_text: torch.Tensor, background_text: torch.Tensor, logit_scale: torch.Tensor
+    image_embedding: torch.Tensor, class_text: torch.Tensor, background_text: torch.Tensor, logit_scale: torch.Tensor,
+    present: torch.Tensor | None = None,
 ) -> torch.Tensor:  # fmt: skip
-    """Eq. 1 for one image: (P,) scores of the present classes' prompts ``class_text`` (P, D) against
-    themselves and the background prompts (B, D); text embeddings L2-normalised, the image's normalised here."""
+    """Eq. 1: (…, K) scores of the class prompts ``class_text`` (K, D) for image embeddings (…, D), the softmax
+    over the present classes and the background prompts (B, D) only. The present classes are the prompts given
+    (CLIP-ES passes the image's own) or, for a batch, those ``present`` (…, K, bool) marks; an absent class
+    takes no part and scores 0. Text embeddings are L2-normalised, the images' are normalised here."""
     image = F.normalize(image_embedding, dim=-1)
     logits = logit_scale * image @ torch.cat([class_text, background_text]).T
-    return logits.softmax(dim=-1)[: len(class_text)]
+    if present is not None:
+        logits = logits.masked_fill(F.pad(~present, (0, len(background_text)), value=False), float("-inf"))
+    return logits.softmax(dim=-1)[..., : len(class_text)]
 
 
 def raw_gradcam(score: torch.Tensor, features: torch.Tensor, create_graph: bool = False) -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.cams.contract import BuildContext
-from pipeline.cams.methods.clip_es.gradcam import raw_gradcam
+from pipeline.cams.methods.clip_es.gradcam import raw_gradcam, softmax_scores
 from pipeline.cams.methods.clip_es.model import ClipCamModel, prompt_words
 from pipeline.cams.methods.fma.losses import cam_activation_loss, multi_label_contrastive
 from pipeline.cams.methods.fma.params import FmaClassificationParams, FmaParams, PromptMethodParams
@@ -123,23 +123,19 @@ class Fma(PromptCamModel):
         """Eq. 13–15 between the raw Softmax-GradCAMs of each image's present classes and its coarse seeds."""
         passed = vision_pass(self.clip.visual, images)
         foreground, background = self.text()
-        with torch.enable_grad():
-            embedding = F.normalize(passed.image_embedding, dim=-1)
-            logits = self.clip.logit_scale * embedding @ torch.cat([foreground, background]).T
-            present = targets > 0.5
-            absent = torch.cat([~present, torch.zeros_like(logits[:, self.num_classes :], dtype=torch.bool)], 1)
-            scores = logits.masked_fill(absent, float("-inf")).softmax(dim=-1)
-            classes = [torch.nonzero(row).flatten().tolist() for row in present]
-            maps: list[list[torch.Tensor]] = [[] for _ in classes]
-            for slot in range(max((len(c) for c in classes), default=0)):
-                rows = [b for b, c in enumerate(classes) if len(c) > slot]
-                # each image's score depends on its own features only: one backward gives every image its map
-                score = scores[rows, [classes[b][slot] for b in rows]].sum()
-                cams = raw_gradcam(score, passed.features, create_graph=True)
-                for b in rows:
-                    maps[b].append(cams[b])
-            if not any(maps):  # no image of the batch has a class (data.no_foreground: keep)
-                return {"cal": self.prompts.context.sum() * 0.0}
-            grid = passed.features.shape[-2:]
-            stacked = [torch.stack(m) if m else passed.features.new_zeros(0, *grid) for m in maps]
-            return {"cal": cam_activation_loss(stacked, classes, seeds)}
+        present = targets > 0.5
+        scores = softmax_scores(passed.image_embedding, foreground, background, self.clip.logit_scale, present)
+        classes = [torch.nonzero(row).flatten().tolist() for row in present]
+        maps: list[list[torch.Tensor]] = [[] for _ in classes]
+        for slot in range(max((len(c) for c in classes), default=0)):
+            rows = [b for b, c in enumerate(classes) if len(c) > slot]
+            # each image's score depends on its own features only: one backward gives every image its map
+            score = scores[rows, [classes[b][slot] for b in rows]].sum()
+            cams = raw_gradcam(score, passed.features, create_graph=True)
+            for b in rows:
+                maps[b].append(cams[b])
+        if not any(maps):  # no image of the batch has a class (data.no_foreground: keep)
+            return {"cal": self.prompts.context.sum() * 0.0}
+        grid = passed.features.shape[-2:]
+        stacked = [torch.stack(m) if m else passed.features.new_zeros(0, *grid) for m in maps]
+        return {"cal": cam_activation_loss(stacked, classes, seeds)}
