@@ -11,6 +11,10 @@ cost nothing (the default one is HEAD's own run). The table and plot are built f
 only — the experiments' own metrics — and written to ``reports/compare/`` (``methods.md``, ``methods.png``);
 the README shows the table. A method issue only registers its method to appear here.
 
+Experiments live in one clone's git refs, and a full comparison takes hours on a CPU, so each row is also kept
+in ``reports/compare/rows.json`` with the commit it was measured at (its *commit* column): a run of some methods
+(``--methods``) replaces their rows and keeps the others as they were measured, marked by their commit.
+
 GT-free CAM figures use the fixed background pad of ``evaluate.bg_pad``; the GT-tuned ones the pad a sweep
 against ground truth picked, labelled as such: an upper bound that no stage downstream uses.
 """
@@ -27,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cams.params import CamParams
+from pipeline.io import write_json
 
 EXPERIMENT_PREFIX = "compare-"
 METRICS_FILE = "artifacts/eval/metrics.json"
 REPORT_DIR = Path("reports/compare")
+ROWS_FILE = "rows.json"
 COLUMNS = (  # (header, path in metrics.json)
     ("CAM mIoU GT-free", ("cam", "gt_free", "miou")),
     ("FPR", ("cam", "gt_free", "fpr")),
@@ -123,35 +129,43 @@ def lookup(metrics: dict[str, Any], path: tuple[str, ...]) -> float | None:
     return value if isinstance(value, int | float) else None
 
 
-def table_rows(found: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per experiment, in the order of :func:`combinations`; what each metrics.json says it ran."""
+def table_rows(found: dict[str, dict[str, Any]], commit: str = "") -> list[dict[str, Any]]:
+    """One row per experiment, in the order of :func:`combinations`; what each metrics.json says it ran, and
+    the ``commit`` it ran at."""
     rows = []
     for combination in combinations():
         metrics = found.get(combination.name)
         if metrics is None:
             continue
-        row = {"method": metrics["cam"].get("method", combination.method), "choice": combination.choice,
-               "backbone": metrics["cam"].get("backbone", combination.backbone or ""),
+        row = {"name": combination.name, "commit": commit, "method": metrics["cam"].get("method", combination.method),
+               "choice": combination.choice, "backbone": metrics["cam"].get("backbone", combination.backbone or ""),
                "seeds": metrics["seeds"].get("method"), "refine": metrics["refined"].get("method")}  # fmt: skip
         row.update({header: lookup(metrics, path) for header, path in COLUMNS})
         rows.append(row)
     return rows
 
 
+def merged_rows(kept: list[dict[str, Any]], fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of this commit's experiments, and the kept rows of the combinations not run again, in the order
+    of :func:`combinations` (a kept row of a combination that no longer exists is dropped)."""
+    by_name = {row["name"]: row for row in kept} | {row["name"]: row for row in fresh}
+    return [by_name[c.name] for c in combinations() if c.name in by_name]
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The comparison as a markdown table, with the note that labels the GT-tuned column."""
-    headers = ["method", "backbone", "seeds → refine", *(header for header, _ in COLUMNS)]
+    headers = ["method", "backbone", "seeds → refine", *(header for header, _ in COLUMNS), "commit"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows:
         method = row["method"] + (" (single-stage)" if "single-stage" in row["choice"] else "")
         cells = [method, row["backbone"], f"{row['seeds']} → {row['refine']}"]
         cells += ["–" if row[h] is None else f"{row[h]:.3f}" for h, _ in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join([*cells, row["commit"]]) + " |")
     lines.append("")
     lines.append(
         "\\* background pad picked by a sweep against ground truth: an upper bound, never used downstream. "
         "*own bg*: argmax over the method's own background map (APC, PCC). *single-stage*: APC's decoder "
-        "labels as the seeds, unrefined."
+        "labels as the seeds, unrefined. *commit*: the commit a row was measured at (`make compare` reruns all)."
     )
     return "\n".join(lines) + "\n"
 
@@ -199,12 +213,17 @@ def main(argv: list[str] | None = None) -> int:
             if not args.methods or combination.method in args.methods:
                 run_experiment(combination, dvc)
     shown = subprocess.run([dvc, "exp", "show", "--json"], check=True, capture_output=True, text=True).stdout
-    rows = table_rows(experiment_metrics(json.loads(shown)))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=True, capture_output=True,
+                            text=True).stdout.strip()  # fmt: skip
+    kept_file = args.out / ROWS_FILE
+    kept = json.loads(kept_file.read_text()) if kept_file.is_file() else []
+    rows = merged_rows(kept, table_rows(experiment_metrics(json.loads(shown)), commit))
     if not rows:
         print("no compare-* experiments on this commit yet: run `make compare`", file=sys.stderr)
         return 1
     table = markdown(rows)
     args.out.mkdir(parents=True, exist_ok=True)
+    write_json(kept_file, rows)
     (args.out / "methods.md").write_text(table)
     plot(rows, args.out / "methods.png")
     print(table + f"\nwritten: {args.out / 'methods.md'}, {args.out / 'methods.png'}")

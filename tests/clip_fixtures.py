@@ -14,10 +14,10 @@ TINY_CLIP = {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "head_
              "native_text_width": 32, "native_text_layers": 1, "context_length": 24}  # fmt: skip
 
 
-def write_tiny_clip(directory: Path, text_tower: str = "native", seed: int = 0) -> Path:
+def write_tiny_clip(directory: Path, text_tower: str = "native", seed: int = 0, stem: str = "conv") -> Path:
     """Write ``directory/clip.json`` and the weights of a randomly initialised tiny stand-in; return the descriptor."""
     torch.manual_seed(seed)
-    params = StandInClipParams(text_tower=text_tower, **TINY_CLIP)
+    params = StandInClipParams(text_tower=text_tower, stem=stem, **TINY_CLIP)
     config = stand_in_config(params)
     model = build_from_config(config)
     directory.mkdir(parents=True, exist_ok=True)

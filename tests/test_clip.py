@@ -14,8 +14,8 @@ from pipeline.cams.methods.clip_es import caa
 from pipeline.cams.methods.clip_es.gradcam import gradcam, softmax_scores
 from pipeline.cams.methods.clip_es.params import ClipEsParams
 from pipeline.clip.corpus import background_words, caption
-from pipeline.clip.models import load_clip, open_clip_weights
-from pipeline.clip.params import OpenClipParams
+from pipeline.clip.models import ConvStem, load_clip, open_clip_weights
+from pipeline.clip.params import OpenClipParams, StandInClipParams
 from pipeline.clip.pretrain import build_clip
 from pipeline.clip.request import clip_request
 from pipeline.clip.vision import embed_tokens, encode_image, resized_positions, vision_pass
@@ -79,9 +79,10 @@ def test_refine_masks_the_affinity_columns_and_min_max_normalises() -> None:
     torch.testing.assert_close(caa.refine(cam, matrix, 0.5), torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
 
 
-@pytest.mark.parametrize("text_tower", ["native", "minilm"])
-def test_stand_in_descriptor_round_trip_and_any_input_size(text_tower: str, tmp_path: Path) -> None:
-    clip = load_clip(write_tiny_clip(tmp_path / "clip", text_tower))
+@pytest.mark.parametrize(("text_tower", "stem"), [("native", "conv"), ("minilm", "conv"), ("native", "patch")])
+def test_stand_in_descriptor_round_trip_and_any_input_size(text_tower: str, stem: str, tmp_path: Path) -> None:
+    clip = load_clip(write_tiny_clip(tmp_path / "clip", text_tower, stem=stem))
+    assert isinstance(clip.visual.conv1, ConvStem) == (stem == "conv")
     assert not any(p.requires_grad for p in clip.model.parameters())
     assert clip.encode_text(["a photo of a cat.", "grass"]).shape == (2, 16)
     native = torch.randn(2, 3, 32, 32)
@@ -102,6 +103,16 @@ def test_vision_pass_embedding_is_the_mean_patch_token_of_the_plain_forward(tmp_
     x, _ = embed_tokens(clip.visual, images)
     plain = clip.visual.ln_post(clip.visual.transformer(x))[:, 1:].mean(dim=1) @ clip.visual.proj
     torch.testing.assert_close(vision_pass(clip.visual, images).image_embedding, plain)
+
+
+def test_conv_stem_has_the_patch_grid_and_its_stride_must_be_the_patch_size() -> None:
+    stem = ConvStem(width=24, channels=(4, 8, 16), depth=2)
+    assert stem(torch.randn(2, 3, 40, 56)).shape == (2, 24, 5, 7)  # stride 8: the grid of 8-pixel patches
+    convs = [m for m in stem.layers if isinstance(m, torch.nn.Conv2d)]
+    assert [c.stride[0] for c in convs] == [2, 1, 2, 1, 2, 1, 1]  # each stage's first 3×3 halves, the 1×1 last
+    with pytest.raises(ValidationError, match="stride 4, not patch_size 8"):
+        StandInClipParams(stem_channels=(16, 32))
+    StandInClipParams(stem="patch", stem_channels=(16, 32))  # no stem: its channels play no part
 
 
 def test_missing_weights_name_the_file_and_where_to_get_them(tmp_path: Path) -> None:
@@ -143,20 +154,22 @@ def test_captions_name_objects_in_natural_words_and_contexts_at_their_rate() -> 
 
 
 def test_pretrain_clip_writes_a_loadable_stand_in_and_its_curve(tmp_path: Path) -> None:
+    """The stand-in (48 px, its corpus rendered at that size) is scored zero-shot on 32 px benchmark images."""
     data = DataParams.model_validate({"synthetic": {"num_train": 4, "num_val": 8, "image_size": 32}})
     manifest = prepare_dataset(data, tmp_path / "dataset")
     params = PipelineParams.model_validate({"data": data.model_dump(), "cam": {"method": "clip_es"}, "clip": {
-        "pretrain_here": {"num_images": 32, "epochs": 2, "batch_size": 16, "image_size": 32, "width": 32,
+        "pretrain_here": {"num_images": 32, "epochs": 2, "batch_size": 16, "image_size": 48, "width": 32,
                           "head_width": 16, "embed_dim": 16, "text_tower": "native", "native_text_width": 32,
                           "native_text_layers": 1}}})  # fmt: skip
     metrics = build_clip(clip_request(params), manifest, tmp_path / "dataset", torch.device("cpu"), tmp_path / "clip")
     assert metrics["source"] == "pretrain_here" and 0 <= metrics["val_zero_shot_mAP"] <= 1
     curve = (tmp_path / "clip/curve.csv").read_text().splitlines()
-    assert curve[0] == "epoch,loss,contrastive,val_zero_shot_mAP" and len(curve) == 3
+    assert curve[0] == "epoch,loss,contrastive,val_zero_shot_mAP,val_zero_shot_mAP_cosine" and len(curve) == 3
     assert sorted(p.name for p in (tmp_path / "clip/model").iterdir()) == ["clip.json", "stand_in.pt"]
     assert not (tmp_path / "clip/.work").exists()
     clip = load_clip(tmp_path / "clip/model/clip.json")
     assert clip.encode_text(["a photo of a cow."]).shape == (1, 16)
     none = build_clip(clip_request(PipelineParams()), manifest, tmp_path / "dataset", torch.device("cpu"),
                       tmp_path / "none")  # fmt: skip
-    assert none == {"source": "none"} and (tmp_path / "none/curve.csv").read_text() == "epoch,loss,val_zero_shot_mAP\n"
+    header = "epoch,loss,val_zero_shot_mAP,val_zero_shot_mAP_cosine\n"
+    assert none == {"source": "none"} and (tmp_path / "none/curve.csv").read_text() == header

