@@ -16,7 +16,7 @@ from pipeline.cams.methods.clims.model import Clims
 from pipeline.cams.methods.clims.params import ClimsParams
 from pipeline.cams.params import CamParams
 from pipeline.cams.registry import CAM_METHODS
-from pipeline.cams.train import save_cam_method
+from pipeline.cams.train import describe_backbone, save_cam_method
 from pipeline.data.loading import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.params import PipelineParams
 from tests.clip_fixtures import write_tiny_clip
@@ -99,3 +99,7 @@ def test_clims_requests_plain_cams_training_only() -> None:
         mode="json"
     )
     assert requests["inference"]["method"] == requests["seeding"]["method"] == "none"  # no coarse CAMs, no seeds
+
+
+def test_clims_is_described_by_its_first_phases_network() -> None:
+    assert describe_backbone(CamParams(method="clims")) == "resnet10 + clip"
