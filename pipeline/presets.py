@@ -50,14 +50,17 @@ def leaves(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 def override(key: str, value: Any) -> str:
     """``key=value`` in the override grammar ``dvc exp run -S`` reads (Hydra's); a string that is not a plain
-    word (a prompt template with spaces and braces) is quoted, so it stays one literal string."""
+    word (a prompt template with spaces and braces) is quoted, so it stays one literal string; a list's strings
+    are double-quoted as JSON writes them ("street sign", CLIMS's COCO background words), which Hydra reads
+    as quoted strings — as long as they hold no quote, backslash or ``$`` (interpolation), which are refused."""
     if isinstance(value, str):
         plain = value and all(c.isalnum() or c in "._-/:" for c in value)
         text = value if plain else "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     else:
+        strings = [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+        if any(c in item for item in strings for c in "\"'\\$"):
+            raise ParamsError(f"{key}: list values must not contain quotes, backslashes or '$': {value!r}")
         text = json.dumps(value, separators=(",", ":"))  # None → null
-    if any(c.isspace() for c in text) and not text.startswith("'"):  # a list with a spaced string
-        raise ParamsError(f"{key}: list values must not contain whitespace: {value!r}")
     return f"{key}={text}"
 
 

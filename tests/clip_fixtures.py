@@ -10,6 +10,9 @@ from pipeline.clip.models import DESCRIPTOR_NAME, STAND_IN_WEIGHTS, build_from_c
 from pipeline.clip.params import StandInClipParams
 from pipeline.io import write_json, write_torch
 
+# the stand-in's section of params.yaml for a tiny pretrain_clip stage
+TINY_STAND_IN = {"num_images": 32, "epochs": 1, "batch_size": 16, "image_size": 48, "width": 32, "head_width": 16,
+                 "embed_dim": 16, "text_tower": "native", "native_text_width": 32, "native_text_layers": 1}  # fmt: skip
 TINY_CLIP = {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "head_width": 16, "embed_dim": 16,
              "native_text_width": 32, "native_text_layers": 1, "context_length": 24}  # fmt: skip
 

@@ -37,6 +37,8 @@ def vocab_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_tiny_clip(METHOD_INPUTS["clip"].parent)
     METHOD_INPUTS["coarse_seeds"].parent.mkdir(parents=True, exist_ok=True)
     METHOD_INPUTS["coarse_seeds"].write_bytes(b"")  # its presence only: training steps here get seeds directly
+    # CLIMS's first phase: a trained plain CAM (any weights will do)
+    save_cam_method(METHOD_INPUTS["coarse_model"], cam_params("cam", "resnet"), CLASSES, tiny_method("cam", "resnet"))
 
 
 def cam_params(method: str, backbone: str | None, **section: Any) -> CamParams:
@@ -68,7 +70,7 @@ def check_training_step(model: CamMethod, cam: CamParams, images: torch.Tensor, 
     assert len(grouped) == len({id(p) for p in grouped}) == sum(p.requires_grad for p in model.parameters())
     optimizer = model.optimizer(groups, cam.selected().training)
     seeds = []  # a two-phase method's coarse seeds: classes as c + 1, some pixels ignored
-    if type(cam.selected()).coarse_method is not None:
+    if "coarse_seeds" in type(cam.selected()).extra_inputs:
         seeds = [torch.randint(0, 4, (len(images), *images.shape[-2:]))]
         seeds[0][:, :8] = 255
     losses = model.training_step(images, targets, *seeds)

@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+from tests.clip_fixtures import TINY_STAND_IN
 from tests.conftest import dvc, merge, run
 from tests.conftest import edit_params as edit
 
@@ -108,8 +109,6 @@ def test_repro_caching_and_method_swapping(project: Path) -> None:
     assert executed(dvc(project, "repro").stdout) == set()
 
 
-TINY_CLIP = {"num_images": 32, "epochs": 1, "batch_size": 16, "image_size": 48, "width": 32, "head_width": 16,
-             "embed_dim": 16, "text_tower": "native", "native_text_width": 32, "native_text_layers": 1}  # fmt: skip
 TINY_PROMPTS = {"prompts": {"context_tokens": 4}, "training": {"epochs": 1, "batch_size": 8, "crop_size": 48}}
 
 
@@ -118,7 +117,7 @@ def test_each_phase_of_a_two_phase_method_is_cached_on_its_own(project: Path) ->
     seeds and the second phase only."""
     tiny = {
         "cam": {"method": "fma", "fma": TINY_PROMPTS, "fma_cls": TINY_PROMPTS},
-        "clip": {"pretrain_here": TINY_CLIP},
+        "clip": {"pretrain_here": TINY_STAND_IN},
     }
     edit(project, lambda p: p.update(merge(p, tiny)))
     first = executed(dvc(project, "repro", "train_classifier").stdout)

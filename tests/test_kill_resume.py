@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cams.store import CamStore
+from tests.clip_fixtures import TINY_STAND_IN
 from tests.conftest import dvc, edit_params, project_env, run
 
 
@@ -112,10 +113,13 @@ def test_killed_segmenter_training_resumes_from_its_last_checkpoint(project: Pat
 
 
 LOSS_TERMS = {"cam": "classification", "usage": "generation,regularisation",
-              "apc": "classification,segmentation,contrast", "pcc": "classification"}  # fmt: skip
+              "apc": "classification,segmentation,contrast", "pcc": "classification",
+              "clims": "object,background,suppression,area"}  # fmt: skip
+FIRST_STAGES = {"pcc": ["vocab"], "clims": ["pretrain_clip", "train_coarse", "cam_inputs"]}  # what each reads
 
 
-@pytest.mark.parametrize(("method", "backbone"), [("cam", "resnet"), ("usage", "vit"), ("apc", None), ("pcc", None)])
+@pytest.mark.parametrize(("method", "backbone"),
+                         [("cam", "resnet"), ("usage", "vit"), ("apc", None), ("pcc", None), ("clims", None)])
 def test_killed_classifier_training_resumes_to_the_same_weights_and_losses(
     project: Path, method: str, backbone: str | None
 ) -> None:  # fmt: skip
@@ -124,8 +128,10 @@ def test_killed_classifier_training_resumes_to_the_same_weights_and_losses(
         if backbone:
             p["cam"][method].update(backbone=backbone)
         p["cam"][method]["training"].update(epochs=3, batch_size=8, crop_size=48)
+        p["cam"]["cam"]["training"].update(epochs=1, batch_size=8, crop_size=48)  # CLIMS's first phase
+        p["clip"]["pretrain_here"].update(TINY_STAND_IN)
 
     edit_params(project, select)
-    dvc(project, "repro", "prepare_data", *(["vocab"] if method == "pcc" else []))  # PCC reads the clusters
+    dvc(project, "repro", "prepare_data", *FIRST_STAGES.get(method, []))
     losses = assert_training_resumes(project, "train_classifier", "artifacts/classifier", 3)
     assert losses.splitlines()[0] == f"epoch,loss,{LOSS_TERMS[method]}"

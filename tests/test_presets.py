@@ -26,6 +26,8 @@ def test_there_are_paper_scale_presets_for_every_cam_method_on_both_backbones() 
         "clip_es_coco",
         "fma_voc",
         "fma_coco",
+        "clims_voc",
+        "clims_coco",
         "data_voc",
         "data_coco",
     } <= names
@@ -53,6 +55,13 @@ def test_cli_prints_the_overrides_and_refuses_an_invalid_combination(
     assert main(["--params", str(REPO / "params.yaml"), str(REPO / "presets/clip_es_voc.yaml")]) == 0
     words = shlex.split(capsys.readouterr().out)  # what `eval dvc exp run $(…)` hands to DVC
     assert "cam.clip_es.template='a clean origami {}.'" in words and words[::2] == ["-S"] * (len(words) // 2)
+    assert main(["--params", str(REPO / "params.yaml"), str(REPO / "presets/clims_coco.yaml")]) == 0
+    words = shlex.split(capsys.readouterr().out)  # a list of multi-word strings stays one override
+    assert any(w.startswith('cam.clims.background=["street sign","mountain",') for w in words)
+    quoted = tmp_path / "quoted.yaml"
+    quoted.write_text("cam:\n  clims:\n    background: [\"it's\"]\n")
+    with pytest.raises(ParamsError, match="cam.clims.background: list values must not contain quotes"):
+        apply_presets(REPO / "params.yaml", [quoted])
     bad = tmp_path / "bad.yaml"
     bad.write_text("cam:\n  usage:\n    backbone: vit\n    vit: {weights: imagenet}\n")
     with pytest.raises(ParamsError, match=r"with .*bad.yaml: invalid parameters\n  cam\.usage\.vit: .*set patch_size"):

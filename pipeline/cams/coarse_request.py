@@ -5,7 +5,8 @@ method's coarse seeds. Three cached stages make them, each depending on one requ
 reruns only when what it reads changed: ``train_coarse`` (``training.json``: the first method, its params, its
 inputs' digests, the seed), ``coarse_cams`` (``inference.json``: scales, flip) and ``coarse_seeds``
 (``seeding.json``: SAMS's t_r and α). For every other method the three files say ``none``, so switching among
-them never reruns the first phase; a change to the second phase's own params never does either.
+them never reruns the first phase; a change to the second phase's own params never does either. A method that
+reads only the first phase's model (CLIMS, from plain CAM) requests no CAMs and no seeds.
 """
 
 from __future__ import annotations
@@ -20,19 +21,20 @@ REQUEST_FILES = ("training", "inference", "seeding")
 
 def coarse_request(params: PipelineParams) -> dict[str, dict[str, Any]]:
     """The three requests by file name (see the module docstring)."""
-    method = type(params.cam.selected()).coarse_method
+    selected = type(params.cam.selected())
+    method = selected.coarse_method
     if method is None:
         none = {"method": "none", "reason": f"cam.method '{params.cam.method}' has no first phase"}
         return dict.fromkeys(REQUEST_FILES, none)
     first = getattr(params.cam, method)
+    training = {"method": method, "params": first.model_dump(mode="json"), "seed": params.seed,
+                **inputs_settings(first)}  # fmt: skip
+    if "coarse_seeds" not in selected.extra_inputs:
+        none = {"method": "none", "reason": f"cam.method '{params.cam.method}' reads no coarse seeds"}
+        return {"training": training, "inference": none, "seeding": none}
     coarse = params.cam.selected().coarse
     return {
-        "training": {
-            "method": method,
-            "params": first.model_dump(mode="json"),
-            "seed": params.seed,
-            **inputs_settings(first),
-        },  # fmt: skip
+        "training": training,
         "inference": {"method": method, "scales": list(coarse.scales), "flip": coarse.flip},
         "seeding": {"method": method, "t_r": coarse.t_r, "alpha": coarse.alpha},
     }

@@ -12,7 +12,8 @@ through :class:`CamMethod`:
 - ``parameter_groups(training)``: what the optimiser trains, each group with its own learning rate;
 - ``lr_schedule(group, training, steps_per_epoch)``: the factor on a group's rate at each step (default: linear
   warm-up then cosine; ViT-PCM's methods freeze the backbone first and drop the heads' rate later);
-- ``optimizer(groups, training)``: the optimiser of those groups (default AdamW; FMA-WSSS's prompts use SGD);
+- ``optimizer(groups, training)``: the optimiser of those groups (default AdamW, or SGD where the schedule's
+  ``optimizer`` says so: FMA-WSSS's prompts, CLIMS);
 - ``training_step(images, targets)``: named loss terms, summed by the trainer and each logged per epoch; a
   two-phase method (its params' ``coarse_method``) also gets its coarse seeds, cropped alike, as ``seeds``
   (B, H, W; 0 background, class c as c + 1, 255 ignored);
@@ -115,7 +116,10 @@ class CamModel(nn.Module):
         return warmup_cosine(training.epochs * steps_per_epoch, training.warmup_fraction)
 
     def optimizer(self, groups: list[dict[str, Any]], training: CamTrainingParams) -> torch.optim.Optimizer:
-        """AdamW with the params' weight decay."""
+        """AdamW with the params' weight decay, or SGD with momentum when the schedule chooses ``optimizer: sgd``
+        (:class:`~pipeline.cams.network_params.OptimizerTrainingParams`)."""
+        if getattr(training, "optimizer", "adamw") == "sgd":
+            return torch.optim.SGD(groups, momentum=training.momentum, weight_decay=training.weight_decay)
         return torch.optim.AdamW(groups, weight_decay=training.weight_decay)
 
     def after_optimizer_step(self) -> None:

@@ -23,8 +23,10 @@ METHOD_INPUTS: dict[str, Path] = {
     "synonyms": layout.VOCAB / "synonyms.json",  # vocab stage: class → synonyms (POLE)
     "clusters": layout.VOCAB / "clusters.json",  # vocab stage: category clusters (PCC)
     "clip": layout.CLIP_MODEL / "clip.json",  # pretrain_clip stage: the CLIP descriptor (CLIP-ES, FMA, POLE)
+    "coarse_model": layout.COARSE_MODEL,  # train_coarse stage: a first phase's model (CLIMS starts from plain CAM)
     "coarse_seeds": layout.COARSE_SEEDS,  # coarse_seeds stage: a first phase's seeds (FMA's segmentation phase)
 }
+COARSE_INPUTS = ("coarse_model", "coarse_seeds")
 
 
 class CoarseSeedParams(Strict):
@@ -43,9 +45,10 @@ class CamMethodParams(Strict):
     ``has_decoder`` says whether the method has a segmentation decoder (``cam.inference.head: decoder``);
     :meth:`uses_clip` whether it stands on the CLIP of the ``clip`` section (it reads the input ``clip``);
     ``trains`` false for a training-free method (CLIP-ES), whose params then have no ``training`` section;
-    ``coarse_method`` names the CAM method of a two-phase method's first phase (FMA's ``fma_cls``), whose CAMs,
-    made into seeds as the params' ``coarse`` section says, are its pixel targets (the input ``coarse_seeds``;
-    :mod:`pipeline.cams.coarse`)."""
+    ``coarse_method`` names the CAM method of a two-phase method's first phase, which the method reads as its
+    trained model (the input ``coarse_model``: CLIMS starts from plain CAM's weights) or as its CAMs made into
+    seeds as the params' ``coarse`` section says (the input ``coarse_seeds``: FMA's pixel targets from
+    ``fma_cls``); :mod:`pipeline.cams.coarse`."""
 
     extra_inputs: ClassVar[tuple[str, ...]] = ()
     has_decoder: ClassVar[bool] = False
@@ -63,8 +66,12 @@ class CamMethodParams(Strict):
         if unknown:
             raise TypeError(f"{cls.__name__}.extra_inputs: unknown {unknown}; known: {sorted(METHOD_INPUTS)}")
         two_phase = cls.coarse_method is not None
-        if two_phase != ("coarse_seeds" in cls.extra_inputs) or two_phase != ("coarse" in cls.model_fields):
-            raise TypeError(f"{cls.__name__}: a coarse_method goes with the input 'coarse_seeds' and a 'coarse' field")
+        if two_phase != any(name in cls.extra_inputs for name in COARSE_INPUTS):
+            raise TypeError(
+                f"{cls.__name__}: a coarse_method goes with a first-phase input ({', '.join(COARSE_INPUTS)})"
+            )
+        if ("coarse_seeds" in cls.extra_inputs) != ("coarse" in cls.model_fields):
+            raise TypeError(f"{cls.__name__}: the input 'coarse_seeds' goes with a 'coarse' field (how they are made)")
 
 
 def method_inputs(params: BaseModel, root: Path = Path()) -> dict[str, Path]:

@@ -56,6 +56,14 @@ class CamTrainingParams(Strict):
     scale_range: tuple[float, float] = (1.0, 1.0)
 
 
+class OptimizerTrainingParams(CamTrainingParams):
+    """The schedule with a choice of optimiser: SGD with ``momentum`` (the reference code of CLIMS and FMA-WSSS)
+    or AdamW (the pipeline's default elsewhere); the weight decay is either's."""
+
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = Field(0.9, ge=0, lt=1)
+
+
 def check_crop_fits_patches(vit: ViTBackboneParams, training: CamTrainingParams) -> None:
     """Training crops must be whole numbers of ViT patches."""
     crop, patch = training.crop_size, vit.patch_size

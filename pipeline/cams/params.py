@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from pipeline.cams.methods.apc.params import ApcParams
+from pipeline.cams.methods.clims.params import ClimsParams
 from pipeline.cams.methods.clip_es.params import ClipEsParams
 from pipeline.cams.methods.fma.params import FmaClassificationParams, FmaParams
 from pipeline.cams.methods.pcc.params import PccParams
@@ -37,6 +38,7 @@ class CamParams(MethodChoice):
     clip_es: ClipEsParams = ClipEsParams()
     fma_cls: FmaClassificationParams = FmaClassificationParams()
     fma: FmaParams = FmaParams()
+    clims: ClimsParams = ClimsParams()
 
     @model_validator(mode="after")
     def _coarse_method_exists(self) -> CamParams:

@@ -8,6 +8,7 @@ from pipeline.registry import Registry
 CAM_METHODS: Registry[type[CamMethod]] = Registry("CAM method")
 
 from pipeline.cams.methods.apc import model as _apc  # noqa: E402,F401  (registers "apc")
+from pipeline.cams.methods.clims import model as _clims  # noqa: E402,F401  (registers "clims")
 from pipeline.cams.methods.clip_es import model as _clip_es  # noqa: E402,F401  (registers "clip_es")
 from pipeline.cams.methods.fma import model as _fma  # noqa: E402,F401  (registers "fma_cls" and "fma")
 from pipeline.cams.methods.pcc import model as _pcc  # noqa: E402,F401  (registers "pcc")

@@ -84,6 +84,9 @@ def train_epochs(
 def describe_backbone(cam: CamParams) -> str:
     """The selected method's backbone in a few words (``resnet10``, ``vit deit_small_patch16_224 p8 d96×4``)."""
     params = cam.selected()
+    if "coarse_model" in type(params).extra_inputs:  # its network is the first phase's (CLIMS: plain CAM's)
+        first = describe_backbone(cam.model_copy(update={"method": type(params).coarse_method}))
+        return f"{first} + clip" if type(params).uses_clip() else first
     if type(params).uses_clip():
         return "clip"
     if getattr(params, "backbone", "vit") == "resnet":  # ViT-PCM's methods have no choice: a ViT

@@ -18,41 +18,25 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pipeline.cams.contract import BuildContext, CamModel
+from pipeline.cams.contract import BuildContext
+from pipeline.cams.frozen_clip import FrozenClipModel
 from pipeline.cams.methods.clip_es import caa
 from pipeline.cams.methods.clip_es.gradcam import gradcam, softmax_scores
 from pipeline.cams.methods.clip_es.params import CaaParams, ClipEsParams
 from pipeline.cams.registry import CAM_METHODS
-from pipeline.clip.corpus import class_prompt_name
 from pipeline.clip.models import Clip, load_clip
 from pipeline.clip.vision import encode_image, vision_pass
 
 
-def prompt_words(class_name: str, class_words: dict[str, str]) -> str:
-    """The words of a class's prompt: the params' mapping, else :func:`class_prompt_name`."""
-    return class_words.get(class_name) or class_prompt_name(class_name)
-
-
-class ClipCamModel(CamModel):
-    """A CAM method on a frozen :class:`Clip` (never saved: ``frozen_prefixes``), its input normalisation and
-    patch size taken from the CLIP; the Softmax-GradCAM + CAA maps and zero-shot scores of given prompt
-    embeddings, which CLIP-ES fixes and FMA-WSSS learns."""
-
-    frozen_prefixes = ("clip_model.",)
+class ClipCamModel(FrozenClipModel):
+    """A CAM method on a frozen :class:`Clip`, its input normalisation and patch size taken from the CLIP; the
+    Softmax-GradCAM + CAA maps and zero-shot scores of given prompt embeddings, which CLIP-ES fixes and
+    FMA-WSSS learns."""
 
     def __init__(self, clip: Clip) -> None:
-        super().__init__()
-        self.clip = clip
-        self.clip_model = clip.model  # registered, so .to(device) moves it
+        super().__init__(clip)
         self.input_mean, self.input_std = tuple(clip.mean), tuple(clip.std)
         self.size_multiple = int(clip.visual.patch_size[0])
-
-    def train(self, mode: bool = True) -> ClipCamModel:
-        """Train mode for what the method learns; the CLIP stays in eval mode (frozen: no dropout, no
-        normalisation statistics updated)."""
-        super().train(mode)
-        self.clip_model.eval()
-        return self
 
     @torch.no_grad()
     def zero_shot_scores(self, images: torch.Tensor, class_text: torch.Tensor) -> torch.Tensor:
@@ -89,11 +73,7 @@ class ClipEs(ClipCamModel):
     def __init__(self, params: ClipEsParams, clip: Clip, class_names: tuple[str, ...]) -> None:
         super().__init__(clip)
         self.params = params
-        with torch.no_grad():
-            classes = [params.template.format(prompt_words(name, params.class_words)) for name in class_names]
-            self.register_buffer("class_text", clip.encode_text(classes), persistent=False)
-            background = [params.template.format(word) for word in params.background]
-            self.register_buffer("background_text", clip.encode_text(background), persistent=False)
+        self.register_prompts(params.template, class_names, params.class_words, params.background)
 
     @classmethod
     def build(cls, params: ClipEsParams, context: BuildContext) -> ClipEs:

@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.cams.contract import BuildContext
+from pipeline.cams.frozen_clip import prompt_words
 from pipeline.cams.methods.clip_es.gradcam import raw_gradcam, softmax_scores
-from pipeline.cams.methods.clip_es.model import ClipCamModel, prompt_words
+from pipeline.cams.methods.clip_es.model import ClipCamModel
 from pipeline.cams.methods.fma.losses import cam_activation_loss, multi_label_contrastive
 from pipeline.cams.methods.fma.params import FmaClassificationParams, FmaParams, PromptMethodParams
 from pipeline.cams.methods.fma.prompts import PromptLearner
@@ -84,11 +85,6 @@ class PromptCamModel(ClipCamModel):
         warmup = round(steps * training.warmup_fraction)
         cosine = warmup_cosine(steps - warmup, 0.0)
         return lambda step: training.warmup_factor if step < warmup else cosine(step - warmup)
-
-    def optimizer(self, groups: list[dict[str, Any]], training: CamTrainingParams) -> torch.optim.Optimizer:
-        if training.optimizer == "sgd":
-            return torch.optim.SGD(groups, momentum=training.momentum, weight_decay=training.weight_decay)
-        return super().optimizer(groups, training)
 
     def image_scores(self, images: torch.Tensor) -> torch.Tensor:
         return self.zero_shot_scores(images, self.text()[0])

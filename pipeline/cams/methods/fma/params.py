@@ -3,13 +3,13 @@ prompts trained on ``fma_cls``'s coarse seeds); the CLIP itself is the ``clip`` 
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import Field
 
 from pipeline.cams.inputs import CamMethodParams, CoarseSeedParams
 from pipeline.cams.methods.clip_es.params import STAND_IN_BACKGROUND, CaaParams
-from pipeline.cams.network_params import CamTrainingParams
+from pipeline.cams.network_params import OptimizerTrainingParams
 from pipeline.schema import Strict
 
 
@@ -20,13 +20,11 @@ class PromptParams(Strict):
     init_std: float = Field(0.015, gt=0)
 
 
-class PromptTrainingParams(CamTrainingParams):
+class PromptTrainingParams(OptimizerTrainingParams):
     """FMA-WSSS trains its prompts with SGD (momentum 0.9, weight decay 5e-4, lr 1e-3, batch 16, after CoOp):
     the warm-up steps run at the constant rate ``warmup_factor`` × lr (its 500 iterations at 1e-5), then cosine
     to 0. ``optimizer: adamw`` is the pipeline's other choice."""
 
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    momentum: float = Field(0.9, ge=0, lt=1)
     warmup_factor: float = Field(0.01, gt=0, le=1)
 
 

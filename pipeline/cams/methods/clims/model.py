@@ -1,0 +1,107 @@
+"""CLIMS as a CAM method: plain CAM's network retrained with a frozen CLIP as its supervisor (eq. 3–5 of POLE).
+
+The network is the first phase's — plain CAM (``cam.cam``), trained by ``train_coarse`` — and starts from its
+weights, as CLIMS starts from its CAM baseline. While training, the CAM is the sigmoid of the 1×1 classifier on
+the stride-16 features (no GAP). Every (image, present class) pair gives two views, the image times its CAM and
+times one minus it, built in the CLIP's own input space: the batch is brought back to [0, 1] RGB from the
+network's normalisation, resized to the CLIP's input size with its CAMs, masked, and only then normalised with
+CLIP's mean and std (the reference masks the ImageNet-normalised tensor instead). Both views go through the
+frozen image tower in one batch, with gradients reaching the CAM through the pixels. The losses are
+:mod:`pipeline.cams.methods.clims.losses`, each logged weighted. At inference the CAM is the classifier's raw
+map, ReLU'd and normalised by the shared extraction, as CLIMS's own CAM extraction does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.cams.contract import BuildContext
+from pipeline.cams.frozen_clip import FrozenClipModel
+from pipeline.cams.methods.clims import losses
+from pipeline.cams.methods.clims.params import ClimsParams
+from pipeline.cams.methods.plain_cam.params import PlainCamParams
+from pipeline.cams.network import ActivationNetwork
+from pipeline.cams.registry import CAM_METHODS
+from pipeline.clip.models import Clip, load_clip
+from pipeline.clip.vision import encode_image
+
+
+def first_phase_network(checkpoint: Path) -> tuple[PlainCamParams, dict[str, torch.Tensor]]:
+    """The plain-CAM params and network weights of the first phase's ``model.pt``."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if state.get("method") != ClimsParams.coarse_method:
+        raise ValueError(f"{checkpoint}: CLIMS starts from a '{ClimsParams.coarse_method}' model, "
+                         f"found '{state.get('method')}' (`dvc repro train_coarse`)")  # fmt: skip
+    prefix = "network."
+    weights = {k[len(prefix) :]: v for k, v in state["state_dict"].items() if k.startswith(prefix)}
+    return PlainCamParams(**state["params"]), weights
+
+
+@CAM_METHODS.register("clims")
+class Clims(FrozenClipModel):
+    params_model = ClimsParams
+
+    def __init__(self, params: ClimsParams, network: PlainCamParams, clip: Clip, class_names: tuple[str, ...]) -> None:
+        super().__init__(clip)
+        self.params = params
+        self.network = ActivationNetwork(network, len(class_names), pretrained=False)
+        backbone = self.network.backbone
+        self.size_multiple, self.input_mean, self.input_std = backbone.size_multiple, backbone.mean, backbone.std
+        self.register_prompts(params.template, class_names, params.class_words, params.background)
+
+    @classmethod
+    def build(cls, params: ClimsParams, context: BuildContext) -> Clims:
+        """The first phase's network, with its trained weights unless a checkpoint follows."""
+        network, weights = first_phase_network(context.inputs["coarse_model"])
+        model = cls(params, network, load_clip(context.inputs["clip"], context.device), context.class_names)
+        if context.pretrained:
+            model.network.load_state_dict(weights)
+        return model
+
+    def clip_views(self, images: torch.Tensor, cams: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Eq. 3: the object views X·P_k and background views X·(1 − P_k) of every present (image, class) pair,
+        in CLIP's input space, and each pair's class index."""
+        mean = images.new_tensor(self.input_mean)[:, None, None]
+        std = images.new_tensor(self.input_std)[:, None, None]
+        size = tuple(self.clip.visual.image_size)
+        pixels = F.interpolate(images * std + mean, size=size, mode="bilinear", align_corners=False)
+        maps = F.interpolate(cams, size=size, mode="bilinear", align_corners=False)
+        image_index, classes = torch.nonzero(targets > 0.5, as_tuple=True)
+        masks = maps[image_index, classes][:, None]
+        clip_mean = images.new_tensor(self.clip.mean)[:, None, None]
+        clip_std = images.new_tensor(self.clip.std)[:, None, None]
+        objects = (masks * pixels[image_index] - clip_mean) / clip_std
+        backgrounds = ((1 - masks) * pixels[image_index] - clip_mean) / clip_std
+        return objects, backgrounds, classes
+
+    def training_step(self, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The four weighted terms on the sigmoid CAMs of the batch."""
+        cams = torch.sigmoid(self.network.activations(images))
+        weights = self.params.weights
+        terms = {"area": weights.area * losses.area(cams)}
+        objects, backgrounds, classes = self.clip_views(images, cams, targets)
+        if not len(classes):  # no present class in the batch (data.no_foreground: keep): the area term alone
+            return {"object": cams.sum() * 0.0, "background": cams.sum() * 0.0, "suppression": cams.sum() * 0.0,
+                    **terms}  # fmt: skip
+        embedded = F.normalize(encode_image(self.clip.visual, torch.cat([objects, backgrounds])), dim=-1)
+        object_views, background_views = embedded[: len(classes)], embedded[len(classes) :]
+        text = self.class_text[classes]
+        return {
+            "object": weights.object * losses.object_matching((object_views * text).sum(dim=-1)),
+            "background": weights.background * losses.background_matching((background_views * text).sum(dim=-1)),
+            "suppression": weights.suppression * losses.background_suppression(
+                object_views @ self.background_text.T, self.params.suppression_threshold),
+            **terms,
+        }  # fmt: skip
+
+    def image_scores(self, images: torch.Tensor) -> torch.Tensor:
+        """The GAP logits of the classifier (label metrics; CLIMS trains no classification loss)."""
+        return self.network.activations(images).mean(dim=(2, 3))
+
+    @torch.no_grad()
+    def infer_cams(self, images: torch.Tensor, classes: list[int]) -> torch.Tensor:
+        """The classifier's raw maps W_kᵀ Z(h, w) of the listed classes."""
+        return self.network.activations(images)[:, classes]
