@@ -127,8 +127,8 @@ def test_killed_classifier_training_resumes_to_the_same_weights_and_losses(
         p["cam"]["method"] = method
         if backbone:
             p["cam"][method].update(backbone=backbone)
-        p["cam"][method]["training"].update(epochs=3, batch_size=8, crop_size=48)
         p["cam"]["cam"]["training"].update(epochs=1, batch_size=8, crop_size=48)  # CLIMS's first phase
+        p["cam"][method]["training"].update(epochs=3, batch_size=8, crop_size=48)  # (plain CAM's own: 3 epochs)
         p["clip"]["pretrain_here"].update(TINY_STAND_IN)
 
     edit_params(project, select)
