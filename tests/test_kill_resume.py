@@ -118,8 +118,9 @@ LOSS_TERMS = {"cam": "classification", "usage": "generation,regularisation",
 FIRST_STAGES = {"pcc": ["vocab"], "clims": ["pretrain_clip", "train_coarse", "cam_inputs"]}  # what each reads
 
 
-@pytest.mark.parametrize(("method", "backbone"),
-                         [("cam", "resnet"), ("usage", "vit"), ("apc", None), ("pcc", None), ("clims", None)])
+@pytest.mark.parametrize(
+    ("method", "backbone"), [("cam", "resnet"), ("usage", "vit"), ("apc", None), ("pcc", None), ("clims", None)]
+)
 def test_killed_classifier_training_resumes_to_the_same_weights_and_losses(
     project: Path, method: str, backbone: str | None
 ) -> None:  # fmt: skip

@@ -59,7 +59,7 @@ def test_cli_prints_the_overrides_and_refuses_an_invalid_combination(
     words = shlex.split(capsys.readouterr().out)  # a list of multi-word strings stays one override
     assert any(w.startswith('cam.clims.background=["street sign","mountain",') for w in words)
     quoted = tmp_path / "quoted.yaml"
-    quoted.write_text("cam:\n  clims:\n    background: [\"it's\"]\n")
+    quoted.write_text('cam:\n  clims:\n    background: ["it\'s"]\n')
     with pytest.raises(ParamsError, match="cam.clims.background: list values must not contain quotes"):
         apply_presets(REPO / "params.yaml", [quoted])
     bad = tmp_path / "bad.yaml"
