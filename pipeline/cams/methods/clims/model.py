@@ -73,8 +73,9 @@ class Clims(FrozenClipModel):
         masks = maps[image_index, classes][:, None]
         clip_mean = images.new_tensor(self.clip.mean)[:, None, None]
         clip_std = images.new_tensor(self.clip.std)[:, None, None]
-        objects = (masks * pixels[image_index] - clip_mean) / clip_std
-        backgrounds = ((1 - masks) * pixels[image_index] - clip_mean) / clip_std
+        pixels = pixels[image_index]
+        objects = (masks * pixels - clip_mean) / clip_std
+        backgrounds = ((1 - masks) * pixels - clip_mean) / clip_std
         return objects, backgrounds, classes
 
     def training_step(self, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -84,8 +85,8 @@ class Clims(FrozenClipModel):
         terms = {"area": weights.area * losses.area(cams)}
         objects, backgrounds, classes = self.clip_views(images, cams, targets)
         if not len(classes):  # no present class in the batch (data.no_foreground: keep): the area term alone
-            return {"object": cams.sum() * 0.0, "background": cams.sum() * 0.0, "suppression": cams.sum() * 0.0,
-                    **terms}  # fmt: skip
+            zero = cams.sum() * 0.0
+            return {"object": zero, "background": zero, "suppression": zero, **terms}
         embedded = F.normalize(encode_image(self.clip.visual, torch.cat([objects, backgrounds])), dim=-1)
         object_views, background_views = embedded[: len(classes)], embedded[len(classes) :]
         text = self.class_text[classes]
