@@ -108,6 +108,7 @@ class ResNetFeatures(FeatureBackbone):
         self.trunk, self.channels = resnet_trunk(params.arch, params.weights if pretrained else "none",
                                                  params.output_stride)  # fmt: skip
         self.size_multiple = params.output_stride
+        self.arch, self.output_stride = params.arch, params.output_stride  # to rebuild the trunk (IRN)
         blocks = [block for stage in list(self.trunk)[4:] for block in stage]
         for block in blocks:
             block.drop_path = StochasticDepth(0.0, "row")

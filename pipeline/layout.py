@@ -26,3 +26,7 @@ COARSE_REQUEST = COARSE / "request"  # training.json, inference.json, seeding.js
 COARSE_MODEL = COARSE / "model.pt"
 COARSE_CAMS = COARSE / "cams.zarr.zip"
 COARSE_SEEDS = COARSE / "seeds.zip"
+COARSE_PROMPTS = COARSE / "prompts.json"  # POLE's synonym per train image and class (select_prompts)
+COARSE_PROMPT_STATS = COARSE / "prompt_stats.json"
+IRN = ARTIFACTS / "irn"  # IRN's boundary network (refine.method: irn; a placeholder otherwise)
+IRN_MODEL = IRN / "model.pt"

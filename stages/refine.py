@@ -1,4 +1,4 @@
-"""Stage refine: refine the seed labels (none, dense CRF or random-walk affinity) into the training labels."""
+"""Stage refine: refine the seed labels (none, dense CRF, image-edge or IRN random walk) into the training labels."""
 
 import sys
 
@@ -11,7 +11,9 @@ from stages import run
 
 
 def body(params: PipelineParams) -> None:
-    counts = refine_labels(load_manifest(layout.DATASET), layout.CAMS, layout.SEEDS, params.refine, layout.REFINED)
+    model = layout.IRN_MODEL if params.refine.method == "irn" else None  # the only refinement with a model
+    counts = refine_labels(load_manifest(layout.DATASET), layout.CAMS, layout.SEEDS, params.refine, layout.REFINED,
+                           model)  # fmt: skip
     report("Refined labels", [{"method": params.refine.method, **counts}])
 
 

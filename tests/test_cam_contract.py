@@ -37,7 +37,10 @@ def vocab_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_tiny_clip(METHOD_INPUTS["clip"].parent)
     METHOD_INPUTS["coarse_seeds"].parent.mkdir(parents=True, exist_ok=True)
     METHOD_INPUTS["coarse_seeds"].write_bytes(b"")  # its presence only: training steps here get seeds directly
-    # CLIMS's first phase: a trained plain CAM (any weights will do)
+    choices = {"method": "pole", "template": "a photo of {}.", "candidates": {name: [name, f"{name}ish"] for name in
+               CLASSES}, "choices": {"a": {"cat": "catish"}}}  # fmt: skip
+    METHOD_INPUTS["prompt_choices"].write_text(json.dumps(choices))  # POLE's selection
+    # CLIMS's and POLE's first phase: a trained plain CAM (any weights will do)
     save_cam_method(METHOD_INPUTS["coarse_model"], cam_params("cam", "resnet"), CLASSES, tiny_method("cam", "resnet"))
 
 
@@ -73,6 +76,8 @@ def check_training_step(model: CamMethod, cam: CamParams, images: torch.Tensor, 
     if "coarse_seeds" in type(cam.selected()).extra_inputs:
         seeds = [torch.randint(0, 4, (len(images), *images.shape[-2:]))]
         seeds[0][:, :8] = 255
+    if model.per_image_inputs() is not None:  # POLE's prompt choices: a candidate index per image and class
+        seeds.append(torch.randint(0, 2, targets.shape))
     losses = model.training_step(images, targets, *seeds)
     assert losses and all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
     before = [p.detach().clone() for p in grouped]

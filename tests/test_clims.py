@@ -62,7 +62,7 @@ def test_views_are_masked_in_pixel_space_then_normalised_as_clip_expects(inputs:
     pixels = torch.tensor([0.2, 0.5, 0.9])[:, None, None].expand(3, 48, 48)  # RGB, one colour
     images = ((pixels - mean) / std)[None]  # as the network sees it (ImageNet's normalisation)
     cams = torch.full((1, 3, 3, 3), 0.25)
-    objects, backgrounds, classes = model.clip_views(images, cams, torch.tensor([[0.0, 1.0, 1.0]]))
+    objects, backgrounds, _, classes = model.clip_views(images, cams, torch.tensor([[0.0, 1.0, 1.0]]))
     assert classes.tolist() == [1, 2] and objects.shape == (2, 3, 32, 32)  # the tiny CLIP's input size
     clip_mean, clip_std = torch.tensor(model.clip.mean), torch.tensor(model.clip.std)
     rgb = torch.tensor([0.2, 0.5, 0.9])

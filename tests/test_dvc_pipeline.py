@@ -8,7 +8,7 @@ from tests.clip_fixtures import TINY_STAND_IN
 from tests.conftest import dvc, merge, run
 from tests.conftest import edit_params as edit
 
-AFTER_SEEDS = {"make_seeds", "refine", "train_segmenter", "predict", "evaluate"}
+AFTER_SEEDS = {"make_seeds", "train_irn", "refine", "train_segmenter", "predict", "evaluate"}
 
 
 def executed(output: str) -> set[str]:
@@ -32,11 +32,13 @@ def test_repro_caching_and_method_swapping(project: Path) -> None:
     first = dvc(project, "repro").stdout
     assert executed(first) == {
         "code_closures", "vocab", "prepare_data", "clip_request", "pretrain_clip", "coarse_request", "train_coarse",
-        "coarse_cams", "coarse_seeds", "cam_inputs", "train_classifier", "extract_cams", "sam_masks", "make_seeds",
-        "refine", "train_segmenter", "train_segmenter_fullsup", "predict", "predict_fullsup", "evaluate",
+        "coarse_cams", "coarse_seeds", "select_prompts", "cam_inputs", "train_classifier", "extract_cams",
+        "sam_masks", "make_seeds", "train_irn", "refine", "train_segmenter", "train_segmenter_fullsup", "predict",
+        "predict_fullsup", "evaluate",
     }  # fmt: skip
     assert json.loads((project / "artifacts/coarse/metrics.json").read_text()) == {"method": "none"}  # one phase
     assert json.loads((project / "artifacts/clip/metrics.json").read_text()) == {"source": "none"}  # no CLIP method
+    assert json.loads((project / "artifacts/irn/metrics.json").read_text()) == {"method": "none"}  # crf, not irn
     assert (project / "artifacts/vocab/clusters.json").is_file()
     metrics = json.loads((project / "artifacts/eval/metrics.json").read_text())
     assert {"gt_free", "gt_tuned"} <= set(metrics["cam"])
@@ -94,11 +96,11 @@ def test_repro_caching_and_method_swapping(project: Path) -> None:
     assert executed(dvc(project, "repro").stdout) == {"predict", "predict_fullsup", "evaluate"}
     assert (project / "artifacts/refined.zip").read_bytes() == seed_bytes(project)
 
-    # A new vocabulary reruns vocab, cam_inputs and coarse_request, whose outputs stay the same for plain CAM (it
-    # reads no vocab file), so no CAM stage reruns; an unselected provider reruns nothing.
+    # A new vocabulary reruns vocab, cam_inputs, coarse_request and select_prompts, whose outputs stay the same for
+    # plain CAM (it reads no vocab file), so no CAM stage reruns; an unselected provider reruns nothing.
     synonyms = (project / "artifacts/vocab/synonyms.json").read_bytes()
     edit(project, lambda p: p["vocab"].update(num_synonyms=2))
-    assert executed(dvc(project, "repro").stdout) == {"vocab", "cam_inputs", "coarse_request"}
+    assert executed(dvc(project, "repro").stdout) == {"vocab", "cam_inputs", "coarse_request", "select_prompts"}
     assert (project / "artifacts/vocab/synonyms.json").read_bytes() != synonyms
     edit(project, lambda p: p["vocab"]["openai"].update(model="another-model"))
     assert executed(dvc(project, "repro").stdout) == set()
@@ -132,6 +134,44 @@ def test_each_phase_of_a_two_phase_method_is_cached_on_its_own(project: Path) ->
     assert executed(dvc(project, "repro", "train_classifier").stdout) == {
         "coarse_request", "coarse_seeds", "cam_inputs", "train_classifier"}  # fmt: skip
     assert (project / "artifacts/coarse/seeds.zip").read_bytes() != coarse
+
+
+def test_new_synonyms_rerun_only_the_selection_and_poles_training(project: Path) -> None:
+    """POLE: the synonyms feed the selection (eq. 6); plain CAM's first phase and the CLIP never rerun for them."""
+    tiny = {
+        "cam": {"method": "pole", "pole": {"training": {"epochs": 1, "batch_size": 8, "crop_size": 48,
+                                                        "scale_range": [1.0, 1.0]}, "selection": {"scales": [1.0]}}},
+        "clip": {"pretrain_here": TINY_STAND_IN},
+        "vocab": {"num_synonyms": 2},
+    }  # fmt: skip
+    edit(project, lambda p: p.update(merge(p, tiny)))
+    first = executed(dvc(project, "repro", "train_classifier").stdout)
+    assert {"pretrain_clip", "train_coarse", "coarse_cams", "select_prompts", "train_classifier"} <= first
+    prompts = json.loads((project / "artifacts/coarse/prompts.json").read_text())
+    assert prompts["method"] == "pole" and len(prompts["choices"]) == 24
+    assert json.loads((project / "artifacts/coarse/prompt_stats.json").read_text())["pairs"] > 0
+
+    edit(project, lambda p: p["vocab"].update(num_synonyms=1))
+    assert executed(dvc(project, "repro", "train_classifier").stdout) == {
+        "vocab", "coarse_request", "select_prompts", "cam_inputs", "train_classifier"}  # fmt: skip
+    assert json.loads((project / "artifacts/coarse/prompts.json").read_text())["candidates"] != prompts["candidates"]
+
+
+def test_irn_walk_params_rerun_only_the_walk(project: Path) -> None:
+    """IRN's boundary network is a cached output: a walk param reruns refine alone, a training param both."""
+    tiny = {"refine": {"method": "irn", "irn": {"training": {"epochs": 1, "batch_size": 8, "crop_size": 48}}}}
+    edit(project, lambda p: p.update(merge(p, tiny)))
+    assert {"train_irn", "refine"} <= executed(dvc(project, "repro", "refine").stdout)
+    assert json.loads((project / "artifacts/irn/metrics.json").read_text())["backbone"] == "classifier resnet10"
+    network = (project / "artifacts/irn/model.pt").read_bytes()
+
+    edit(project, lambda p: p["refine"]["irn"]["walk"].update(beta=2.0, bg_pad=0.5))
+    assert executed(dvc(project, "repro", "refine").stdout) == {"refine"}
+    assert (project / "artifacts/irn/model.pt").read_bytes() == network
+
+    edit(project, lambda p: p["refine"]["irn"]["training"].update(lr=0.05))
+    assert executed(dvc(project, "repro", "refine").stdout) == {"train_irn", "refine"}
+    assert (project / "artifacts/irn/model.pt").read_bytes() != network
 
 
 def test_bad_params_fail_before_any_output(project: Path) -> None:

@@ -114,12 +114,17 @@ def test_killed_segmenter_training_resumes_from_its_last_checkpoint(project: Pat
 
 LOSS_TERMS = {"cam": "classification", "usage": "generation,regularisation",
               "apc": "classification,segmentation,contrast", "pcc": "classification",
-              "clims": "object,background,suppression,area"}  # fmt: skip
-FIRST_STAGES = {"pcc": ["vocab"], "clims": ["pretrain_clip", "train_coarse", "cam_inputs"]}  # what each reads
+              "clims": "object,background,suppression,area", "pole": "object,background,suppression,area"}  # fmt: skip
+FIRST_STAGES = {
+    "pcc": ["vocab"],
+    "clims": ["pretrain_clip", "train_coarse", "cam_inputs"],
+    "pole": ["select_prompts", "cam_inputs"],
+}  # what each reads (and, through DVC, what those read)
 
 
 @pytest.mark.parametrize(
-    ("method", "backbone"), [("cam", "resnet"), ("usage", "vit"), ("apc", None), ("pcc", None), ("clims", None)]
+    ("method", "backbone"),
+    [("cam", "resnet"), ("usage", "vit"), ("apc", None), ("pcc", None), ("clims", None), ("pole", None)],
 )
 def test_killed_classifier_training_resumes_to_the_same_weights_and_losses(
     project: Path, method: str, backbone: str | None

@@ -91,7 +91,7 @@ def test_each_registry_knows_exactly_the_methods_its_params_section_has() -> Non
     assert (
         CAM_METHODS.names()
         == sections["cam"].annotation.method_names()
-        == ["apc", "cam", "clims", "clip_es", "fma", "fma_cls", "pcc", "usage"]
+        == ["apc", "cam", "clims", "clip_es", "fma", "fma_cls", "pcc", "pole", "usage"]
     )
     assert SEED_METHODS.names() == SeedParams.method_names()
     assert REFINE_METHODS.names() == RefineParams.method_names()

@@ -28,6 +28,9 @@ def test_there_are_paper_scale_presets_for_every_cam_method_on_both_backbones() 
         "fma_coco",
         "clims_voc",
         "clims_coco",
+        "pole_voc",
+        "pole_coco",
+        "irn_voc",
         "data_voc",
         "data_coco",
     } <= names

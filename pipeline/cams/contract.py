@@ -17,6 +17,8 @@ through :class:`CamMethod`:
 - ``training_step(images, targets)``: named loss terms, summed by the trainer and each logged per epoch; a
   two-phase method (its params' ``coarse_method``) also gets its coarse seeds, cropped alike, as ``seeds``
   (B, H, W; 0 background, class c as c + 1, 255 ignored);
+- ``per_image_inputs()``: a tensor per train image id that the batch carries to ``training_step`` after the
+  seeds (POLE's prompt choices), or ``None`` (the default);
 - ``after_optimizer_step()``: runs after every optimiser step (an EMA teacher's update);
 - ``image_scores(images)``: image-level logits, for the label metrics;
 - ``infer_cams(images, classes)``: raw class maps (before ReLU and normalisation) of the listed classes; it
@@ -79,6 +81,8 @@ class CamMethod(Protocol):
 
     def training_step(self, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
+    def per_image_inputs(self) -> Mapping[str, torch.Tensor] | None: ...
+
     def after_optimizer_step(self) -> None: ...
 
     def image_scores(self, images: torch.Tensor) -> torch.Tensor: ...
@@ -121,6 +125,10 @@ class CamModel(nn.Module):
         if getattr(training, "optimizer", "adamw") == "sgd":
             return torch.optim.SGD(groups, momentum=training.momentum, weight_decay=training.weight_decay)
         return torch.optim.AdamW(groups, weight_decay=training.weight_decay)
+
+    def per_image_inputs(self) -> Mapping[str, torch.Tensor] | None:
+        """No per-image inputs by default."""
+        return None
 
     def after_optimizer_step(self) -> None:
         """Nothing by default."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from pipeline.cams.contract import CamModel
 from pipeline.clip.corpus import class_prompt_name
@@ -12,6 +13,18 @@ from pipeline.clip.models import Clip
 def prompt_words(class_name: str, class_words: dict[str, str]) -> str:
     """The words of a class's prompt: the params' mapping, else :func:`class_prompt_name`."""
     return class_words.get(class_name) or class_prompt_name(class_name)
+
+
+def masked_views(clip: Clip, pixels: torch.Tensor, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The views X·P and X·(1 − P) in CLIP's input space (POLE eq. 3, 6): [0, 1] RGB ``pixels`` (N, 3, H, W) and
+    ``maps`` (N, 1, h, w) resized to CLIP's input size, multiplied, and only then normalised with CLIP's mean and
+    std (the reference code masks an ImageNet-normalised, or a uint8, image instead)."""
+    size = tuple(clip.visual.image_size)
+    pixels = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False)
+    maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    mean = pixels.new_tensor(clip.mean)[:, None, None]
+    std = pixels.new_tensor(clip.std)[:, None, None]
+    return (maps * pixels - mean) / std, ((1 - maps) * pixels - mean) / std
 
 
 class FrozenClipModel(CamModel):

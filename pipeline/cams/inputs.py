@@ -25,6 +25,7 @@ METHOD_INPUTS: dict[str, Path] = {
     "clip": layout.CLIP_MODEL / "clip.json",  # pretrain_clip stage: the CLIP descriptor (CLIP-ES, FMA, POLE)
     "coarse_model": layout.COARSE_MODEL,  # train_coarse stage: a first phase's model (CLIMS starts from plain CAM)
     "coarse_seeds": layout.COARSE_SEEDS,  # coarse_seeds stage: a first phase's seeds (FMA's segmentation phase)
+    "prompt_choices": layout.COARSE_PROMPTS,  # select_prompts stage: the synonym per image and class (POLE)
 }
 COARSE_INPUTS = ("coarse_model", "coarse_seeds")
 

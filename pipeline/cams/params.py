@@ -12,6 +12,7 @@ from pipeline.cams.methods.clip_es.params import ClipEsParams
 from pipeline.cams.methods.fma.params import FmaClassificationParams, FmaParams
 from pipeline.cams.methods.pcc.params import PccParams
 from pipeline.cams.methods.plain_cam.params import PlainCamParams
+from pipeline.cams.methods.pole.params import PoleParams
 from pipeline.cams.methods.usage.params import UsageParams
 from pipeline.schema import MethodChoice, Scales, Strict
 
@@ -39,6 +40,7 @@ class CamParams(MethodChoice):
     fma_cls: FmaClassificationParams = FmaClassificationParams()
     fma: FmaParams = FmaParams()
     clims: ClimsParams = ClimsParams()
+    pole: PoleParams = PoleParams()
 
     @model_validator(mode="after")
     def _coarse_method_exists(self) -> CamParams:

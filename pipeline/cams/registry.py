@@ -13,4 +13,5 @@ from pipeline.cams.methods.clip_es import model as _clip_es  # noqa: E402,F401  
 from pipeline.cams.methods.fma import model as _fma  # noqa: E402,F401  (registers "fma_cls" and "fma")
 from pipeline.cams.methods.pcc import model as _pcc  # noqa: E402,F401  (registers "pcc")
 from pipeline.cams.methods.plain_cam import model as _plain_cam  # noqa: E402,F401  (registers "cam")
+from pipeline.cams.methods.pole import model as _pole  # noqa: E402,F401  (registers "pole")
 from pipeline.cams.methods.usage import model as _usage  # noqa: E402,F401  (registers "usage")

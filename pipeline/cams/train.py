@@ -64,9 +64,10 @@ def train_epochs(
     pixel_labels: Path | None = None,
 ) -> list[dict[str, float]]:  # fmt: skip
     """The shared epoch loop on the train split's image labels (and ``pixel_labels``' maps, cropped alike, for
-    a two-phase method), resumable from ``work``; the loss history."""
+    a two-phase method, and the method's per-image inputs), resumable from ``work``; the loss history."""
     dataset = ClassificationDataset(manifest, "train", training.crop_size, training.scale_range, seed,
-                                    (model.input_mean, model.input_std), pixel_labels)  # fmt: skip
+                                    (model.input_mean, model.input_std), pixel_labels,
+                                    model.per_image_inputs())  # fmt: skip
     loader = EpochLoader(dataset, training.batch_size, seed)
     groups = model.parameter_groups(training)
     optimizer = model.optimizer(groups, training)
@@ -74,8 +75,8 @@ def train_epochs(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedules)
 
     def step(batch: tuple[torch.Tensor, ...]) -> tuple[dict[str, torch.Tensor], int]:
-        images, targets, *seeds = (part.to(device) for part in batch)
-        return model.training_step(images, targets, *seeds), len(images)
+        images, targets, *extras = (part.to(device) for part in batch)
+        return model.training_step(images, targets, *extras), len(images)
 
     return run_epochs("train_classifier", model, optimizer, scheduler, loader, step, training.epochs, seed,
                       work / CHECKPOINT_NAME, model.after_optimizer_step)  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -82,12 +83,14 @@ def read_training_label(files: FileTree, name: str, entry: Entry, num_classes: i
 class ClassificationDataset(Dataset):
     """(image tensor, multi-hot labels) pairs of one split; augmentation when ``crop_size`` is given. With
     ``pixel_labels`` (a label set: PNGs named by image id) each item also holds its label map, augmented alike
-    (a two-phase CAM method's coarse seeds)."""
+    (a two-phase CAM method's coarse seeds); with ``per_image`` (image id → tensor) it holds that tensor last
+    (POLE's prompt choices)."""
 
     def __init__(
         self, manifest: Manifest, split: str, crop_size: int | None = None,
         scale_range: tuple[float, float] = (1.0, 1.0), seed: int = 0,
         normalisation: Normalisation = (IMAGENET_MEAN, IMAGENET_STD), pixel_labels: Path | None = None,
+        per_image: Mapping[str, torch.Tensor] | None = None,
     ) -> None:  # fmt: skip
         self.manifest = manifest
         self.entries = manifest.entries(split)
@@ -96,6 +99,11 @@ class ClassificationDataset(Dataset):
         self.seed = seed
         self.normalisation = normalisation
         self.pixel_labels = FileTree(pixel_labels) if pixel_labels is not None else None
+        self.per_image = per_image
+        if per_image is not None:
+            missing = [e.id for e in self.entries if e.id not in per_image]
+            if missing:
+                raise KeyError(f"no per-image input for {len(missing)} {split} images, e.g. {missing[:3]}")
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -112,4 +120,5 @@ class ClassificationDataset(Dataset):
             generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
             image, label = augment(image, self.crop_size, self.scale_range, generator, label)
         targets = multi_hot(entry.labels, self.manifest.num_classes)
-        return (image, targets) if label is None else (image, targets, label)
+        extras = ([] if label is None else [label]) + ([] if self.per_image is None else [self.per_image[entry.id]])
+        return (image, targets, *extras)

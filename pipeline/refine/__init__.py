@@ -1,8 +1,9 @@
-"""Pseudo-label refinement by name (none, dense CRF, random-walk affinity) and the ``refine`` stage.
+"""Pseudo-label refinement by name (none, dense CRF, random-walk affinity, IRN) and the ``refine`` stage.
 
 A refinement method is ``fn(image, seeds, cams, classes, params) -> labels``: the H×W×3 uint8 image, the
 stage's seed labels (uint8, 255 = ignore), the (k, H, W) CAMs of the image's classes, their 0-based indices
-and the method's params; it returns a uint8 label map (255 allowed). Images are spread over processes with
+and the method's params; it returns a uint8 label map (255 allowed). A method with a trained model (IRN's
+boundary network, stage ``train_irn``) also gets its path as ``model``. Images are spread over processes with
 joblib; the output does not depend on the number of workers.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ REFINE_METHODS: Registry = Registry("refine method")
 
 from pipeline.refine import affinity as _affinity  # noqa: E402,F401  (registers "affinity")
 from pipeline.refine import crf as _crf  # noqa: E402,F401  (registers "crf")
+from pipeline.refine import irn as _irn  # noqa: E402,F401  (registers "irn")
 
 
 @REFINE_METHODS.register("none")
@@ -36,9 +39,12 @@ def no_refinement(image: np.ndarray, seeds: np.ndarray, cams: np.ndarray, classe
     return seeds
 
 
-def refine_many(items: Iterable[tuple], method: str, params, workers: int) -> Iterator[np.ndarray]:
+def refine_many(
+    items: Iterable[tuple], method: str, params, workers: int, model: Path | None = None
+) -> Iterator[np.ndarray]:  # fmt: skip
     """Refine (image, seeds, cams, classes) tuples in order on ``workers`` processes (0: one per core)."""
     fn = REFINE_METHODS.get(method)
+    fn = partial(fn, model=model) if model is not None else fn
     jobs = workers or os.cpu_count() or 1
     if jobs == 1:
         for image, seeds, cams, classes in items:
@@ -48,12 +54,15 @@ def refine_many(items: Iterable[tuple], method: str, params, workers: int) -> It
     yield from parallel(delayed(fn)(image, seeds, cams, classes, params) for image, seeds, cams, classes in items)
 
 
-def refine_labels(manifest: Manifest, cams: Path, seeds: Path, params: RefineParams, out: Path) -> dict[str, int]:
-    """Refine every seed into ``out`` (built in a resumable work directory, then published as a zip)."""
+def refine_labels(
+    manifest: Manifest, cams: Path, seeds: Path, params: RefineParams, out: Path, model: Path | None = None
+) -> dict[str, int]:  # fmt: skip
+    """Refine every seed into ``out`` (built in a resumable work directory, then published as a zip);
+    ``model``: the method's trained model (IRN's boundary network)."""
     store = CamStore(cams)
     key = fingerprint(
         store.attributes["inputs_key"], json.dumps({"method": params.method, "params": params.model_dump(
-            mode="json", exclude={"workers"})}, sort_keys=True), Path(seeds),
+            mode="json", exclude={"workers"})}, sort_keys=True), Path(seeds), *([Path(model)] if model else []),
     )  # fmt: skip
     work = work_directory(out, key)
     work.mkdir(parents=True, exist_ok=True)
@@ -70,7 +79,7 @@ def refine_labels(manifest: Manifest, cams: Path, seeds: Path, params: RefinePar
             maps, classes = store.read(image_id)
             yield image, label, maps, classes
 
-    refined = refine_many(inputs(), params.method, params.selected(), params.workers)
+    refined = refine_many(inputs(), params.method, params.selected(), params.workers, model)
     for image_id, label in progress(zip(todo, refined, strict=True), total=len(todo), desc="refine"):
         write_label_png(inside(work, f"{image_id}.png"), np.asarray(label, dtype=np.uint8))
     publish_zip(work, out)

@@ -39,24 +39,36 @@ def path_offsets(radius: int) -> list[tuple[int, int]]:
             if 0 < dy * dy + dx * dx < radius * radius]  # fmt: skip
 
 
+def segment_maxima(boundary, dy: int, dx: int):
+    """max B on the segment i → i + (dy, dx) for every source i whose partner is inside the last two axes:
+    (..., h', w') over sources [y0:y1, x0:x1] (:func:`offset_window`); numpy arrays or torch tensors."""
+    maximum = torch.maximum if isinstance(boundary, torch.Tensor) else np.maximum
+    (y0, y1), (x0, x1) = offset_window(*boundary.shape[-2:], dy, dx)
+    steps = max(abs(dy), abs(dx))
+    worst = boundary[..., y0:y1, x0:x1]
+    for s in range(1, steps + 1):
+        py, px = round(dy * s / steps), round(dx * s / steps)
+        worst = maximum(worst, boundary[..., y0 + py : y1 + py, x0 + px : x1 + px])
+    return worst
+
+
+def offset_window(height: int, width: int, dy: int, dx: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((y0, y1), (x0, x1)): the sources whose partner at (dy, dx) lies inside an h × w grid (may be empty)."""
+    return (max(0, -dy), min(height, height - dy)), (max(0, -dx), min(width, width - dx))
+
+
 def affinity_matrix(boundary: np.ndarray, radius: int, beta: float) -> sparse.csr_matrix:
     """(N, N) A^β with a_ij = 1 − max boundary on the segment from i to j (a_ii = 1), N = h·w."""
     height, width = boundary.shape
     index = np.arange(height * width).reshape(height, width)
     rows, cols, values = [index.ravel()], [index.ravel()], [np.ones(height * width)]
     for dy, dx in path_offsets(radius):
-        steps = max(abs(dy), abs(dx))
-        y0, y1 = max(0, -dy), min(height, height - dy)
-        x0, x1 = max(0, -dx), min(width, width - dx)
+        (y0, y1), (x0, x1) = offset_window(height, width, dy, dx)
         if y0 >= y1 or x0 >= x1:
             continue
-        worst = np.zeros((y1 - y0, x1 - x0))
-        for s in range(steps + 1):
-            py, px = round(dy * s / steps), round(dx * s / steps)
-            worst = np.maximum(worst, boundary[y0 + py : y1 + py, x0 + px : x1 + px])
         rows.append(index[y0:y1, x0:x1].ravel())
         cols.append(index[y0 + dy : y1 + dy, x0 + dx : x1 + dx].ravel())
-        values.append(np.power(1.0 - worst.ravel(), beta))
+        values.append(np.power(1.0 - segment_maxima(boundary, dy, dx).ravel(), beta))
     n = height * width
     return sparse.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
 
@@ -78,6 +90,22 @@ def walk_stride(params: AffinityRefineParams, height: int, width: int) -> int:
     return max(1, round(params.stride * (height * width) ** 0.5 / params.reference_size))
 
 
+def walk_labels(cams: np.ndarray, classes: list[int], boundary: np.ndarray, stride: int, walk) -> np.ndarray:
+    """IRN's walk from the CAMs on a boundary grid (⌈H/stride⌉ × ⌈W/stride⌉): v₀ = pooled CAM ⊙ (1 − B),
+    2^log_t steps on A^β (radius, β of ``walk``), upsampled, divided by its max, background pad, argmax."""
+    height, width = cams.shape[-2:]
+    small_cams = F.avg_pool2d(torch.from_numpy(cams)[None], stride, ceil_mode=True)[0].numpy()
+    start = small_cams * (1.0 - boundary)[None]
+    affinity = affinity_matrix(boundary, walk.radius, walk.beta)
+    walked = random_walk(start.reshape(len(cams), -1), affinity, walk.log_t).reshape(start.shape)
+    upsampled = F.interpolate(torch.from_numpy(walked)[None], scale_factor=stride, mode="bilinear",
+                              align_corners=False)[0, :, :height, :width].numpy()  # fmt: skip
+    upsampled = upsampled / max(float(upsampled.max()), 1e-12)
+    scores = np.concatenate([np.full((1, height, width), walk.bg_pad), upsampled])
+    values = np.asarray([0] + [c + 1 for c in classes], dtype=np.uint8)
+    return values[scores.argmax(axis=0)]
+
+
 @REFINE_METHODS.register("affinity")
 def affinity_refine(
     image: np.ndarray, seeds: np.ndarray, cams: np.ndarray, classes: list[int], params: AffinityRefineParams
@@ -89,13 +117,4 @@ def affinity_refine(
     stride = walk_stride(params, height, width)
     boundary = torch.from_numpy(boundary_map(image, params.edge_sigma))[None, None]
     small_boundary = F.max_pool2d(boundary, stride, ceil_mode=True)[0, 0].numpy()
-    small_cams = F.avg_pool2d(torch.from_numpy(cams)[None], stride, ceil_mode=True)[0].numpy()
-    start = small_cams * (1.0 - small_boundary)[None]
-    affinity = affinity_matrix(small_boundary, params.radius, params.beta)
-    walked = random_walk(start.reshape(len(cams), -1), affinity, params.log_t).reshape(start.shape)
-    upsampled = F.interpolate(torch.from_numpy(walked)[None], scale_factor=stride, mode="bilinear",
-                              align_corners=False)[0, :, :height, :width].numpy()  # fmt: skip
-    upsampled = upsampled / max(float(upsampled.max()), 1e-12)
-    scores = np.concatenate([np.full((1, height, width), params.bg_pad), upsampled])
-    values = np.asarray([0] + [c + 1 for c in classes], dtype=np.uint8)
-    return values[scores.argmax(axis=0)]
+    return walk_labels(cams, classes, small_boundary, stride, params)

@@ -19,12 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.cams.contract import BuildContext
-from pipeline.cams.frozen_clip import FrozenClipModel
+from pipeline.cams.frozen_clip import FrozenClipModel, masked_views
 from pipeline.cams.methods.clims import losses
 from pipeline.cams.methods.clims.params import ClimsParams
 from pipeline.cams.methods.plain_cam.params import PlainCamParams
 from pipeline.cams.network import ActivationNetwork
-from pipeline.cams.registry import CAM_METHODS
 from pipeline.clip.models import Clip, load_clip
 from pipeline.clip.vision import encode_image
 
@@ -40,7 +39,6 @@ def first_phase_network(checkpoint: Path) -> tuple[PlainCamParams, dict[str, tor
     return PlainCamParams(**state["params"]), weights
 
 
-@CAM_METHODS.register("clims")
 class Clims(FrozenClipModel):
     params_model = ClimsParams
 
@@ -63,40 +61,46 @@ class Clims(FrozenClipModel):
 
     def clip_views(self, images: torch.Tensor, cams: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Eq. 3: the object views X·P_k and background views X·(1 − P_k) of every present (image, class) pair,
-        in CLIP's input space, and each pair's class index."""
+        in CLIP's input space, and each pair's image and class indices."""
         mean = images.new_tensor(self.input_mean)[:, None, None]
         std = images.new_tensor(self.input_std)[:, None, None]
-        size = tuple(self.clip.visual.image_size)
-        pixels = F.interpolate(images * std + mean, size=size, mode="bilinear", align_corners=False)
-        maps = F.interpolate(cams, size=size, mode="bilinear", align_corners=False)
         image_index, classes = torch.nonzero(targets > 0.5, as_tuple=True)
-        masks = maps[image_index, classes][:, None]
-        clip_mean = images.new_tensor(self.clip.mean)[:, None, None]
-        clip_std = images.new_tensor(self.clip.std)[:, None, None]
-        pixels = pixels[image_index]
-        objects = (masks * pixels - clip_mean) / clip_std
-        backgrounds = ((1 - masks) * pixels - clip_mean) / clip_std
-        return objects, backgrounds, classes
+        objects, backgrounds = masked_views(self.clip, (images * std + mean)[image_index],
+                                            cams[image_index, classes][:, None])  # fmt: skip
+        return objects, backgrounds, image_index, classes
 
-    def training_step(self, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The four weighted terms on the sigmoid CAMs of the batch."""
+    def training_step(
+        self, images: torch.Tensor, targets: torch.Tensor, *per_image: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The four weighted terms on the sigmoid CAMs of the batch (``per_image``: POLE's prompt choices)."""
         cams = torch.sigmoid(self.network.activations(images))
         weights = self.params.weights
         terms = {"area": weights.area * losses.area(cams)}
-        objects, backgrounds, classes = self.clip_views(images, cams, targets)
+        objects, backgrounds, image_index, classes = self.clip_views(images, cams, targets)
         if not len(classes):  # no present class in the batch (data.no_foreground: keep): the area term alone
             zero = cams.sum() * 0.0
             return {"object": zero, "background": zero, "suppression": zero, **terms}
         embedded = F.normalize(encode_image(self.clip.visual, torch.cat([objects, backgrounds])), dim=-1)
         object_views, background_views = embedded[: len(classes)], embedded[len(classes) :]
-        text = self.class_text[classes]
+        text = self.pair_text(image_index, classes, *per_image)
+        matched_objects, matched_backgrounds, matched_text = self.matching_embeddings(object_views, background_views,
+                                                                                      text)  # fmt: skip
         return {
-            "object": weights.object * losses.object_matching((object_views * text).sum(dim=-1)),
-            "background": weights.background * losses.background_matching((background_views * text).sum(dim=-1)),
+            "object": weights.object * losses.object_matching((matched_objects * matched_text).sum(dim=-1)),
+            "background": weights.background * losses.background_matching(
+                (matched_backgrounds * matched_text).sum(dim=-1)),
             "suppression": weights.suppression * losses.background_suppression(
                 object_views @ self.background_text.T, self.params.suppression_threshold),
             **terms,
         }  # fmt: skip
+
+    def pair_text(self, image_index: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """The prompt embedding t_k of each (image, class) pair: CLIMS's one prompt per class."""
+        return self.class_text[classes]
+
+    def matching_embeddings(self, objects: torch.Tensor, backgrounds: torch.Tensor, text: torch.Tensor):
+        """The embeddings the two matching terms compare (CLIMS: CLIP's own; POLE adapts them, eq. 7–8)."""
+        return objects, backgrounds, text
 
     def image_scores(self, images: torch.Tensor) -> torch.Tensor:
         """The GAP logits of the classifier (label metrics; CLIMS trains no classification loss)."""
@@ -106,3 +110,9 @@ class Clims(FrozenClipModel):
     def infer_cams(self, images: torch.Tensor, classes: list[int]) -> torch.Tensor:
         """The classifier's raw maps W_kᵀ Z(h, w) of the listed classes."""
         return self.network.activations(images)[:, classes]
+
+
+# Registered after the class exists: POLE's module subclasses it, and the registry imports POLE's module.
+from pipeline.cams.registry import CAM_METHODS  # noqa: E402
+
+CAM_METHODS.register("clims")(Clims)

@@ -1,0 +1,45 @@
+"""Params of POLE, torch-free: CLIMS's (prompts, loss weights, schedule), the synonym selection and the adaptors."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from pipeline.cams.methods.clims.params import ClimsParams
+from pipeline.schema import Scales, Strict
+
+
+class SynonymSelectionParams(Strict):
+    """Eq. 6: each (train image, present class) gets the synonym whose prompt "a photo of {synonym}." is most
+    similar to the image masked by the baseline's CAM. The baseline is the first phase — plain CAM (``cam.cam``),
+    whose network POLE then retrains, as in the paper — and its CAMs are extracted on the train split at
+    ``scales`` (and flips), normalised to [0, 1] per class. ``template`` is the paper's (lower-cased)."""
+
+    template: str = "a photo of {}."
+    scales: Scales = (1.0, 0.5, 1.5, 2.0)
+    flip: bool = True
+
+
+class AdaptorParams(Strict):
+    """Eq. 7–8: v* = r ⊙ A(v) + (1 − r) ⊙ v, A two bias-free layers d → d / ``reduction`` → d with a ReLU
+    between, r a learnable per-dimension ratio starting at ``ratio_init`` (POLE's code: 0.2, reduction 4)."""
+
+    reduction: int = Field(4, ge=1)
+    ratio_init: float = Field(0.2, ge=0, le=1)
+
+
+class PoleParams(ClimsParams):
+    """POLE (``cam.method: pole``): CLIMS (``cam.clims``'s network and losses; POLE's settings here) where the
+    class prompt of each (image, class) pair is the synonym selected for it — from ``artifacts/vocab/synonyms.json``,
+    the ground-truth name included — by the ``select_prompts`` stage (eq. 6), and the object and background
+    views and the prompts pass through the image and text adaptors before their cosines (eq. 7–8); the
+    background suppression reads the views and prompts without adaptors (POLE's code).
+
+    The demo keeps CLIMS's demo schedule and weights (area 0.2), so the two differ only by what the paper adds;
+    at paper scale (presets) POLE's code turns the area term off (weights 10, 25, 1, 0)."""
+
+    extra_inputs: ClassVar[tuple[str, ...]] = ("clip", "coarse_model", "synonyms", "prompt_choices")
+
+    selection: SynonymSelectionParams = SynonymSelectionParams()
+    adaptors: AdaptorParams = AdaptorParams()

@@ -1,0 +1,113 @@
+"""POLE's category- and image-driven prompt selection (eq. 6), the ``select_prompts`` stage.
+
+For each train image X and present class k, the baseline's CAM P_k (the first phase's CAMs: plain CAM, at
+its multi-scale inference, normalised to [0, 1]) masks the image, M_k = X · P_k, in CLIP's input space
+(:func:`pipeline.cams.frozen_clip.masked_views`: [0, 1] RGB, CLIP's normalisation, no uint8 overflow — the
+reference script's two bugs); CLIP embeds M_k and the candidate prompts "a photo of {w}." for w in the class's
+candidates — its ground-truth name (the natural name, or ``class_words``) then the vocab stage's synonyms —
+and the candidate of highest cosine (eq. 6) is the image's prompt for k. The softmax the reference takes over
+those cosines does not change the argmax; its winning probability is kept for the report.
+
+Output (``artifacts/coarse/prompts.json``, DVC-tracked): the candidates per class and the chosen word per
+image and class; ``prompt_stats.json``: how often each candidate won, per class, and the ground-truth name's
+share. A request of ``none`` (another CAM method) writes a placeholder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.cams.frozen_clip import masked_views, prompt_words
+from pipeline.cams.store import CamStore
+from pipeline.clip.models import Clip, load_clip
+from pipeline.clip.vision import encode_image
+from pipeline.data.loading import load_image
+from pipeline.data.manifest import Manifest
+from pipeline.io import write_json
+from pipeline.tracking import progress
+
+
+def candidate_words(class_names: tuple[str, ...], synonyms: dict[str, list[str]], class_words: dict[str, str]):
+    """Per class: its ground-truth prompt word first, then its synonyms (each once, the class name skipped)."""
+    out = {}
+    for name in class_names:
+        words = [prompt_words(name, class_words)]
+        for word in synonyms.get(name, []):
+            if word != name and word not in words:
+                words.append(word)
+        out[name] = words
+    return out
+
+
+def select_synonyms(image_embeddings: torch.Tensor, candidate_text: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Eq. 6: for each masked view's embedding (N, D) and its candidates' prompt embeddings (N, S, D), of which
+    ``valid`` (N, S) marks the real ones, the index of the candidate with the highest cosine; (N,) long."""
+    cosine = torch.einsum("nd,nsd->ns", F.normalize(image_embeddings, dim=-1), F.normalize(candidate_text, dim=-1))
+    return cosine.masked_fill(~valid, float("-inf")).argmax(dim=1)
+
+
+@torch.no_grad()
+def masked_image_embeddings(clip: Clip, image: np.ndarray, cams: np.ndarray) -> torch.Tensor:
+    """(k, D) CLIP embeddings of X · P_k for the image's k CAMs (H, W in [0, 1])."""
+    pixels = torch.from_numpy(image).permute(2, 0, 1).float().div(255.0)[None]
+    maps = torch.from_numpy(np.asarray(cams, dtype=np.float32))[:, None]
+    device = clip.model.logit_scale.device
+    objects, _ = masked_views(clip, pixels.expand(len(maps), -1, -1, -1).to(device), maps.to(device))
+    return encode_image(clip.visual, objects)
+
+
+def select_prompts(request: dict[str, Any], manifest: Manifest, cams: Path, synonyms: Path, clip_descriptor: Path,
+                   device: torch.device, out: Path, stats_out: Path) -> dict[str, Any]:  # fmt: skip
+    """Choose every train (image, class) pair's prompt word into ``out``; the statistics into ``stats_out``."""
+    if request["method"] == "none":
+        write_json(out, {"method": "none"})
+        write_json(stats_out, {"method": "none"})
+        return {"method": "none"}
+    class_names = tuple(manifest.classes)
+    candidates = candidate_words(
+        class_names, json.loads(Path(synonyms).read_text())["synonyms"], request["class_words"]
+    )
+    clip = load_clip(clip_descriptor, device)
+    with torch.no_grad():
+        text = {name: clip.encode_text([request["template"].format(w) for w in words])
+                for name, words in candidates.items()}  # fmt: skip
+    store = CamStore(cams)
+    by_id = manifest.by_id()
+    choices: dict[str, dict[str, str]] = {}
+    counts = {name: dict.fromkeys(words, 0) for name, words in candidates.items()}
+    for image_id in progress(store.ids(), desc="select_prompts"):
+        maps, classes = store.read(image_id)
+        if not classes:  # an image kept as a negative: no pair, but listed (every train image has an entry)
+            choices[image_id] = {}
+            continue
+        embeddings = masked_image_embeddings(clip, load_image(manifest, by_id[image_id]), maps)
+        names = [class_names[c] for c in classes]
+        width = max(len(candidates[n]) for n in names)
+        table = torch.stack([F.pad(text[n], (0, 0, 0, width - len(text[n]))) for n in names])
+        valid = torch.tensor([[i < len(candidates[n]) for i in range(width)] for n in names], device=table.device)
+        chosen = select_synonyms(embeddings, table, valid)
+        choices[image_id] = {n: candidates[n][int(i)] for n, i in zip(names, chosen, strict=True)}
+        for n, word in choices[image_id].items():
+            counts[n][word] += 1
+    write_json(out, {"method": request["method"], "template": request["template"], "candidates": candidates,
+                     "choices": dict(sorted(choices.items()))})  # fmt: skip
+    stats = prompt_statistics(counts, candidates)
+    write_json(stats_out, stats)
+    return stats
+
+
+def prompt_statistics(counts: dict[str, dict[str, int]], candidates: dict[str, list[str]]) -> dict[str, Any]:
+    """How often each candidate won per class, and the share of pairs whose winner is the ground-truth name."""
+    pairs = sum(sum(c.values()) for c in counts.values())
+    ground_truth = sum(counts[name][words[0]] for name, words in candidates.items())
+    return {
+        "pairs": pairs,
+        "ground_truth_share": ground_truth / pairs if pairs else None,
+        "per_class": {name: dict(sorted(c.items(), key=lambda kv: -kv[1])) for name, c in counts.items()},
+    }
