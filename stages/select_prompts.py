@@ -3,6 +3,7 @@
 
 import json
 import sys
+from pathlib import Path
 
 from pipeline import layout
 from pipeline.cams.methods.pole.selection import select_prompts
@@ -15,7 +16,7 @@ from stages import run
 
 def body(params: PipelineParams) -> None:
     request = json.loads((layout.COARSE_REQUEST / "selection.json").read_text())
-    stats = select_prompts(request, load_manifest(layout.DATASET), layout.COARSE_CAMS, layout.VOCAB / "synonyms.json",
+    stats = select_prompts(request, load_manifest(layout.DATASET), Path(), layout.VOCAB / "synonyms.json",
                            layout.CLIP_MODEL / "clip.json", resolve_device(params.device), layout.COARSE_PROMPTS,
                            layout.COARSE_PROMPT_STATS)  # fmt: skip
     per_class = stats.get("per_class", {})

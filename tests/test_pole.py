@@ -71,9 +71,10 @@ def test_selection_masks_the_image_by_the_cam_and_picks_the_word_of_what_it_cove
     cams = write_store(tmp_path, {"a": (right, [0]), "b": (left, [0])}, {})
     synonyms = tmp_path / "synonyms.json"
     synonyms.write_text(json.dumps({"synonyms": {"cat": ["cat", "kitten"], "dog": ["dog"]}}))
-    request = {"method": "pole", "template": "a photo of {}.", "class_words": {}}
+    request = {"method": "pole", "template": "a photo of {}.", "class_words": {}, "cams": "cams.zarr.zip"}
     out, stats_out = tmp_path / "prompts.json", tmp_path / "stats.json"
-    stats = selection.select_prompts(request, manifest, cams, synonyms, tmp_path / "clip.json",
+    assert cams == tmp_path / "cams.zarr.zip"
+    stats = selection.select_prompts(request, manifest, tmp_path, synonyms, tmp_path / "clip.json",
                                      torch.device("cpu"), out, stats_out)  # fmt: skip
     prompts = json.loads(out.read_text())
     assert prompts["choices"] == {"a": {"cat": "kitten"}, "b": {"cat": "cat"}}
@@ -139,6 +140,14 @@ def test_pole_requests_the_first_phases_cams_and_a_selection_but_no_seeds() -> N
     request = coarse_request(params)
     assert request["training"]["method"] == "cam" and request["seeding"]["method"] == "none"
     assert request["inference"] == {"method": "cam", "scales": [1.0, 0.5, 1.5, 2.0], "flip": True}
-    assert request["selection"] == {"method": "pole", "template": "a photo of {}.", "class_words": {}}
+    assert request["selection"] == {"method": "pole", "template": "a photo of {}.", "class_words": {},
+                                    "cams": "artifacts/coarse/cams.zarr.zip"}  # fmt: skip
     clims = coarse_request(PipelineParams.model_validate({"cam": {"method": "clims"}}))
     assert clims["selection"]["method"] == clims["inference"]["method"] == "none"
+
+
+def test_the_baseline_cams_may_be_any_store_inside_the_repository() -> None:
+    assert PoleParams(selection={"cams": "baselines/clip_es.zarr.zip"}).selection.cams == "baselines/clip_es.zarr.zip"
+    for bad in ("/elsewhere/cams.zarr.zip", "../cams.zarr.zip", "artifacts/seeds.zip"):
+        with pytest.raises(ValueError, match="inside the repository"):
+            PoleParams(selection={"cams": bad})

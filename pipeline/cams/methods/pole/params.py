@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipeline.cams.methods.clims.params import ClimsParams
 from pipeline.schema import Scales, Strict
 
+FIRST_PHASE_CAMS = "artifacts/coarse/cams.zarr.zip"
+
 
 class SynonymSelectionParams(Strict):
     """Eq. 6: each (train image, present class) gets the synonym whose prompt "a photo of {synonym}." is most
-    similar to the image masked by the baseline's CAM. The baseline is the first phase — plain CAM (``cam.cam``),
-    whose network POLE then retrains, as in the paper — and its CAMs are extracted on the train split at
-    ``scales`` (and flips), normalised to [0, 1] per class. ``template`` is the paper's (lower-cased)."""
+    similar to the image masked by the baseline's CAM. The baseline is by default the first phase — plain CAM
+    (``cam.cam``), whose network POLE then retrains, as in the paper — whose CAMs are extracted on the train
+    split at ``scales`` (and flips), normalised to [0, 1] per class. ``cams`` may name any other CAM store of the
+    train split instead — any registered method's, e.g. a CLIP-ES run's ``artifacts/cams.zarr.zip`` kept with
+    ``dvc add`` — a path inside the repository (a DVC dependency of ``select_prompts``); ``prompts.json``
+    records which method made it. ``template`` is the paper's (lower-cased)."""
 
     template: str = "a photo of {}."
     scales: Scales = (1.0, 0.5, 1.5, 2.0)
     flip: bool = True
+    cams: str = FIRST_PHASE_CAMS
+
+    @field_validator("cams")
+    @classmethod
+    def _inside_the_repository(cls, value: str) -> str:
+        path = PurePosixPath(value)
+        if path.is_absolute() or ".." in path.parts or not value.endswith(".zarr.zip"):
+            raise ValueError(f"'{value}': a CAM store (.zarr.zip) inside the repository, as a relative path")
+        if path == PurePosixPath("artifacts/cams.zarr.zip"):  # extract_cams's: POLE's own CAMs, a DAG cycle
+            raise ValueError(f"'{value}' is the output of extract_cams; keep a baseline's store under another path")
+        return value
 
 
 class AdaptorParams(Strict):

@@ -1,16 +1,16 @@
 """POLE's category- and image-driven prompt selection (eq. 6), the ``select_prompts`` stage.
 
-For each train image X and present class k, the baseline's CAM P_k (the first phase's CAMs: plain CAM, at
-its multi-scale inference, normalised to [0, 1]) masks the image, M_k = X · P_k, in CLIP's input space
-(:func:`pipeline.cams.frozen_clip.masked_views`: [0, 1] RGB, CLIP's normalisation, no uint8 overflow — the
-reference script's two bugs); CLIP embeds M_k and the candidate prompts "a photo of {w}." for w in the class's
-candidates — its ground-truth name (the natural name, or ``class_words``) then the vocab stage's synonyms —
-and the candidate of highest cosine (eq. 6) is the image's prompt for k. The softmax the reference takes over
-those cosines does not change the argmax; its winning probability is kept for the report.
+For each train image X and present class k, the baseline's CAM P_k masks the image, M_k = X · P_k — by default
+the first phase's CAMs (plain CAM at its multi-scale inference, normalised to [0, 1]), or any method's CAM
+store named by ``selection.cams`` — in CLIP's input space (:func:`pipeline.cams.frozen_clip.masked_views`:
+[0, 1] RGB, CLIP's normalisation, no uint8 overflow — the reference script's two bugs); CLIP embeds M_k and
+the candidate prompts "a photo of {w}." for w in the class's candidates — its ground-truth name (the natural
+name, or ``class_words``) then the vocab stage's synonyms — and the candidate of highest cosine (eq. 6) is the
+image's prompt for k. The softmax the reference takes over those cosines does not change the argmax.
 
-Output (``artifacts/coarse/prompts.json``, DVC-tracked): the candidates per class and the chosen word per
-image and class; ``prompt_stats.json``: how often each candidate won, per class, and the ground-truth name's
-share. A request of ``none`` (another CAM method) writes a placeholder.
+Output (``artifacts/coarse/prompts.json``, DVC-tracked): the candidates per class, the baseline method, and the
+chosen word per image and class; ``prompt_stats.json``: how often each candidate won, per class, and the
+ground-truth name's share. A request of ``none`` (another CAM method) writes a placeholder.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pipeline.clip.models import Clip, load_clip
 from pipeline.clip.vision import encode_image
 from pipeline.data.loading import load_image
 from pipeline.data.manifest import Manifest
-from pipeline.io import write_json
+from pipeline.io import inside, write_json
 from pipeline.tracking import progress
 
 
@@ -62,9 +62,10 @@ def masked_image_embeddings(clip: Clip, image: np.ndarray, cams: np.ndarray) -> 
     return encode_image(clip.visual, objects)
 
 
-def select_prompts(request: dict[str, Any], manifest: Manifest, cams: Path, synonyms: Path, clip_descriptor: Path,
+def select_prompts(request: dict[str, Any], manifest: Manifest, root: Path, synonyms: Path, clip_descriptor: Path,
                    device: torch.device, out: Path, stats_out: Path) -> dict[str, Any]:  # fmt: skip
-    """Choose every train (image, class) pair's prompt word into ``out``; the statistics into ``stats_out``."""
+    """Choose every train (image, class) pair's prompt word into ``out`` from the CAM store the request names
+    (inside ``root``, the repository); the statistics into ``stats_out``."""
     if request["method"] == "none":
         write_json(out, {"method": "none"})
         write_json(stats_out, {"method": "none"})
@@ -77,7 +78,9 @@ def select_prompts(request: dict[str, Any], manifest: Manifest, cams: Path, syno
     with torch.no_grad():
         text = {name: clip.encode_text([request["template"].format(w) for w in words])
                 for name, words in candidates.items()}  # fmt: skip
-    store = CamStore(cams)
+    store = CamStore(inside(root, request["cams"]))
+    if store.attributes.get("split", "train") != "train":
+        raise ValueError(f"{request['cams']}: CAMs of the {store.attributes['split']} split; the selection needs train")
     by_id = manifest.by_id()
     choices: dict[str, dict[str, str]] = {}
     counts = {name: dict.fromkeys(words, 0) for name, words in candidates.items()}
@@ -95,7 +98,8 @@ def select_prompts(request: dict[str, Any], manifest: Manifest, cams: Path, syno
         choices[image_id] = {n: candidates[n][int(i)] for n, i in zip(names, chosen, strict=True)}
         for n, word in choices[image_id].items():
             counts[n][word] += 1
-    write_json(out, {"method": request["method"], "template": request["template"], "candidates": candidates,
+    write_json(out, {"method": request["method"], "baseline": store.attributes.get("method"),
+                     "template": request["template"], "candidates": candidates,
                      "choices": dict(sorted(choices.items()))})  # fmt: skip
     stats = prompt_statistics(counts, candidates)
     write_json(stats_out, stats)
