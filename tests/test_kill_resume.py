@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.cams.store import CamStore
 from tests.clip_fixtures import TINY_STAND_IN
-from tests.conftest import dvc, edit_params, project_env, run
+from tests.conftest import dvc, edit_params, merge, project_env, run
 
 
 def stored_images(project: Path, store_name: str = "cams.zarr.zip") -> int:
@@ -110,6 +110,14 @@ def test_killed_segmenter_training_resumes_from_its_last_checkpoint(project: Pat
     edit_params(project, lambda p: p["segmenter"].update(epochs=4))
     dvc(project, "repro", "prepare_data")
     assert_training_resumes(project, "train_segmenter_fullsup", "artifacts/segmenter_fullsup", 4)
+
+
+def test_killed_irn_training_resumes_to_the_same_boundary_network(project: Path) -> None:
+    tiny = {"method": "irn", "irn": {"training": {"epochs": 3, "batch_size": 8, "crop_size": 48}}}
+    edit_params(project, lambda p: p.update(merge(p, {"refine": tiny})))
+    dvc(project, "repro", "make_seeds", "train_classifier")
+    losses = assert_training_resumes(project, "train_irn", "artifacts/irn", 3)
+    assert losses.splitlines()[0] == "epoch,loss,affinity_bg_pos,affinity_fg_pos,affinity_neg"
 
 
 LOSS_TERMS = {"cam": "classification", "usage": "generation,regularisation",

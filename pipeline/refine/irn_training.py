@@ -68,8 +68,8 @@ def train_irn(
         return {"method": "none"}
     training = params.training
     settings = json.dumps({"seed": seed, "irn": params.model_dump(mode="json", exclude={"walk"})}, sort_keys=True)
-    work = work_directory(out_dir / MODEL_NAME, fingerprint(Path(manifest_dir) / MANIFEST_NAME, Path(seeds),
-                                                            Path(classifier), settings))  # fmt: skip
+    work = work_directory(out_dir, fingerprint(Path(manifest_dir) / MANIFEST_NAME, Path(seeds), Path(classifier),
+                                               settings))  # fmt: skip
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     trunk, arch, trunk_stride, normalisation = boundary_trunk(params, classifier, cam, tuple(manifest.classes))
