@@ -123,3 +123,18 @@ def test_a_placeholder_model_is_refused_naming_the_file(tmp_path: Path) -> None:
     write_torch(path, {"method": "none"})
     with pytest.raises(ValueError, match="placeholder.pt"):
         load_boundary_network(path)
+
+
+def test_irn_on_a_voc_sized_image_walks_at_stride_4_and_keeps_its_size(tmp_path: Path) -> None:
+    network = tiny_network(output_stride=4)
+    path = tmp_path / "model.pt"
+    write_torch(path, {"method": "irn", "arch": "resnet10", "trunk_stride": 16,
+                       "network": IrnNetworkParams(output_stride=4, level_width=8).model_dump(mode="json"),
+                       "mean": [0.5] * 3, "std": [0.25] * 3, "state_dict": network.state_dict()})  # fmt: skip
+    image = np.random.default_rng(0).integers(0, 256, (375, 500, 3), dtype=np.uint8)
+    cams = np.zeros((2, 375, 500))
+    cams[0, :100, :100], cams[1, 200:, 300:] = 1.0, 0.8
+    labels = REFINE_METHODS.get("irn")(image, np.zeros((375, 500), np.uint8), cams, [2, 7], IrnRefineParams(),
+                                       model=path)  # fmt: skip
+    assert labels.shape == (375, 500) and set(np.unique(labels)) <= {0, 3, 8}
+    assert labels[50, 50] == 3 and labels[300, 400] == 8
