@@ -63,3 +63,13 @@ def test_an_edit_changes_exactly_the_closures_that_reach_it(tmp_path: Path) -> N
                 if "pipeline/refine/crf.py" in import_closure(tmp_path, m)}  # fmt: skip
     assert changed == reaching
     assert {"refine", "predict"} <= changed and not {"train_classifier", "sam_masks", "vocab"} & changed
+
+
+def test_every_uncached_metric_and_plot_is_kept_by_git() -> None:
+    """``dvc exp show`` reads an experiment's metrics from its commit: a metrics or plots table that git ignores
+    is lost with the experiment's temporary workspace."""
+    kept = [path for stage in STAGES.values() for kind in ("metrics", "plots") for entry in stage.get(kind, [])
+            if isinstance(entry, dict) for path, options in entry.items() if options.get("cache") is False]  # fmt: skip
+    assert "artifacts/coarse/prompt_stats.json" in kept and "artifacts/irn/loss.csv" in kept
+    ignored = subprocess.run(["git", "check-ignore", *kept], cwd=REPO, capture_output=True, text=True).stdout
+    assert ignored == ""
