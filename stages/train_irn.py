@@ -1,21 +1,31 @@
 """Stage train_irn: train IRN's boundary network on the seeds (artifacts/irn/model.pt) for refine.method: irn;
-a placeholder for the other refinements."""
+a placeholder for the other refinements (written without importing any model code: it runs on every change)."""
 
 import sys
 
 from pipeline import layout
 from pipeline.data.manifest import load_manifest
 from pipeline.device import resolve_device
-from pipeline.params import PipelineParams
-from pipeline.refine.irn_training import train_irn
+from pipeline.io import write_json, write_torch
+from pipeline.params import IrnTrainingParams, PipelineParams
 from pipeline.tracking import report
+from pipeline.trainer import write_history
 from stages import run
 
 
 def body(params: PipelineParams) -> None:
-    metrics = train_irn(params.refine.irn, params.refine.method == "irn", load_manifest(layout.DATASET),
-                        layout.DATASET, layout.SEEDS, layout.CLASSIFIER / "model.pt", params.cam, params.seed,
-                        resolve_device(params.device), layout.IRN)  # fmt: skip
+    if params.refine.method != "irn":
+        layout.IRN.mkdir(parents=True, exist_ok=True)
+        write_torch(layout.IRN_MODEL, {"method": "none"})
+        write_history(layout.IRN / "loss.csv", [], ("epoch", "loss", *IrnTrainingParams.loss_terms))
+        write_json(layout.IRN / "metrics.json", {"method": "none"})
+        report("IRN boundary network", [{"method": "none", "refine.method": params.refine.method}])
+        return
+    from pipeline.refine.irn_training import train_irn  # the model code, only when IRN is selected
+
+    metrics = train_irn(params.refine.irn, load_manifest(layout.DATASET), layout.DATASET, layout.SEEDS,
+                        layout.CLASSIFIER / "model.pt", params.cam, params.seed, resolve_device(params.device),
+                        layout.IRN)  # fmt: skip
     report("IRN boundary network", [metrics])
 
 

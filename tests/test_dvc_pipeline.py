@@ -7,6 +7,7 @@ from pathlib import Path
 from tests.clip_fixtures import TINY_STAND_IN
 from tests.conftest import dvc, merge, run
 from tests.conftest import edit_params as edit
+from tests.test_kill_resume import assert_training_resumes
 
 AFTER_SEEDS = {"make_seeds", "train_irn", "refine", "train_segmenter", "predict", "evaluate"}
 
@@ -137,10 +138,11 @@ def test_each_phase_of_a_two_phase_method_is_cached_on_its_own(project: Path) ->
 
 
 def test_new_synonyms_rerun_only_the_selection_and_poles_training(project: Path) -> None:
-    """POLE: the synonyms feed the selection (eq. 6); plain CAM's first phase and the CLIP never rerun for them."""
+    """POLE: the synonyms feed the selection (eq. 6); plain CAM's first phase and the CLIP never rerun for them.
+    Also POLE's kill-and-resume (it shares this test's costly first stages)."""
     tiny = {
-        "cam": {"method": "pole", "pole": {"training": {"epochs": 1, "batch_size": 8, "crop_size": 48,
-                                                        "scale_range": [1.0, 1.0]}, "selection": {"scales": [1.0]}}},
+        "cam": {"method": "pole", "pole": {"training": {"epochs": 3, "batch_size": 8, "crop_size": 48},
+                                           "selection": {"scales": [1.0]}}},
         "clip": {"pretrain_here": TINY_STAND_IN},
         "vocab": {"num_synonyms": 2},
     }  # fmt: skip
@@ -148,8 +150,10 @@ def test_new_synonyms_rerun_only_the_selection_and_poles_training(project: Path)
     first = executed(dvc(project, "repro", "train_classifier").stdout)
     assert {"pretrain_clip", "train_coarse", "coarse_cams", "select_prompts", "train_classifier"} <= first
     prompts = json.loads((project / "artifacts/coarse/prompts.json").read_text())
-    assert prompts["method"] == "pole" and len(prompts["choices"]) == 24
+    assert prompts["method"] == "pole" and prompts["baseline"] == "cam" and len(prompts["choices"]) == 24
     assert json.loads((project / "artifacts/coarse/prompt_stats.json").read_text())["pairs"] > 0
+    losses = assert_training_resumes(project, "train_classifier", "artifacts/classifier", 3)  # same bytes again
+    assert losses.splitlines()[0] == "epoch,loss,object,background,suppression,area"
 
     edit(project, lambda p: p["vocab"].update(num_synonyms=1))
     assert executed(dvc(project, "repro", "train_classifier").stdout) == {
@@ -158,11 +162,14 @@ def test_new_synonyms_rerun_only_the_selection_and_poles_training(project: Path)
 
 
 def test_irn_walk_params_rerun_only_the_walk(project: Path) -> None:
-    """IRN's boundary network is a cached output: a walk param reruns refine alone, a training param both."""
-    tiny = {"refine": {"method": "irn", "irn": {"training": {"epochs": 1, "batch_size": 8, "crop_size": 48}}}}
+    """IRN's boundary network is a cached output: a walk param reruns refine alone, a training param both. Also
+    IRN's kill-and-resume (it shares this test's first stages)."""
+    tiny = {"refine": {"method": "irn", "irn": {"training": {"epochs": 3, "batch_size": 8, "crop_size": 48}}}}
     edit(project, lambda p: p.update(merge(p, tiny)))
     assert {"train_irn", "refine"} <= executed(dvc(project, "repro", "refine").stdout)
     assert json.loads((project / "artifacts/irn/metrics.json").read_text())["backbone"] == "classifier resnet10"
+    losses = assert_training_resumes(project, "train_irn", "artifacts/irn", 3)  # the same bytes again
+    assert losses.splitlines()[0] == "epoch,loss,affinity_bg_pos,affinity_fg_pos,affinity_neg"
     network = (project / "artifacts/irn/model.pt").read_bytes()
 
     edit(project, lambda p: p["refine"]["irn"]["walk"].update(beta=2.0, bg_pad=0.5))

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.cams.store import CamStore
 from tests.clip_fixtures import TINY_STAND_IN
-from tests.conftest import dvc, edit_params, merge, project_env, run
+from tests.conftest import dvc, edit_params, project_env, run
 
 
 def stored_images(project: Path, store_name: str = "cams.zarr.zip") -> int:
@@ -112,27 +112,18 @@ def test_killed_segmenter_training_resumes_from_its_last_checkpoint(project: Pat
     assert_training_resumes(project, "train_segmenter_fullsup", "artifacts/segmenter_fullsup", 4)
 
 
-def test_killed_irn_training_resumes_to_the_same_boundary_network(project: Path) -> None:
-    tiny = {"method": "irn", "irn": {"training": {"epochs": 3, "batch_size": 8, "crop_size": 48}}}
-    edit_params(project, lambda p: p.update(merge(p, {"refine": tiny})))
-    dvc(project, "repro", "make_seeds", "train_classifier")
-    losses = assert_training_resumes(project, "train_irn", "artifacts/irn", 3)
-    assert losses.splitlines()[0] == "epoch,loss,affinity_bg_pos,affinity_fg_pos,affinity_neg"
-
-
 LOSS_TERMS = {"cam": "classification", "usage": "generation,regularisation",
               "apc": "classification,segmentation,contrast", "pcc": "classification",
-              "clims": "object,background,suppression,area", "pole": "object,background,suppression,area"}  # fmt: skip
+              "clims": "object,background,suppression,area"}  # fmt: skip
 FIRST_STAGES = {
     "pcc": ["vocab"],
     "clims": ["pretrain_clip", "train_coarse", "cam_inputs"],
-    "pole": ["select_prompts", "cam_inputs"],
 }  # what each reads (and, through DVC, what those read)
 
 
 @pytest.mark.parametrize(
     ("method", "backbone"),
-    [("cam", "resnet"), ("usage", "vit"), ("apc", None), ("pcc", None), ("clims", None), ("pole", None)],
+    [("cam", "resnet"), ("usage", "vit"), ("apc", None), ("pcc", None), ("clims", None)],  # POLE's: test_dvc_pipeline
 )
 def test_killed_classifier_training_resumes_to_the_same_weights_and_losses(
     project: Path, method: str, backbone: str | None

@@ -5,7 +5,8 @@ holds one — plain CAM, USAGE on a ResNet, CLIMS, POLE) or a torchvision ResNet
 local cache (``imagenet``, IRN's own choice; works beside any CAM method). Only the boundary branch trains
 (SGD, poly schedule, IRN's); the whole network, trunk included, is saved so the walk needs nothing else. The
 epoch loop is the shared resumable one (:mod:`pipeline.trainer`). With another ``refine.method`` selected the
-stage writes a placeholder, so its output exists and stays byte-stable.
+stage writes a placeholder instead (``stages/train_irn.py``: no model import, so it costs no more than the
+interpreter), and its output exists and stays byte-stable.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from pipeline.cams.train import load_cam_method
 from pipeline.data.loading import IMAGENET_MEAN, IMAGENET_STD, ClassificationDataset
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
 from pipeline.io import fingerprint, remove_work, work_directory, write_json, write_torch
-from pipeline.params import IrnRefineParams
+from pipeline.params import IrnRefineParams, IrnTrainingParams
 from pipeline.refine.irn import BoundaryNetwork
 from pipeline.trainer import EpochLoader, run_epochs, write_history
 
 MODEL_NAME = "model.pt"
-LOSS_COLUMNS = ("epoch", "loss", "affinity_bg_pos", "affinity_fg_pos", "affinity_neg")
+LOSS_COLUMNS = ("epoch", "loss", *IrnTrainingParams.loss_terms)
 
 
 def classifier_trunk(checkpoint: Path, cam: CamParams, class_names: tuple[str, ...]) -> tuple[Any, str, int, tuple]:
@@ -55,17 +56,12 @@ def poly(steps: int, power: float):
 
 
 def train_irn(
-    params: IrnRefineParams, selected: bool, manifest: Manifest, manifest_dir: Path, seeds: Path, classifier: Path,
+    params: IrnRefineParams, manifest: Manifest, manifest_dir: Path, seeds: Path, classifier: Path,
     cam: CamParams, seed: int, device: torch.device, out_dir: Path,
 ) -> dict[str, Any]:  # fmt: skip
     """Train the boundary network on the train split's seeds into ``out_dir`` (model.pt, loss.csv,
-    metrics.json); a placeholder when IRN is not the ``selected`` refinement."""
+    metrics.json)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not selected:
-        write_torch(out_dir / MODEL_NAME, {"method": "none"})
-        write_history(out_dir / "loss.csv", [], LOSS_COLUMNS)
-        write_json(out_dir / "metrics.json", {"method": "none"})
-        return {"method": "none"}
     training = params.training
     settings = json.dumps({"seed": seed, "irn": params.model_dump(mode="json", exclude={"walk"})}, sort_keys=True)
     work = work_directory(out_dir, fingerprint(Path(manifest_dir) / MANIFEST_NAME, Path(seeds), Path(classifier),

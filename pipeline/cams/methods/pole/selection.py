@@ -10,7 +10,7 @@ image's prompt for k. The softmax the reference takes over those cosines does no
 
 Output (``artifacts/coarse/prompts.json``, DVC-tracked): the candidates per class, the baseline method, and the
 chosen word per image and class; ``prompt_stats.json``: how often each candidate won, per class, and the
-ground-truth name's share. A request of ``none`` (another CAM method) writes a placeholder.
+ground-truth name's share. For a request of ``none`` (another CAM method) the stage writes placeholders.
 """
 
 from __future__ import annotations
@@ -66,10 +66,6 @@ def select_prompts(request: dict[str, Any], manifest: Manifest, root: Path, syno
                    device: torch.device, out: Path, stats_out: Path) -> dict[str, Any]:  # fmt: skip
     """Choose every train (image, class) pair's prompt word into ``out`` from the CAM store the request names
     (inside ``root``, the repository); the statistics into ``stats_out``."""
-    if request["method"] == "none":
-        write_json(out, {"method": "none"})
-        write_json(stats_out, {"method": "none"})
-        return {"method": "none"}
     class_names = tuple(manifest.classes)
     candidates = candidate_words(
         class_names, json.loads(Path(synonyms).read_text())["synonyms"], request["class_words"]
