@@ -7,7 +7,7 @@ Method names are checked against their sections (pipeline/schema.py); nothing he
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -234,8 +234,6 @@ class IrnNetworkParams(Strict):
 class IrnTrainingParams(Strict):
     """IRN: 3 epochs, batch 32, crop 512, SGD lr 0.1 (poly 0.9), weight decay 1e-4 (presets/irn_voc.yaml; the
     demo: batch 16, 64 px crops); pairs within ``radius`` grid cells (IRN: 10) labelled by the seeds."""
-
-    loss_terms: ClassVar[tuple[str, ...]] = ("affinity_bg_pos", "affinity_fg_pos", "affinity_neg")  # in loss.csv
 
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(16, ge=1)

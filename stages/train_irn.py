@@ -7,7 +7,7 @@ from pipeline import layout
 from pipeline.data.manifest import load_manifest
 from pipeline.device import resolve_device
 from pipeline.io import write_json, write_torch
-from pipeline.params import IrnTrainingParams, PipelineParams
+from pipeline.params import PipelineParams
 from pipeline.tracking import report
 from pipeline.trainer import write_history
 from stages import run
@@ -17,7 +17,7 @@ def body(params: PipelineParams) -> None:
     if params.refine.method != "irn":
         layout.IRN.mkdir(parents=True, exist_ok=True)
         write_torch(layout.IRN_MODEL, {"method": "none"})
-        write_history(layout.IRN / "loss.csv", [], ("epoch", "loss", *IrnTrainingParams.loss_terms))
+        write_history(layout.IRN / "loss.csv", [])  # the header alone, as the other placeholders'
         write_json(layout.IRN / "metrics.json", {"method": "none"})
         report("IRN boundary network", [{"method": "none", "refine.method": params.refine.method}])
         return

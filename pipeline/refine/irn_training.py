@@ -23,12 +23,12 @@ from pipeline.cams.train import load_cam_method
 from pipeline.data.loading import IMAGENET_MEAN, IMAGENET_STD, ClassificationDataset
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
 from pipeline.io import fingerprint, remove_work, work_directory, write_json, write_torch
-from pipeline.params import IrnRefineParams, IrnTrainingParams
+from pipeline.params import IrnRefineParams
 from pipeline.refine.irn import BoundaryNetwork
 from pipeline.trainer import EpochLoader, run_epochs, write_history
 
 MODEL_NAME = "model.pt"
-LOSS_COLUMNS = ("epoch", "loss", *IrnTrainingParams.loss_terms)
+LOSS_COLUMNS = ("epoch", "loss", "affinity_bg_pos", "affinity_fg_pos", "affinity_neg")
 
 
 def classifier_trunk(checkpoint: Path, cam: CamParams, class_names: tuple[str, ...]) -> tuple[Any, str, int, tuple]:
