@@ -23,6 +23,7 @@ from pipeline.cams.methods.clims.model import Clims, first_phase_network
 from pipeline.cams.methods.plain_cam.params import PlainCamParams
 from pipeline.cams.methods.pole.adaptors import Adaptor
 from pipeline.cams.methods.pole.params import PoleParams
+from pipeline.cams.methods.pole.selection import candidate_table
 from pipeline.cams.registry import CAM_METHODS
 from pipeline.clip.models import Clip, load_clip
 
@@ -53,11 +54,8 @@ class Pole(Clims):
                  choices: Path) -> None:  # fmt: skip
         super().__init__(params, network, clip, class_names)
         candidates, self.choices = load_choices(choices, class_names)
-        width = max(len(words) for words in candidates.values())
-        with torch.no_grad():
-            table = [F.pad(clip.encode_text([params.selection.template.format(w) for w in candidates[name]]),
-                           (0, 0, 0, width - len(candidates[name]))) for name in class_names]  # fmt: skip
-        self.register_buffer("candidate_text", torch.stack(table), persistent=False)  # (K, S, D)
+        table, _ = candidate_table(clip, params.selection.template, candidates, class_names)
+        self.register_buffer("candidate_text", table, persistent=False)  # (K, S, D)
         dim = self.class_text.shape[-1]
         self.image_adaptor = Adaptor(dim, params.adaptors.reduction, params.adaptors.ratio_init)
         self.text_adaptor = Adaptor(dim, params.adaptors.reduction, params.adaptors.ratio_init)

@@ -45,6 +45,17 @@ def candidate_words(class_names: tuple[str, ...], synonyms: dict[str, list[str]]
     return out
 
 
+@torch.no_grad()
+def candidate_table(clip: Clip, template: str, candidates: dict[str, list[str]], class_names: tuple[str, ...]):
+    """The prompt embeddings of every class's candidates, (K, S, D) zero-padded to the longest list, and the
+    (K, S) mask of the real ones; embedded once, for the selection and for POLE's training."""
+    width = max(len(words) for words in candidates.values())
+    table = torch.stack([F.pad(clip.encode_text([template.format(w) for w in candidates[name]]),
+                               (0, 0, 0, width - len(candidates[name]))) for name in class_names])  # fmt: skip
+    valid = torch.tensor([[i < len(candidates[name]) for i in range(width)] for name in class_names])
+    return table, valid.to(table.device)
+
+
 def select_synonyms(image_embeddings: torch.Tensor, candidate_text: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Eq. 6: for each masked view's embedding (N, D) and its candidates' prompt embeddings (N, S, D), of which
     ``valid`` (N, S) marks the real ones, the index of the candidate with the highest cosine; (N,) long."""
@@ -71,9 +82,7 @@ def select_prompts(request: dict[str, Any], manifest: Manifest, root: Path, syno
         class_names, json.loads(Path(synonyms).read_text())["synonyms"], request["class_words"]
     )
     clip = load_clip(clip_descriptor, device)
-    with torch.no_grad():
-        text = {name: clip.encode_text([request["template"].format(w) for w in words])
-                for name, words in candidates.items()}  # fmt: skip
+    table, valid = candidate_table(clip, request["template"], candidates, class_names)
     store = CamStore(inside(root, request["cams"]))
     if store.attributes.get("split", "train") != "train":
         raise ValueError(f"{request['cams']}: CAMs of the {store.attributes['split']} split; the selection needs train")
@@ -87,10 +96,7 @@ def select_prompts(request: dict[str, Any], manifest: Manifest, root: Path, syno
             continue
         embeddings = masked_image_embeddings(clip, load_image(manifest, by_id[image_id]), maps)
         names = [class_names[c] for c in classes]
-        width = max(len(candidates[n]) for n in names)
-        table = torch.stack([F.pad(text[n], (0, 0, 0, width - len(text[n]))) for n in names])
-        valid = torch.tensor([[i < len(candidates[n]) for i in range(width)] for n in names], device=table.device)
-        chosen = select_synonyms(embeddings, table, valid)
+        chosen = select_synonyms(embeddings, table[classes], valid[classes])
         choices[image_id] = {n: candidates[n][int(i)] for n, i in zip(names, chosen, strict=True)}
         for n, word in choices[image_id].items():
             counts[n][word] += 1
