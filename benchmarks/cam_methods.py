@@ -41,7 +41,7 @@ def run_variant(method: str, backbone: str, out: Path, epochs: int | None) -> di
     trained = train_cam_method(manifest, layout.DATASET, cam, params.seed, device, out / "classifier")
     seconds = time.perf_counter() - start
     store = out / "cams.zarr.zip"
-    extract_cams(manifest, layout.DATASET, cam, out / "classifier" / MODEL_NAME, device, store)
+    extract_cams(manifest, layout.DATASET, cam, out / "classifier" / MODEL_NAME, params.device, store, params.execution)
     scored = evaluate_pseudo_labels(manifest, store, {}, params.evaluate, {"cam": method}, out / "eval")["cam"]
     return {"method": method, "backbone": trained["backbone"], "train s": seconds, "val mAP": trained["val"]["mAP"],
             "free": scored["gt_free"], "tuned": scored["gt_tuned"], "own": scored.get("own_background")}  # fmt: skip

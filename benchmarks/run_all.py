@@ -2,7 +2,9 @@
 
 - no-op ``dvc repro`` wall time of the full pipeline, against ``dvc version`` (DVC's own start-up) as baseline;
 - CAM store bytes against the float32 ``.npy`` bytes of the same CAMs;
-- SAMS speed, CRF parallel speed-up and proposal store size (benchmarks/seeds_refine.py);
+- SAMS speed and proposal store size (benchmarks/seeds_refine.py);
+- sam_masks and refine in-process against a 2-worker local Dask cluster, and the per-chunk overhead
+  (benchmarks/scale_out.py);
 - superpixels + SAMS on 500×375 photographs: masks, seconds, peak memory (benchmarks/proposals_real.py);
 - with ``--resume``: ``sam_masks`` killed halfway and resumed, against an uninterrupted run;
 - with ``--cold``: a cold ``make repro`` in a fresh clone (environment set-up included), against a warm rerun.
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import proposals_real, seeds_refine
+from benchmarks import proposals_real, scale_out, seeds_refine
 from pipeline import layout
 from pipeline.cams.store import CamStore
 
@@ -101,7 +103,7 @@ def main() -> None:
     cam_store_size()
     seeds_refine.proposal_store_size()
     seeds_refine.sams_speed()
-    seeds_refine.crf_speedup()
+    scale_out.main()
     proposals_real.proposals_real()
     if args.resume:
         seeds_refine.sam_masks_resume()

@@ -2,7 +2,6 @@
 
 - SAMS ms/image at 500×375 with 100 masks (10 whole, 30 part, 60 sub-part ellipses, ~2.3 image areas in all),
   from the decoded atom index and from the zarr store, against threshold seeds on the same CAMs;
-- dense CRF images/s over 500×375 images, one process against all cores (IRN preset);
 - proposal store bytes per image, against the same masks as uncompressed bool arrays;
 - ``--resume``: ``sam_masks`` SIGKILLed halfway and resumed, against an uninterrupted run (byte-identical check).
 """
@@ -22,10 +21,9 @@ import numpy as np
 
 from pipeline import layout
 from pipeline.io import pack_zip
-from pipeline.params import CrfRefineParams, SamsSeedParams, ThresholdSeedParams
+from pipeline.params import SamsSeedParams, ThresholdSeedParams
 from pipeline.proposals.regions import Proposals
 from pipeline.proposals.store import ProposalStore, ProposalStoreWriter
-from pipeline.refine import refine_many
 from pipeline.seeds.sams import sams_seeds
 from pipeline.seeds.threshold import threshold_seeds
 
@@ -84,30 +82,6 @@ def sams_speed() -> None:
         f"SAMS at {WIDTH}×{HEIGHT}, {len(proposals.level)} masks ({regions.membership.shape[1]} atoms): "
         f"{sams:.1f} ms/image; with the zarr read {with_read:.1f} ms; threshold seeds {baseline:.1f} ms; "
         f"ratio {sams / baseline:.2f}"
-    )
-
-
-def crf_speedup(images: int = 32) -> None:
-    rng = np.random.default_rng(1)
-    items = []
-    for _ in range(images):
-        image = (rng.random((HEIGHT, WIDTH, 3)) * 60 + 100).astype(np.uint8)
-        cams = smooth_cams(rng, 3)
-        seeds = threshold_seeds(cams, [0, 5, 9], ThresholdSeedParams())
-        items.append((image, seeds, cams, [0, 5, 9]))
-    params = CrfRefineParams(preset="irn")
-    timings = {}
-    for workers in (1, os.cpu_count() or 1):
-        for _ in refine_many(items[:workers], "crf", params, workers):  # start the worker processes first
-            pass
-        start = time.perf_counter()
-        for _ in refine_many(items, "crf", params, workers):
-            pass
-        timings[workers] = images / (time.perf_counter() - start)
-    cores = max(timings)
-    print(
-        f"dense CRF (IRN preset, {WIDTH}×{HEIGHT}, {images} images): {timings[1]:.2f} images/s on 1 process, "
-        f"{timings[cores]:.2f} on {cores}; ratio {timings[cores] / timings[1]:.2f}"
     )
 
 

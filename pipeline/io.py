@@ -272,8 +272,11 @@ def publish_directory(work: Path, target: Path) -> None:
 
 
 def pack_zip(directory: Path, target: Path) -> None:
-    """Pack a directory into an uncompressed zip, atomically and deterministically (sorted, fixed times)."""
-    files = sorted(p for p in Path(directory).rglob("*") if p.is_file())
+    """Pack a directory into an uncompressed zip, atomically and deterministically (sorted, fixed times).
+
+    Dot names at the top (staging files, a run's journals) are left out: image ids never start with a dot."""
+    files = sorted(path for path in Path(directory).rglob("*")
+                   if path.is_file() and not path.relative_to(directory).parts[0].startswith("."))  # fmt: skip
     with atomic_path(Path(target)) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
         for path in files:
             info = zipfile.ZipInfo(path.relative_to(directory).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from pipeline.cams.params import CamParams
 from pipeline.clip.params import ClipParams
+from pipeline.execution.params import ExecutionParams
 from pipeline.schema import MethodChoice, Scales, Strict
 
 
@@ -121,7 +122,6 @@ class ProposalParams(MethodChoice):
     kind = "proposal method"
     method: str = "superpixels"
     splits: tuple[Literal["train", "val"], ...] = ("train", "val")
-    workers: int = Field(0, ge=0)  # processes on CPU (0: one per core); does not change the output
     superpixels: SuperpixelProposalParams = SuperpixelProposalParams()
     sam: SamProposalParams = SamProposalParams()
 
@@ -273,7 +273,6 @@ class NoRefineParams(Strict):
 class RefineParams(MethodChoice):
     kind = "refine method"
     method: str = "crf"
-    workers: int = Field(0, ge=0)  # processes (0: one per core); does not change the output
     none: NoRefineParams = NoRefineParams()
     crf: CrfRefineParams = CrfRefineParams()
     affinity: AffinityRefineParams = AffinityRefineParams()
@@ -390,6 +389,7 @@ class PipelineParams(Strict):
     predict: PredictParams = PredictParams()
     evaluate: EvaluateParams = EvaluateParams()
     vocab: VocabParams = VocabParams()
+    execution: ExecutionParams = ExecutionParams()
 
     @model_validator(mode="after")
     def _stand_in_fits_data(self) -> PipelineParams:

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pipeline.io import atomic_path, write_torch
-from pipeline.tracking import info, progress
+from pipeline.tracking import ProgressBar, info, metrics_table
 
 Step = Callable[[Any], tuple[dict[str, torch.Tensor], int]]
 
@@ -78,12 +78,15 @@ def run_epochs(
         scheduler.load_state_dict(state["scheduler"])
         start, history = state["epoch"], state["history"]
         info(f"{name}: resuming after epoch {start}/{epochs} from {checkpoint}")
-    for epoch in progress(range(start, epochs), total=epochs - start, desc=f"{name} epochs"):
+    batches = getattr(loader, "batches", None)  # per epoch, when the loader knows
+    bar = ProgressBar(total=batches * (epochs - start) if batches else None, desc=name, unit="batches")
+    for epoch in range(start, epochs):
         torch.manual_seed(epoch_seed(seed, epoch))
         model.train()
         sums: dict[str, float] = {}
         total_weight = 0
         for batch in loader(epoch):
+            bar.advance()
             losses, weight = step(batch)
             loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
@@ -99,9 +102,11 @@ def run_epochs(
                         **(after_epoch(epoch + 1) if after_epoch is not None else {})})  # fmt: skip
         terms = " ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k != "epoch")
         info(f"{name}: epoch {epoch + 1}/{epochs} {terms}")
+        metrics_table(f"{name} metrics", history)
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history}  # fmt: skip
         write_torch(checkpoint, state)
+    bar.close()
     return history
 
 

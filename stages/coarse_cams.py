@@ -6,7 +6,6 @@ import sys
 from pipeline import layout
 from pipeline.cams.coarse import coarse_cams
 from pipeline.data.manifest import load_manifest
-from pipeline.device import resolve_device
 from pipeline.params import PipelineParams
 from pipeline.tracking import report
 from stages import run
@@ -14,10 +13,10 @@ from stages import run
 
 def body(params: PipelineParams) -> None:
     request = json.loads((layout.COARSE_REQUEST / "inference.json").read_text())
-    counts = coarse_cams(request, load_manifest(layout.DATASET), layout.DATASET, layout.COARSE_MODEL,
-                         resolve_device(params.device), layout.COARSE_CAMS)  # fmt: skip
+    counts = coarse_cams(request, load_manifest(layout.DATASET), layout.DATASET, layout.COARSE_MODEL, params.device,
+                         layout.COARSE_CAMS, params.execution)  # fmt: skip
     report("First-phase CAMs", [counts])
 
 
 if __name__ == "__main__":
-    sys.exit(run("coarse_cams", __doc__, body, ["device"]))
+    sys.exit(run("coarse_cams", __doc__, body, ["device"], per_image=True))

@@ -11,6 +11,7 @@ from pipeline.data.manifest import load_manifest
 from pipeline.evaluation import evaluate_predictions, evaluate_pseudo_labels
 from pipeline.io import fresh_directory, publish_directory, write_json
 from pipeline.params import PipelineParams
+from pipeline.tracking import image_artifact
 from stages import run
 
 DATASET_RECORD = ("label_format", "dropped_no_foreground", "kept_no_foreground", "labels_without_pixels")
@@ -36,6 +37,8 @@ def body(params: PipelineParams) -> None:
     metrics["dataset"] = {"name": manifest.name, **recorded}
     write_json(staging / "metrics.json", metrics)
     publish_directory(staging, layout.EVALUATION)
+    for png in sorted(layout.EVALUATION.glob("*.png")):  # the overlay grids and confusion plots, in the run page
+        image_artifact(png.stem.replace("_", " "), png)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ from pipeline import layout
 from pipeline.cams.extract import extract_cams
 from pipeline.cams.train import MODEL_NAME
 from pipeline.data.manifest import load_manifest
-from pipeline.device import resolve_device
 from pipeline.params import PipelineParams
 from pipeline.tracking import report
 from stages import run
@@ -14,11 +13,11 @@ from stages import run
 
 def body(params: PipelineParams) -> None:
     counts = extract_cams(
-        load_manifest(layout.DATASET), layout.DATASET, params.cam, layout.CLASSIFIER / MODEL_NAME,
-        resolve_device(params.device), layout.CAMS,
+        load_manifest(layout.DATASET), layout.DATASET, params.cam, layout.CLASSIFIER / MODEL_NAME, params.device,
+        layout.CAMS, params.execution,
     )  # fmt: skip
     report("CAM store", [counts])
 
 
 if __name__ == "__main__":
-    sys.exit(run("extract_cams", __doc__, body, ["cam"]))
+    sys.exit(run("extract_cams", __doc__, body, ["cam"], per_image=True))

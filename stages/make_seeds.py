@@ -3,7 +3,6 @@
 import sys
 
 from pipeline import layout
-from pipeline.data.manifest import load_manifest
 from pipeline.params import PipelineParams
 from pipeline.seeds import make_seeds
 from pipeline.tracking import report
@@ -11,9 +10,9 @@ from stages import run
 
 
 def body(params: PipelineParams) -> None:
-    counts = make_seeds(load_manifest(layout.DATASET), layout.CAMS, params.seeds, layout.SEEDS, layout.PROPOSALS)
+    counts = make_seeds(layout.DATASET, layout.CAMS, params.seeds, layout.SEEDS, layout.PROPOSALS, params.execution)
     report("Seeds", [{"method": params.seeds.method, **counts}])
 
 
 if __name__ == "__main__":
-    sys.exit(run("make_seeds", __doc__, body, ["seeds"]))
+    sys.exit(run("make_seeds", __doc__, body, ["seeds"], per_image=True))

@@ -5,7 +5,6 @@ from pathlib import Path
 
 from pipeline import layout
 from pipeline.data.manifest import load_manifest
-from pipeline.device import resolve_device
 from pipeline.params import PipelineParams
 from pipeline.segmentation.predict import predict_split
 from pipeline.segmentation.training import MODEL_NAME
@@ -13,18 +12,18 @@ from pipeline.tracking import report
 from stages import run
 
 
-def predict(params: PipelineParams, model_dir: Path, out: Path, title: str) -> None:
-    """Predict the val split with the model in ``model_dir`` into ``out`` and report it."""
+def predict(params: PipelineParams, model_dir: Path, out: Path, title: str, stage: str) -> None:
+    """Predict the val split with the model in ``model_dir`` into ``out`` as ``stage`` and report it."""
     counts = predict_split(
-        load_manifest(layout.DATASET), model_dir / MODEL_NAME, params.segmenter, params.predict,
-        resolve_device(params.device), out, layout.PROPOSALS,
+        load_manifest(layout.DATASET), layout.DATASET, model_dir / MODEL_NAME, params.segmenter, params.predict,
+        params.device, out, layout.PROPOSALS, params.execution, stage,
     )  # fmt: skip
     report(title, [{"postprocess": params.predict.postprocess, **counts}])
 
 
 def body(params: PipelineParams) -> None:
-    predict(params, layout.SEGMENTER, layout.PREDICTIONS, "Predictions (pseudo-label segmenter)")
+    predict(params, layout.SEGMENTER, layout.PREDICTIONS, "Predictions (pseudo-label segmenter)", "predict")
 
 
 if __name__ == "__main__":
-    sys.exit(run("predict", __doc__, body, ["predict"]))
+    sys.exit(run("predict", __doc__, body, ["predict"], per_image=True))

@@ -9,8 +9,9 @@ from stages.predict import predict
 
 
 def body(params: PipelineParams) -> None:
-    predict(params, layout.SEGMENTER_FULLSUP, layout.PREDICTIONS_FULLSUP, "Predictions (fully supervised segmenter)")
+    predict(params, layout.SEGMENTER_FULLSUP, layout.PREDICTIONS_FULLSUP, "Predictions (fully supervised segmenter)",
+            "predict_fullsup")  # fmt: skip
 
 
 if __name__ == "__main__":
-    sys.exit(run("predict_fullsup", __doc__, body, ["predict"]))
+    sys.exit(run("predict_fullsup", __doc__, body, ["predict"], per_image=True))

@@ -3,7 +3,6 @@
 import sys
 
 from pipeline import layout
-from pipeline.data.manifest import load_manifest
 from pipeline.params import PipelineParams
 from pipeline.refine import refine_labels
 from pipeline.tracking import report
@@ -12,10 +11,10 @@ from stages import run
 
 def body(params: PipelineParams) -> None:
     model = layout.IRN_MODEL if params.refine.method == "irn" else None  # the only refinement with a model
-    counts = refine_labels(load_manifest(layout.DATASET), layout.CAMS, layout.SEEDS, params.refine, layout.REFINED,
-                           model)  # fmt: skip
+    counts = refine_labels(layout.DATASET, layout.CAMS, layout.SEEDS, params.refine, layout.REFINED,
+                           params.execution, model)  # fmt: skip
     report("Refined labels", [{"method": params.refine.method, **counts}])
 
 
 if __name__ == "__main__":
-    sys.exit(run("refine", __doc__, body, ["refine"]))
+    sys.exit(run("refine", __doc__, body, ["refine"], per_image=True))

@@ -4,7 +4,6 @@ import sys
 
 from pipeline import layout
 from pipeline.data.manifest import load_manifest
-from pipeline.device import resolve_device
 from pipeline.params import PipelineParams
 from pipeline.proposals import generate_proposals
 from pipeline.tracking import report
@@ -12,11 +11,10 @@ from stages import run
 
 
 def body(params: PipelineParams) -> None:
-    counts = generate_proposals(
-        load_manifest(layout.DATASET), layout.DATASET, params.proposals, resolve_device(params.device), layout.PROPOSALS
-    )
+    counts = generate_proposals(load_manifest(layout.DATASET), layout.DATASET, params.proposals, params.device,
+                                layout.PROPOSALS, params.execution)  # fmt: skip
     report("Proposals", [{"method": params.proposals.method, **counts}])
 
 
 if __name__ == "__main__":
-    sys.exit(run("sam_masks", __doc__, body, ["proposals"]))
+    sys.exit(run("sam_masks", __doc__, body, ["proposals"], per_image=True))

@@ -1,15 +1,22 @@
 """A real Prefect server on 127.0.0.1: a stage's flow run, its parameters and artifacts are recorded."""
 
+import base64
+import io
+import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
-from tests.conftest import project_env, run
+from pipeline.tracking import inline_image_markdown
+from tests.conftest import edit_params, project_env, run
 
 
 def free_port() -> int:
@@ -66,7 +73,8 @@ def test_stage_and_pipeline_flow_runs_are_recorded(project: Path, prefect_api) -
     run([sys.executable, "-m", "stages.prepare_data"], project, env=env)
     (stage_run,) = flow_runs(url, "prepare_data")
     assert stage_run["state"]["type"] == "COMPLETED"
-    assert stage_run["parameters"]["parameters"]["data"]["synthetic"]["num_train"] == 24
+    assert stage_run["parameters"]["data"]["synthetic"]["num_train"] == 24
+    assert stage_run["parameters"]["cam_method"] == "cam" and "stage:prepare_data" in stage_run["tags"]
     artifacts = artifacts_of(url, stage_run["id"])
     markdown = [a for a in artifacts if a["key"] == "dataset"]
     assert markdown and "| train | 24 |" in markdown[0]["data"]
@@ -80,4 +88,64 @@ def test_stage_and_pipeline_flow_runs_are_recorded(project: Path, prefect_api) -
     assert pipeline_run["state"]["type"] == "COMPLETED"
     table = [a for a in artifacts_of(url, pipeline_run["id"]) if a["key"] == "pipeline-run"]
     assert "| prepare_data | ran |" in table[0]["data"] and "| train_classifier | ran |" in table[0]["data"]
-    assert flow_runs(url, "train_classifier")[0]["state"]["type"] == "COMPLETED"
+    (training,) = flow_runs(url, "train_classifier")
+    assert training["state"]["type"] == "COMPLETED"
+    artifacts = {a["key"]: a for a in artifacts_of(url, training["id"])}
+    assert artifacts["train-classifier-metrics"]["type"] == "table"  # per epoch, while training
+    assert artifacts["train-classifier-progress"]["description"].startswith("train_classifier: 3/3 batches · ")
+
+
+def test_images_are_inlined_downscaled(tmp_path: Path) -> None:
+    Image.new("RGB", (1920, 400), (200, 10, 10)).save(tmp_path / "grid.png")
+    markdown = inline_image_markdown("overlay val", tmp_path / "grid.png")
+    assert markdown.startswith("## overlay val\n\n![overlay val](data:image/png;base64,")
+    data = base64.b64decode(markdown.split("base64,")[1].split(")")[0])
+    assert Image.open(io.BytesIO(data)).size == (960, 200)
+
+
+def test_stage_runs_nest_under_the_pipeline_run_with_chunks_progress_and_warnings(project: Path, prefect_api) -> None:
+    """``flows.pipeline sam_masks`` on a local Dask cluster with one worker more than the cores (a warning)."""
+    url, env = prefect_api
+    workers = (os.cpu_count() or 1) + 1
+    edit_params(project, lambda p: p.update(execution={"runner": "local", "workers": workers, "chunk_size": 2}))
+    env = {**env, "PREFECT_API_URL": url, "WSSS_PROGRESS_SECONDS": "0"}
+    seen: set[float] = set()
+    done = threading.Event()
+
+    def watch_progress() -> None:  # the artifact's values while the stage runs
+        while not done.is_set():
+            for artifact in httpx.post(f"{url}/artifacts/filter", json={"artifacts": {"key": {"any_": [
+                    "sam-masks-progress"]}}}).json():  # fmt: skip
+                seen.add(artifact["data"])
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch_progress)
+    watcher.start()
+    try:
+        result = run([sys.executable, "-m", "flows.pipeline", "sam_masks"], project, env=env)
+    finally:
+        done.set()
+        watcher.join()
+    assert "HTTP Request" not in result.stdout + result.stderr
+    (pipeline_run,) = flow_runs(url, "wsss-pipeline")
+    (stage_run,) = flow_runs(url, "sam_masks")
+    assert stage_run["state"]["type"] == "COMPLETED"
+    tags = set(stage_run["tags"])
+    assert {f"pipeline-run:{pipeline_run['id']}", "stage:sam_masks", "proposals.method=superpixels"} <= tags
+    assert any(tag.startswith("dvc-stage-hash:") for tag in tags) and any(tag.startswith("commit:") for tag in tags)
+    parent = httpx.get(f"{url}/task_runs/{stage_run['parent_task_run_id']}").json()
+    assert parent["flow_run_id"] == pipeline_run["id"] and parent["name"].startswith("dvc repro sam_masks")
+    assert stage_run["parameters"]["proposals_method"] == "superpixels"
+    assert stage_run["parameters"]["proposals"]["splits"] == ["train", "val"]
+
+    chunks = httpx.post(f"{url}/task_runs/filter", json={"task_runs": {"flow_run_id": {"any_": [stage_run["id"]]}}})
+    names = sorted(chunk["name"] for chunk in chunks.json())
+    assert len(names) == 16 and all(re.match(r"sam_masks chunk \d+/16", name) for name in names)
+    assert all(chunk["state"]["type"] == "COMPLETED" for chunk in chunks.json())
+    assert len(seen) >= 2 and 100.0 in seen  # updated during the stage, not only at its end
+    (progress,) = [a for a in artifacts_of(url, stage_run["id"]) if a["key"] == "sam-masks-progress"]
+    assert progress["description"].startswith("sam_masks: 32/32 images · ")
+    logs = httpx.post(f"{url}/logs/filter", json={"logs": {"flow_run_id": {"any_": [stage_run["id"]]}}}).json()
+    assert any(f"execution.workers is {workers}" in entry["message"] and "UserWarning" in entry["message"]
+               for entry in logs)  # fmt: skip
+    assert any(" images on tcp://" in entry["message"] for entry in logs)  # the chunk task's worker

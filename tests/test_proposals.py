@@ -10,7 +10,7 @@ import zarr
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from pipeline.data.datasets import prepare_dataset
-from pipeline.data.manifest import DatasetError
+from pipeline.execution.params import ExecutionParams
 from pipeline.params import DataParams, ProposalParams, SamProposalParams, SuperpixelProposalParams
 from pipeline.proposals import generate_proposals
 from pipeline.proposals.regions import WHOLE, Proposals, region_index
@@ -166,19 +166,6 @@ def tiny_dataset(tmp_path: Path):
     return prepare_dataset(params, tmp_path / "dataset")
 
 
-def test_parallel_and_serial_stores_are_byte_identical(tmp_path: Path) -> None:
-    manifest = tiny_dataset(tmp_path)
-    outputs = {}
-    for workers in (1, 2):
-        out = tmp_path / f"proposals-{workers}.zarr.zip"
-        params = ProposalParams(workers=workers)
-        counts = generate_proposals(manifest, tmp_path / "dataset", params, torch.device("cpu"), out)
-        assert counts["images"] == counts["computed"] == 8
-        outputs[workers] = out.read_bytes()
-    assert outputs[1] == outputs[2]
-    assert sorted(ProposalStore(tmp_path / "proposals-1.zarr.zip").ids())[0] == "train_00000"
-
-
 def test_corrupt_image_fails_naming_it_and_publishes_nothing(tmp_path: Path) -> None:
     manifest = tiny_dataset(tmp_path)
     name = manifest.entries("train")[3].image
@@ -189,9 +176,14 @@ def test_corrupt_image_fails_naming_it_and_publishes_nothing(tmp_path: Path) -> 
             archive.writestr(member, b"not a jpeg" if member == name else data)
     bad = manifest.files.location(name)
     out = tmp_path / "proposals.zarr.zip"
-    with pytest.raises(DatasetError, match=f"{bad}: corrupt or unreadable image"):
-        generate_proposals(manifest, tmp_path / "dataset", ProposalParams(workers=1), torch.device("cpu"), out)
+    execution = ExecutionParams(chunk_size=3)
+    with pytest.raises(ValueError, match=f"sam_masks: 1 image.*{bad}: corrupt or unreadable image"):
+        generate_proposals(manifest, tmp_path / "dataset", ProposalParams(), "cpu", out, execution)
     assert not out.exists()
+    work = next((tmp_path / ".work").iterdir())  # every other image, its chunk's included, is kept for the rerun
+    assert sorted(path.name for path in work.iterdir() if not path.name.startswith(".")) == sorted(
+        entry.id for entry in manifest.entries("train") + manifest.entries("val") if entry.image != name
+    ) + ["zarr.json"]
 
 
 def test_partitions_build_the_same_atoms_as_dense_masks() -> None:

@@ -5,7 +5,6 @@ import pytest
 import scipy.sparse as sparse
 
 from pipeline.params import AffinityRefineParams, CrfKernelParams, CrfRefineParams
-from pipeline.refine import refine_many
 from pipeline.refine.affinity import affinity_matrix, affinity_refine, path_offsets, random_walk
 from pipeline.refine.crf import CRF_PRESETS, cam_probabilities, crf_refine, kernel_params
 
@@ -86,20 +85,6 @@ def test_affinity_refine_labels_the_object_side() -> None:
     cams[0, 4:8, 2:6] = 1.0  # a CAM peak inside the left (red) half
     labels = affinity_refine(image, np.zeros((12, 16), np.uint8), cams, [3], AffinityRefineParams(stride=2, radius=3))
     assert labels[6, 4] == 4 and (labels[:, 10:] == 0).all()
-
-
-def test_parallel_refinement_equals_serial() -> None:
-    rng = np.random.default_rng(0)
-    items = []
-    for _ in range(4):
-        image = (rng.random((10, 12, 3)) * 255).astype(np.uint8)
-        cams = rng.random((2, 10, 12)).astype(np.float32)
-        seeds = rng.choice(np.array([0, 1, 3, 255], np.uint8), size=(10, 12))
-        items.append((image, seeds, cams, [0, 2]))
-    params = CrfRefineParams(preset="irn")
-    serial = list(refine_many(items, "crf", params, workers=1))
-    parallel = list(refine_many(items, "crf", params, workers=2))
-    assert all(np.array_equal(a, b) for a, b in zip(serial, parallel, strict=True))
 
 
 def test_custom_kernels_and_walk_stride_scale_with_the_image() -> None:

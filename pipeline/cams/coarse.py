@@ -18,6 +18,7 @@ from pipeline.cams.extract import extract_cams
 from pipeline.cams.params import CamInferenceParams, CamParams
 from pipeline.cams.train import MODEL_NAME, train_cam_method
 from pipeline.data.manifest import Manifest
+from pipeline.execution.params import ExecutionParams
 from pipeline.io import pack_zip, write_json, write_torch
 from pipeline.params import SamsSeedParams, SeedParams
 from pipeline.seeds import make_seeds
@@ -42,23 +43,24 @@ def train_coarse(request: dict[str, Any], manifest: Manifest, manifest_dir: Path
     return train_cam_method(manifest, manifest_dir, cam, request["seed"], device, out_dir)
 
 
-def coarse_cams(request: dict[str, Any], manifest: Manifest, manifest_dir: Path, checkpoint: Path,
-                device: torch.device, out: Path) -> dict[str, int]:  # fmt: skip
+def coarse_cams(request: dict[str, Any], manifest: Manifest, manifest_dir: Path, checkpoint: Path, device: str,
+                out: Path, execution: ExecutionParams) -> dict[str, int]:  # fmt: skip
     """The first method's CAMs of the train split at the requested scales, as the CAM store ``out``."""
     if request["method"] == "none":
         return publish_empty(out)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     inference = CamInferenceParams(scales=tuple(request["scales"]), flip=request["flip"], split="train")
     cam = first_phase(request["method"], state["params"], inference)
-    return extract_cams(manifest, manifest_dir, cam, checkpoint, device, out)
+    return extract_cams(manifest, manifest_dir, cam, checkpoint, device, out, execution, "coarse_cams")
 
 
-def coarse_seeds(request: dict[str, Any], manifest: Manifest, cams: Path, proposals: Path, out: Path) -> dict[str, int]:
+def coarse_seeds(request: dict[str, Any], manifest_dir: Path, cams: Path, proposals: Path, out: Path,
+                 execution: ExecutionParams) -> dict[str, int]:  # fmt: skip
     """SAMS seeds of the first method's CAMs on the cached proposals, as the label set ``out``."""
     if request["method"] == "none":
         return publish_empty(out)
     seeds = SeedParams(method="sams", sams=SamsSeedParams(t_r=request["t_r"], alpha=request["alpha"]))
-    return make_seeds(manifest, cams, seeds, out, proposals)
+    return make_seeds(manifest_dir, cams, seeds, out, proposals, execution, "coarse_seeds")
 
 
 def publish_empty(out: Path) -> dict[str, int]:

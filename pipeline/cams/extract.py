@@ -16,8 +16,9 @@ from pipeline.cams.store import CamStoreWriter
 from pipeline.cams.train import describe_backbone, load_cam_method
 from pipeline.data.loading import load_image, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
+from pipeline.execution.chunks import ImageJob, run_images
+from pipeline.execution.params import ExecutionParams
 from pipeline.io import fingerprint, publish_zip, work_directory
-from pipeline.tracking import progress
 from pipeline.tta import multiscale_sum
 
 
@@ -53,10 +54,43 @@ def cam_inputs_key(manifest_dir: Path, checkpoint: Path, cam: CamParams) -> str:
     return fingerprint(Path(manifest_dir) / MANIFEST_NAME, Path(checkpoint), settings)
 
 
+class CamJob(ImageJob):
+    """One image's multi-scale CAMs into the work store; a GPU worker's when the cluster has them."""
+
+    uses_gpu = True
+
+    def __init__(self, key: str, work: Path, manifest_dir: Path, cam: CamParams, checkpoint: Path, device: str) -> None:
+        super().__init__(key, work)
+        self.manifest_dir, self.cam, self.checkpoint, self.device = manifest_dir, cam, checkpoint, device
+
+    def load(self) -> None:
+        from pipeline.data.manifest import load_manifest
+        from pipeline.device import resolve_device
+
+        self.manifest = load_manifest(self.manifest_dir)
+        self.by_id = self.manifest.by_id()
+        self.torch_device = resolve_device(self.device)
+        self.model = load_cam_method(self.checkpoint, self.cam, tuple(self.manifest.classes), self.torch_device)
+        self.background = CAM_METHODS.get(self.cam.method).has_background
+        self.store = CamStoreWriter(self.work)
+
+    def done(self, image_id: str) -> bool:
+        return CamStoreWriter(self.work).has(image_id)
+
+    def compute(self, image_id: str) -> None:
+        entry, inference, model = self.by_id[image_id], self.cam.inference, self.model
+        image = to_tensor(load_image(self.manifest, entry), (model.input_mean, model.input_std)).to(self.torch_device)
+        classes = list(entry.labels)
+        cams = multiscale_cam(model, image, classes, inference.scales, inference.flip, inference.head)
+        self.store.write(entry.id, cams.cpu().numpy(), classes, self.background)
+
+
 def extract_cams(
-    manifest: Manifest, manifest_dir: Path, cam: CamParams, checkpoint: Path, device: torch.device, out: Path
-) -> dict[str, int]:
-    """Fill the CAM store for the configured split, resuming a killed run, then publish it as the zip ``out``."""
+    manifest: Manifest, manifest_dir: Path, cam: CamParams, checkpoint: Path, device: str, out: Path,
+    execution: ExecutionParams, stage: str = "extract_cams",
+) -> dict[str, int]:  # fmt: skip
+    """Fill the CAM store for the configured split on ``execution``'s runner, resuming a killed run, then
+    publish it as the zip ``out``; ``device`` is resolved on each worker."""
     key = cam_inputs_key(manifest_dir, checkpoint, cam)
     work = work_directory(out, key)
     background = CAM_METHODS.get(cam.method).has_background
@@ -66,14 +100,8 @@ def extract_cams(
                "scales": list(cam.inference.scales), "flip": cam.inference.flip,
                **({"head": "decoder"} if cam.inference.head == "decoder" else {})},
     )  # fmt: skip
-    entries = manifest.entries(cam.inference.split)
-    todo = [e for e in entries if not store.has(e.id)]
-    model = load_cam_method(checkpoint, cam, tuple(manifest.classes), device) if todo else None
-    for entry in progress(todo, total=len(todo), desc="extract_cams"):
-        image = to_tensor(load_image(manifest, entry), (model.input_mean, model.input_std)).to(device)
-        classes = list(entry.labels)
-        cams = multiscale_cam(model, image, classes, cam.inference.scales, cam.inference.flip, cam.inference.head)
-        store.write(entry.id, cams.cpu().numpy(), classes, background)
+    ids = [entry.id for entry in manifest.entries(cam.inference.split)]
+    counts = run_images(stage, CamJob(key, work, manifest_dir, cam, checkpoint, device), ids, execution)
     store.finish()
     publish_zip(work, out)
-    return {"images": len(entries), "computed": len(todo), "resumed": len(entries) - len(todo)}
+    return counts

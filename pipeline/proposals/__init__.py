@@ -1,32 +1,27 @@
 """Class-agnostic region proposals by name (SAM or superpixels) and the ``sam_masks`` stage that caches them.
 
 A proposal method is a class ``Method(params, device)`` whose instances map an H×W×3 uint8 image to
-:class:`~pipeline.proposals.regions.Proposals`; ``parallel_on_cpu`` says whether images may be spread over
-processes (superpixels) or the model should stay in one process (SAM: one model, GPU when present).
+:class:`~pipeline.proposals.regions.Proposals`. Images are computed in chunks on the runner of ``execution``
+(:mod:`pipeline.execution`): one method instance per worker process, and with SAM one per GPU.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
-from pipeline.data.manifest import MANIFEST_NAME, Entry, Manifest
+from pipeline.data.manifest import MANIFEST_NAME, Manifest
+from pipeline.execution.chunks import ImageJob, run_images
+from pipeline.execution.params import ExecutionParams
 from pipeline.io import fingerprint, publish_zip, work_directory
 from pipeline.params import ProposalParams
 from pipeline.registry import Registry
-from pipeline.tracking import progress
 
 PROPOSAL_METHODS: Registry = Registry("proposal method")
 
 from pipeline.proposals import sam as _sam  # noqa: E402,F401  (registers "sam")
 from pipeline.proposals import superpixels as _superpixels  # noqa: E402,F401  (registers "superpixels")
 from pipeline.proposals.store import ProposalStoreWriter  # noqa: E402
-
-_worker_state: dict = {}
 
 
 def proposal_inputs_key(manifest_dir: Path, params: ProposalParams) -> str:
@@ -35,61 +30,51 @@ def proposal_inputs_key(manifest_dir: Path, params: ProposalParams) -> str:
     return fingerprint(Path(manifest_dir) / MANIFEST_NAME, json.dumps(settings, sort_keys=True))
 
 
-def _attach(manifest: Manifest, method, work: Path) -> None:
-    _worker_state.update(manifest=manifest, method=method, store=ProposalStoreWriter(work))
+class ProposalJob(ImageJob):
+    """One image's proposals into the work store; SAM asks for a GPU worker."""
+
+    def __init__(self, key: str, work: Path, manifest_dir: Path, params: ProposalParams, device: str) -> None:
+        super().__init__(key, work)
+        self.manifest_dir, self.params, self.device = Path(manifest_dir), params, device
+        self.uses_gpu = params.method == "sam"
+
+    def load(self) -> None:
+        from pipeline.data.manifest import load_manifest
+        from pipeline.device import resolve_device
+
+        self.manifest = load_manifest(self.manifest_dir)
+        self.by_id = self.manifest.by_id()
+        method_cls = PROPOSAL_METHODS.get(self.params.method)
+        self.method = method_cls(self.params.selected(), resolve_device(self.device))
+        self.store = ProposalStoreWriter(self.work)
+
+    def done(self, image_id: str) -> bool:
+        return ProposalStoreWriter(self.work).has(image_id)
+
+    def compute(self, image_id: str) -> None:
+        from pipeline.data.loading import load_image
+
+        entry = self.by_id[image_id]
+        proposals = self.method(load_image(self.manifest, entry))
+        if proposals.shape != (entry.height, entry.width):
+            path = self.manifest.files.location(entry.image)
+            raise ValueError(f"{path}: proposals of size {proposals.shape}, image {entry.height}×{entry.width}")
+        self.store.write(entry.id, proposals)
 
 
-def _init_worker(manifest: Manifest, params: ProposalParams, work: Path) -> None:
-    _attach(manifest, PROPOSAL_METHODS.get(params.method)(params.selected(), None), work)
-
-
-def _propose_and_store(entry: Entry) -> int:
-    """Compute one image's proposals and write them into the work store; return the number of masks."""
-    from pipeline.data.loading import load_image
-
-    proposals = _worker_state["method"](load_image(_worker_state["manifest"], entry))
-    if proposals.shape != (entry.height, entry.width):
-        path = _worker_state["manifest"].files.location(entry.image)
-        raise ValueError(f"{path}: proposals of size {proposals.shape}, image {entry.height}×{entry.width}")
-    _worker_state["store"].write(entry.id, proposals)
-    return len(proposals.level)
-
-
-def _worker_context():
-    """fork where the platform has it (workers start without re-importing torch; the parent has run no torch
-    op, so no thread pool is copied mid-flight), spawn elsewhere."""
-    return get_context("fork" if "fork" in get_all_start_methods() else "spawn")
-
-
-def _store_all(manifest: Manifest, params: ProposalParams, todo: list[Entry], device, work: Path) -> Iterator[int]:
-    """Mask counts of the images of ``todo`` in order, each stored as soon as it is computed."""
-    method_cls = PROPOSAL_METHODS.get(params.method)
-    workers = params.workers or os.cpu_count() or 1
-    if method_cls.parallel_on_cpu and device.type == "cpu" and workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(
-            workers, mp_context=_worker_context(), initializer=_init_worker, initargs=(manifest, params, work)
-        ) as pool:
-            yield from pool.map(_propose_and_store, todo, chunksize=4)
-        return
-    _attach(manifest, method_cls(params.selected(), device), work)
-    for entry in todo:
-        yield _propose_and_store(entry)
-
-
-def generate_proposals(manifest: Manifest, manifest_dir: Path, params: ProposalParams, device, out: Path) -> dict:
-    """Fill the proposal store for ``params.splits``, resuming a killed run, then publish it as the zip ``out``."""
+def generate_proposals(
+    manifest: Manifest, manifest_dir: Path, params: ProposalParams, device: str, out: Path, execution: ExecutionParams
+) -> dict:  # fmt: skip
+    """Fill the proposal store for ``params.splits`` on ``execution``'s runner, resuming a killed run, then
+    publish it as the zip ``out``; ``device`` is resolved on each worker."""
     key = proposal_inputs_key(manifest_dir, params)
     work = work_directory(out, key)
     store = ProposalStoreWriter(
         work, {"method": params.method, "params": params.selected().model_dump(mode="json"), "inputs_key": key,
                "splits": list(params.splits), "levels": ["sub-part", "part", "whole"]},
     )  # fmt: skip
-    entries = [entry for split in params.splits for entry in manifest.entries(split)]
-    todo = [entry for entry in entries if not store.has(entry.id)]
-    counts = _store_all(manifest, params, todo, device, work) if todo else iter(())
-    masks = sum(progress(counts, total=len(todo), desc="sam_masks"))
+    ids = [entry.id for split in params.splits for entry in manifest.entries(split)]
+    counts = run_images("sam_masks", ProposalJob(key, work, manifest_dir, params, device), ids, execution)
     store.finish()
     publish_zip(work, out)
-    computed = len(todo)
-    return {"images": len(entries), "computed": computed, "resumed": len(entries) - computed,
-            "masks_per_image": round(masks / computed, 1) if computed else None}  # fmt: skip
+    return counts

@@ -170,8 +170,6 @@ def load_sam(model_type: str, checkpoint: Path, device: torch.device) -> Sam:
 class SamProposals:
     """SAM automatic masks with FMA-WSSS's settings; one model per process (GPU when available)."""
 
-    parallel_on_cpu = False
-
     def __init__(self, params: SamProposalParams, device: torch.device, model: Sam | None = None) -> None:
         model = model if model is not None else load_sam(params.model_type, Path(params.checkpoint), device)
         self.generator = LevelledMaskGenerator(

@@ -57,8 +57,6 @@ def best_match_iou(labels: np.ndarray, count: int, other: np.ndarray) -> np.ndar
 class SuperpixelProposals:
     """Three Felzenszwalb partitions → masks with level, score and stability, built as atoms (no dense masks)."""
 
-    parallel_on_cpu = True
-
     def __init__(self, params: SuperpixelProposalParams, device=None) -> None:
         self.params = params
 

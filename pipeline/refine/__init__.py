@@ -3,28 +3,25 @@
 A refinement method is ``fn(image, seeds, cams, classes, params) -> labels``: the H×W×3 uint8 image, the
 stage's seed labels (uint8, 255 = ignore), the (k, H, W) CAMs of the image's classes, their 0-based indices
 and the method's params; it returns a uint8 label map (255 allowed). A method with a trained model (IRN's
-boundary network, stage ``train_irn``) also gets its path as ``model``. Images are spread over processes with
-joblib; the output does not depend on the number of workers.
+boundary network, stage ``train_irn``) also gets its path as ``model``. Images are computed in chunks on the
+runner of ``execution`` (:mod:`pipeline.execution`); the output does not depend on it.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed
 
 from pipeline.cams.store import CamStore
 from pipeline.data.loading import load_image
-from pipeline.data.manifest import Manifest
+from pipeline.execution.chunks import ImageJob, run_images
+from pipeline.execution.params import ExecutionParams
 from pipeline.io import LabelSet, fingerprint, inside, publish_zip, work_directory, write_label_png
 from pipeline.params import RefineParams
 from pipeline.registry import Registry
-from pipeline.tracking import progress
 
 REFINE_METHODS: Registry = Registry("refine method")
 
@@ -39,48 +36,48 @@ def no_refinement(image: np.ndarray, seeds: np.ndarray, cams: np.ndarray, classe
     return seeds
 
 
-def refine_many(
-    items: Iterable[tuple], method: str, params, workers: int, model: Path | None = None
-) -> Iterator[np.ndarray]:  # fmt: skip
-    """Refine (image, seeds, cams, classes) tuples in order on ``workers`` processes (0: one per core)."""
-    fn = REFINE_METHODS.get(method)
-    fn = partial(fn, model=model) if model is not None else fn
-    jobs = workers or os.cpu_count() or 1
-    if jobs == 1:
-        for image, seeds, cams, classes in items:
-            yield fn(image, seeds, cams, classes, params)
-        return
-    parallel = Parallel(n_jobs=jobs, return_as="generator", batch_size=1, pre_dispatch="2*n_jobs")
-    yield from parallel(delayed(fn)(image, seeds, cams, classes, params) for image, seeds, cams, classes in items)
+class RefineJob(ImageJob):
+    """One image's refined labels from its image, seeds and CAMs (and the method's trained model)."""
+
+    def __init__(self, key: str, work: Path, manifest_dir: Path, cams: Path, seeds: Path, params: RefineParams,
+                 model: Path | None) -> None:  # fmt: skip
+        super().__init__(key, work)
+        self.manifest_dir, self.cams, self.seeds, self.params, self.model = manifest_dir, cams, seeds, params, model
+
+    def load(self) -> None:
+        from pipeline.data.manifest import load_manifest
+
+        self.manifest = load_manifest(self.manifest_dir)
+        self.by_id = self.manifest.by_id()
+        self.store, self.seed_labels = CamStore(self.cams), LabelSet(self.seeds)
+        fn = REFINE_METHODS.get(self.params.method)
+        self.refine = partial(fn, model=self.model) if self.model is not None else fn
+        self.method_params = self.params.selected()
+
+    def done(self, image_id: str) -> bool:
+        return inside(self.work, f"{image_id}.png").exists()
+
+    def compute(self, image_id: str) -> None:
+        image = load_image(self.manifest, self.by_id[image_id])
+        seeds = self.seed_labels.read(image_id, image.shape[:2])
+        maps, classes = self.store.read(image_id)
+        label = self.refine(image, seeds, maps, classes, self.method_params)
+        write_label_png(inside(self.work, f"{image_id}.png"), np.asarray(label, dtype=np.uint8))
 
 
 def refine_labels(
-    manifest: Manifest, cams: Path, seeds: Path, params: RefineParams, out: Path, model: Path | None = None
+    manifest_dir: Path, cams: Path, seeds: Path, params: RefineParams, out: Path, execution: ExecutionParams,
+    model: Path | None = None,
 ) -> dict[str, int]:  # fmt: skip
-    """Refine every seed into ``out`` (built in a resumable work directory, then published as a zip);
-    ``model``: the method's trained model (IRN's boundary network)."""
+    """Refine every seed into ``out`` on ``execution``'s runner (built in a resumable work directory, then
+    published as a zip); ``model``: the method's trained model (IRN's boundary network)."""
     store = CamStore(cams)
     key = fingerprint(
         store.attributes["inputs_key"], json.dumps({"method": params.method, "params": params.model_dump(
-            mode="json", exclude={"workers"})}, sort_keys=True), Path(seeds), *([Path(model)] if model else []),
+            mode="json")}, sort_keys=True), Path(seeds), *([Path(model)] if model else []),
     )  # fmt: skip
     work = work_directory(out, key)
-    work.mkdir(parents=True, exist_ok=True)
-    by_id = manifest.by_id()
-    ids = store.ids()
-    todo = [image_id for image_id in ids if not inside(work, f"{image_id}.png").exists()]
-    seed_labels = LabelSet(seeds)
-
-    def inputs() -> Iterator[tuple]:
-        for image_id in todo:
-            entry = by_id[image_id]
-            image = load_image(manifest, entry)
-            label = seed_labels.read(image_id, image.shape[:2])
-            maps, classes = store.read(image_id)
-            yield image, label, maps, classes
-
-    refined = refine_many(inputs(), params.method, params.selected(), params.workers, model)
-    for image_id, label in progress(zip(todo, refined, strict=True), total=len(todo), desc="refine"):
-        write_label_png(inside(work, f"{image_id}.png"), np.asarray(label, dtype=np.uint8))
+    job = RefineJob(key, work, manifest_dir, cams, seeds, params, model)
+    counts = run_images("refine", job, store.ids(), execution)
     publish_zip(work, out)
-    return {"images": len(ids), "computed": len(todo), "resumed": len(ids) - len(todo)}
+    return counts

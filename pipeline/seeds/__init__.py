@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cams.store import CamStore
-from pipeline.data.manifest import Manifest
+from pipeline.execution.chunks import ImageJob, run_images
+from pipeline.execution.params import ExecutionParams
 from pipeline.io import fingerprint, inside, publish_zip, work_directory, write_label_png
 from pipeline.params import SeedParams
 from pipeline.proposals.store import ProposalStore
 from pipeline.registry import Registry
-from pipeline.tracking import progress
 
 SEED_METHODS: Registry = Registry("seed method")
 
@@ -38,39 +38,57 @@ from pipeline.seeds import threshold as _threshold  # noqa: E402,F401  (register
 from pipeline.seeds import voting as _voting  # noqa: E402,F401  (registers "voting")
 
 
-def make_seeds(manifest: Manifest, cams: Path, seeds: SeedParams, out: Path, proposals: Path) -> dict[str, int]:
-    """One VOC palette PNG seed per image that has CAMs, built in a resumable work directory and published as
-    the zip ``out`` (a :class:`~pipeline.io.LabelSet`).
+class SeedJob(ImageJob):
+    """One image's seeds from its stored CAMs (and proposals, for the methods that read them)."""
+
+    def __init__(
+        self, key: str, work: Path, manifest_dir: Path, cams: Path, seeds: SeedParams, proposals: Path
+    ) -> None:  # fmt: skip
+        super().__init__(key, work)
+        self.manifest_dir, self.cams, self.seeds, self.proposals = manifest_dir, cams, seeds, proposals
+
+    def load(self) -> None:
+        from pipeline.data.manifest import load_manifest
+
+        self.by_id = load_manifest(self.manifest_dir).by_id()
+        self.store = CamStore(self.cams)
+        self.seed_fn = SEED_METHODS.get(self.seeds.method)
+        self.params = self.seeds.selected()
+        self.regions = ProposalStore(self.proposals) if getattr(self.seed_fn, "uses_proposals", False) else None
+
+    def done(self, image_id: str) -> bool:
+        return inside(self.work, f"{image_id}.png").exists()
+
+    def compute(self, image_id: str) -> None:
+        entry = self.by_id.get(image_id)
+        if entry is None:
+            raise ValueError(f"{self.cams}: image '{image_id}' is not in the dataset manifest")
+        maps, classes, background = self.store.read_with_background(image_id)
+        if maps.shape[1:] != (entry.height, entry.width):
+            raise ValueError(
+                f"{self.cams}: CAMs of '{image_id}' are {maps.shape[1:]}, the image is {entry.height}×{entry.width}"
+            )
+        extra = [self.regions.read(image_id, maps.shape[1:])] if self.regions is not None else []
+        options = {"background": background} if getattr(self.seed_fn, "uses_background", False) else {}
+        seeds_map = self.seed_fn(maps, classes, self.params, *extra, **options)
+        write_label_png(inside(self.work, f"{image_id}.png"), seeds_map)
+
+
+def make_seeds(
+    manifest_dir: Path, cams: Path, seeds: SeedParams, out: Path, proposals: Path, execution: ExecutionParams,
+    stage: str = "make_seeds",
+) -> dict[str, int]:  # fmt: skip
+    """One VOC palette PNG seed per image that has CAMs, built on ``execution``'s runner in a resumable work
+    directory and published as the zip ``out`` (a :class:`~pipeline.io.LabelSet`).
 
     ``proposals`` (the ``sam_masks`` store) is opened only by the methods that use it.
     """
     store = CamStore(cams)
-    seed_fn = SEED_METHODS.get(seeds.method)
-    params = seeds.selected()
-    regions_store = ProposalStore(proposals) if getattr(seed_fn, "uses_proposals", False) else None
     inputs = [store.attributes["inputs_key"], json.dumps(seeds.model_dump(mode="json"), sort_keys=True)]
-    if regions_store is not None:
-        inputs.append(regions_store.attributes["inputs_key"])
+    if getattr(SEED_METHODS.get(seeds.method), "uses_proposals", False):
+        inputs.append(ProposalStore(proposals).attributes["inputs_key"])
     key = fingerprint(*inputs)
     work = work_directory(out, key)
-    work.mkdir(parents=True, exist_ok=True)
-    ids = store.ids()
-    by_id = manifest.by_id()
-    for image_id in progress(ids, total=len(ids), desc="make_seeds"):
-        target = inside(work, f"{image_id}.png")
-        if target.exists():
-            continue
-        entry = by_id.get(image_id)
-        if entry is None:
-            raise ValueError(f"{cams}: image '{image_id}' is not in the dataset manifest")
-        maps, classes, background = store.read_with_background(image_id)
-        if maps.shape[1:] != (entry.height, entry.width):
-            raise ValueError(
-                f"{cams}: CAMs of '{image_id}' are {maps.shape[1:]}, the image is {entry.height}×{entry.width}"
-            )
-        extra = [regions_store.read(image_id, maps.shape[1:])] if regions_store is not None else []
-        options = {"background": background} if getattr(seed_fn, "uses_background", False) else {}
-        seeds_map = seed_fn(maps, classes, params, *extra, **options)
-        write_label_png(target, seeds_map)
+    counts = run_images(stage, SeedJob(key, work, manifest_dir, cams, seeds, proposals), store.ids(), execution)
     publish_zip(work, out)
-    return {"images": len(ids)}
+    return counts

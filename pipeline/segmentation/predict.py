@@ -7,7 +7,7 @@ quasi-superpixel takes one class (eq. 8–10).
 
 from __future__ import annotations
 
-import shutil
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +15,15 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.data.loading import load_image, to_tensor
-from pipeline.data.manifest import Manifest
-from pipeline.io import fresh_directory, inside, pack_zip, write_label_png
+from pipeline.data.manifest import MANIFEST_NAME, Manifest
+from pipeline.execution.chunks import ImageJob, run_images
+from pipeline.execution.params import ExecutionParams
+from pipeline.io import fingerprint, inside, publish_zip, work_directory, write_label_png
 from pipeline.params import PredictParams, SegmenterParams
 from pipeline.proposals.store import ProposalStore
 from pipeline.refine.crf import crf_from_probabilities
 from pipeline.seeds.sams import sams_seeds
 from pipeline.segmentation.training import load_segmenter
-from pipeline.tracking import progress
 from pipeline.tta import multiscale_sum, size_multiple
 
 
@@ -47,27 +48,56 @@ def sams_postprocess(probabilities: np.ndarray, params: PredictParams, regions) 
     return sams_seeds(probabilities[[c + 1 for c in present]], present, params.sams, regions)
 
 
-def predict_split(
-    manifest: Manifest, checkpoint: Path, segmenter: SegmenterParams, params: PredictParams, device: torch.device,
-    out: Path, proposals: Path, split: str = "val",
-) -> dict[str, int]:  # fmt: skip
-    """One VOC palette PNG prediction per image of ``split``, published as the zip ``out`` (a
-    :class:`~pipeline.io.LabelSet`)."""
-    model = load_segmenter(checkpoint, segmenter, manifest.num_classes + 1, device)
-    store = ProposalStore(proposals) if params.postprocess == "sams" else None
-    staging = fresh_directory(Path(out).with_name(f".{Path(out).name}.partial"))
-    entries = manifest.entries(split)
-    for entry in progress(entries, total=len(entries), desc=f"predict {split}"):
-        image = load_image(manifest, entry)
-        probabilities = multiscale_probabilities(model, to_tensor(image).to(device), params.scales, params.flip)
-        probabilities = probabilities.cpu().numpy()
+class PredictJob(ImageJob):
+    """One val image's prediction (multi-scale softmax, then the post-processing); a GPU worker's when the
+    cluster has them."""
+
+    uses_gpu = True
+
+    def __init__(self, key: str, work: Path, manifest_dir: Path, checkpoint: Path, segmenter: SegmenterParams,
+                 params: PredictParams, device: str, proposals: Path) -> None:  # fmt: skip
+        super().__init__(key, work)
+        self.manifest_dir, self.checkpoint, self.segmenter = manifest_dir, checkpoint, segmenter
+        self.params, self.device, self.proposals = params, device, proposals
+
+    def load(self) -> None:
+        from pipeline.data.manifest import load_manifest
+        from pipeline.device import resolve_device
+
+        self.manifest = load_manifest(self.manifest_dir)
+        self.by_id = self.manifest.by_id()
+        self.torch_device = resolve_device(self.device)
+        self.model = load_segmenter(self.checkpoint, self.segmenter, self.manifest.num_classes + 1, self.torch_device)
+        self.regions = ProposalStore(self.proposals) if self.params.postprocess == "sams" else None
+
+    def done(self, image_id: str) -> bool:
+        return inside(self.work, f"{image_id}.png").exists()
+
+    def compute(self, image_id: str) -> None:
+        params, image = self.params, load_image(self.manifest, self.by_id[image_id])
+        probabilities = multiscale_probabilities(self.model, to_tensor(image).to(self.torch_device), params.scales,
+                                                 params.flip).cpu().numpy()  # fmt: skip
         if params.postprocess == "crf":
             label = crf_from_probabilities(image, probabilities, params.crf)
         elif params.postprocess == "sams":
-            label = sams_postprocess(probabilities, params, store.read(entry.id, image.shape[:2]))
+            label = sams_postprocess(probabilities, params, self.regions.read(image_id, image.shape[:2]))
         else:
             label = probabilities.argmax(axis=0).astype(np.uint8)
-        write_label_png(inside(staging, f"{entry.id}.png"), label)
-    pack_zip(staging, out)
-    shutil.rmtree(staging)
-    return {"images": len(entries)}
+        write_label_png(inside(self.work, f"{image_id}.png"), label)
+
+
+def predict_split(
+    manifest: Manifest, manifest_dir: Path, checkpoint: Path, segmenter: SegmenterParams, params: PredictParams,
+    device: str, out: Path, proposals: Path, execution: ExecutionParams, stage: str = "predict", split: str = "val",
+) -> dict[str, int]:  # fmt: skip
+    """One VOC palette PNG prediction per image of ``split`` on ``execution``'s runner, built in a resumable
+    work directory and published as the zip ``out`` (a :class:`~pipeline.io.LabelSet`)."""
+    settings = json.dumps({"segmenter": segmenter.model_dump(mode="json"), "predict": params.model_dump(mode="json"),
+                           "split": split}, sort_keys=True)  # fmt: skip
+    extra = [ProposalStore(proposals).attributes["inputs_key"]] if params.postprocess == "sams" else []
+    key = fingerprint(Path(manifest_dir) / MANIFEST_NAME, Path(checkpoint), settings, *extra)
+    work = work_directory(out, key)
+    job = PredictJob(key, work, manifest_dir, checkpoint, segmenter, params, device, proposals)
+    counts = run_images(stage, job, [entry.id for entry in manifest.entries(split)], execution)
+    publish_zip(work, out)
+    return counts

@@ -1,0 +1,94 @@
+"""The chunked per-image runner: chunks, resume, per-image failures, a local Dask cluster and a killed worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pipeline.data.datasets import prepare_dataset
+from pipeline.execution.chunks import ImageJob, chunked, run_images
+from pipeline.execution.params import ExecutionParams
+from pipeline.params import DataParams, ProposalParams
+from pipeline.proposals import generate_proposals
+
+
+class SquareJob(ImageJob):
+    """Writes the square of an id's number; ids named ``bad-*`` fail as corrupt input would."""
+
+    def load(self) -> None:
+        self.loads = getattr(self, "loads", 0) + 1
+
+    def done(self, image_id: str) -> bool:
+        return (self.work / image_id).exists()
+
+    def compute(self, image_id: str) -> None:
+        if image_id.startswith("bad"):
+            raise ValueError(f"{self.work / image_id}: corrupt input")
+        (self.work / image_id).write_text(str(int(image_id.split("-")[1]) ** 2))
+
+
+def test_execution_params_accept_runners_and_addresses() -> None:
+    assert not ExecutionParams().uses_dask
+    assert ExecutionParams(runner="tcp://10.0.0.5:8786").uses_dask
+    with pytest.raises(ValueError, match="runner 'slurm'"):
+        ExecutionParams(runner="slurm")
+    assert chunked(["a", "b", "c"], 2) == [["a", "b"], ["c"]]
+
+
+def test_in_process_run_resumes_and_names_every_failed_image_after_the_others(tmp_path: Path) -> None:
+    ids = [f"img-{i}" for i in range(7)]
+    job = SquareJob("key", tmp_path)
+    (tmp_path / "img-2").write_text("4")  # left by a killed run
+    counts = run_images("squares", job, ids, ExecutionParams(chunk_size=3))
+    assert counts == {"images": 7, "computed": 6, "resumed": 1, "recovered": 0, "recomputed": 0}
+    assert (tmp_path / "img-6").read_text() == "36" and job.loads == 1  # loaded once for the three chunks
+    failing = SquareJob("other", tmp_path / "second")
+    with pytest.raises(ValueError, match=r"squares: 2 image\(s\) failed.*bad-1: corrupt input; .*bad-4: corrupt"):
+        ids = ["img-0", "bad-1", "img-2", "img-3", "bad-4", "img-5"]
+        run_images("squares", failing, ids, ExecutionParams(chunk_size=2))
+    assert sorted(p.name for p in (tmp_path / "second").iterdir() if not p.name.startswith(".")) == [
+        "img-0", "img-2", "img-3", "img-5"]  # fmt: skip
+
+
+def tiny_dataset(tmp_path: Path, count: int, size: int):
+    params = DataParams.model_validate({"synthetic": {"num_train": count, "num_val": 2, "image_size": size}})
+    return prepare_dataset(params, tmp_path / "dataset")
+
+
+def kill_a_worker_when(work_root: Path, images: int, killed: list[int]) -> None:
+    """SIGKILL one Dask worker process once ``images`` images are in the work directory."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done = sum(1 for work in work_root.glob("*") for p in work.iterdir() if p.is_dir()) if work_root.is_dir() else 0
+        workers = [child for child in psutil.Process().children(recursive=True)
+                   if "spawn_main" in " ".join(child.cmdline())]  # fmt: skip
+        if done >= images and workers:
+            os.kill(workers[0].pid, signal.SIGKILL)
+            killed.append(workers[0].pid)
+            return
+        time.sleep(0.02)
+
+
+def test_a_killed_worker_loses_no_finished_image_and_the_store_is_identical(tmp_path: Path) -> None:
+    manifest = tiny_dataset(tmp_path, 30, 160)
+    params = ProposalParams()
+    serial = tmp_path / "serial" / "proposals.zarr.zip"
+    generate_proposals(manifest, tmp_path / "dataset", params, "cpu", serial, ExecutionParams())
+
+    out = tmp_path / "cluster" / "proposals.zarr.zip"
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_a_worker_when, args=(out.parent / ".work", 8, killed))
+    killer.start()
+    counts = generate_proposals(manifest, tmp_path / "dataset", params, "cpu", out,
+                                ExecutionParams(runner="local", workers=2, chunk_size=4))  # fmt: skip
+    killer.join()
+    assert killed, "no worker was killed: the run ended first"
+    assert out.read_bytes() == serial.read_bytes()
+    assert counts["images"] == 32 and counts["recomputed"] == 0  # no image written twice
+    assert counts["computed"] + counts["recovered"] == 32  # the killed chunk's finished images are kept
