@@ -13,11 +13,17 @@ class UnknownNameError(ValueError):
 
 
 class Registry(Generic[T]):
-    """A small named registry: ``@REG.register("name")`` then ``REG.get("name")``."""
+    """A small named registry: ``@REG.register("name")`` then ``REG.get("name")``.
 
-    def __init__(self, kind: str) -> None:
+    ``loaders`` maps a name to a function that imports the module registering it, so a process imports only
+    the implementation it uses (a stage running plain CAM never imports open_clip); each loader is a plain
+    function with a static import, which the code closures of :mod:`pipeline.code_closure` follow.
+    """
+
+    def __init__(self, kind: str, loaders: dict[str, Callable[[], object]] | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._loaders = dict(loaders or {})
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
@@ -29,12 +35,14 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
+        if name not in self._items and name in self._loaders:
+            self._loaders[name]()
         if name not in self._items:
-            raise UnknownNameError(f"unknown {self.kind} '{name}'; known: {', '.join(sorted(self._items)) or '(none)'}")
+            raise UnknownNameError(f"unknown {self.kind} '{name}'; known: {', '.join(self.names()) or '(none)'}")
         return self._items[name]
 
     def names(self) -> list[str]:
-        return sorted(self._items)
+        return sorted(set(self._items) | set(self._loaders))
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return name in self._items or name in self._loaders

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from pipeline.data.datasets import prepare_dataset
-from pipeline.execution.chunks import ImageJob, chunked, run_images
+from pipeline.execution.chunks import ImageJob, chunked, gpu_resources, run_images
 from pipeline.execution.params import ExecutionParams
 from pipeline.params import DataParams, ProposalParams
 from pipeline.proposals import generate_proposals
@@ -54,6 +54,19 @@ def test_in_process_run_resumes_and_names_every_failed_image_after_the_others(tm
         run_images("squares", failing, ids, ExecutionParams(chunk_size=2))
     assert sorted(p.name for p in (tmp_path / "second").iterdir() if not p.name.startswith(".")) == [
         "img-0", "img-2", "img-3", "img-5"]  # fmt: skip
+
+
+class FakeClient:
+    def __init__(self, *resources: dict) -> None:
+        self.workers = {f"tcp://w{i}": {"resources": r} for i, r in enumerate(resources)}
+
+    def scheduler_info(self) -> dict:
+        return {"workers": self.workers}
+
+
+def test_gpu_stages_ask_for_a_gpu_only_where_workers_advertise_one() -> None:
+    assert gpu_resources(FakeClient({}, {})) is None  # a CPU cluster: no resource to wait for forever
+    assert gpu_resources(FakeClient({"GPU": 1}, {})) == {"GPU": 1}  # dask cuda worker --resources GPU=1
 
 
 def tiny_dataset(tmp_path: Path, count: int, size: int):

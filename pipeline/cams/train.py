@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchmetrics.classification import MultilabelAveragePrecision, MultilabelExactMatch, MultilabelF1Score
 
 from pipeline.cams.contract import BuildContext, CamMethod
 from pipeline.cams.inputs import inputs_settings, method_inputs
@@ -100,6 +99,8 @@ def describe_backbone(cam: CamParams) -> str:
 @torch.no_grad()
 def evaluate_labels(model: CamMethod, manifest: Manifest, split: str, device: torch.device) -> dict[str, float]:
     """Image-label quality of the method's image scores: exact match, macro F1 and mAP at threshold 0.5."""
+    from torchmetrics.classification import MultilabelAveragePrecision, MultilabelExactMatch, MultilabelF1Score
+
     model.eval()
     k = manifest.num_classes
     exact = MultilabelExactMatch(num_labels=k)

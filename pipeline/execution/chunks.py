@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.execution.params import ExecutionParams
-from pipeline.tracking import ProgressBar, in_prefect_run, info
+from pipeline.tracking import ProgressBar, forward_warnings, in_prefect_run, info
 
 JOURNAL_PREFIX = ".computed-"  # dot names are never published (pipeline.io.pack_zip)
 
@@ -89,7 +89,13 @@ def worker_name() -> str:
 
 
 def compute_chunk(job: ImageJob, image_ids: list[str]) -> ChunkResult:
-    """Compute the images of one chunk that are not yet done; runs on a worker (or in this process)."""
+    """Compute the images of one chunk that are not yet done; runs on a worker (or in this process), a chunk
+    task's warnings going to its Prefect log."""
+    with forward_warnings():
+        return _compute_chunk(job, image_ids)
+
+
+def _compute_chunk(job: ImageJob, image_ids: list[str]) -> ChunkResult:
     start = time.perf_counter()
     result = ChunkResult(worker=worker_name())
     loaded = _loaded_job(job)

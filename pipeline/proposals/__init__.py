@@ -15,13 +15,19 @@ from pipeline.execution.chunks import ImageJob, run_images
 from pipeline.execution.params import ExecutionParams
 from pipeline.io import fingerprint, publish_zip, work_directory
 from pipeline.params import ProposalParams
+from pipeline.proposals.store import ProposalStoreWriter
 from pipeline.registry import Registry
 
-PROPOSAL_METHODS: Registry = Registry("proposal method")
 
-from pipeline.proposals import sam as _sam  # noqa: E402,F401  (registers "sam")
-from pipeline.proposals import superpixels as _superpixels  # noqa: E402,F401  (registers "superpixels")
-from pipeline.proposals.store import ProposalStoreWriter  # noqa: E402
+def _sam() -> None:
+    from pipeline.proposals import sam  # noqa: F401  (registers "sam": torch and segment-anything, when selected)
+
+
+def _superpixels() -> None:
+    from pipeline.proposals import superpixels  # noqa: F401  (registers "superpixels")
+
+
+PROPOSAL_METHODS: Registry = Registry("proposal method", loaders={"sam": _sam, "superpixels": _superpixels})
 
 
 def proposal_inputs_key(manifest_dir: Path, params: ProposalParams) -> str:

@@ -23,11 +23,20 @@ from pipeline.io import LabelSet, fingerprint, inside, publish_zip, work_directo
 from pipeline.params import RefineParams
 from pipeline.registry import Registry
 
-REFINE_METHODS: Registry = Registry("refine method")
 
-from pipeline.refine import affinity as _affinity  # noqa: E402,F401  (registers "affinity")
-from pipeline.refine import crf as _crf  # noqa: E402,F401  (registers "crf")
-from pipeline.refine import irn as _irn  # noqa: E402,F401  (registers "irn")
+def _affinity() -> None:
+    from pipeline.refine import affinity  # noqa: F401  (registers "affinity")
+
+
+def _crf() -> None:
+    from pipeline.refine import crf  # noqa: F401  (registers "crf")
+
+
+def _irn() -> None:
+    from pipeline.refine import irn  # noqa: F401  (registers "irn": torch, only when selected)
+
+
+REFINE_METHODS: Registry = Registry("refine method", loaders={"affinity": _affinity, "crf": _crf, "irn": _irn})
 
 
 @REFINE_METHODS.register("none")
