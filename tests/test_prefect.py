@@ -68,6 +68,8 @@ def artifacts_of(url: str, flow_run_id: str) -> list[dict]:
 
 
 def test_stage_and_pipeline_flow_runs_are_recorded(project: Path, prefect_api) -> None:
+    """A stage alone, then the pipeline flow twice (one server for both, as a researcher's would be): plainly,
+    then on a local Dask cluster."""
     url, env = prefect_api
     env = {**env, "PREFECT_API_URL": url}
     run([sys.executable, "-m", "stages.prepare_data"], project, env=env)
@@ -93,6 +95,7 @@ def test_stage_and_pipeline_flow_runs_are_recorded(project: Path, prefect_api) -
     artifacts = {a["key"]: a for a in artifacts_of(url, training["id"])}
     assert artifacts["train-classifier-metrics"]["type"] == "table"  # per epoch, while training
     assert artifacts["train-classifier-progress"]["description"].startswith("train_classifier: 3/3 batches · ")
+    assert_chunked_stage_is_nested_and_watched(project, url, env, pipeline_run["id"])
 
 
 def test_images_are_inlined_downscaled(tmp_path: Path) -> None:
@@ -103,11 +106,13 @@ def test_images_are_inlined_downscaled(tmp_path: Path) -> None:
     assert Image.open(io.BytesIO(data)).size == (960, 200)
 
 
-def test_stage_runs_nest_under_the_pipeline_run_with_chunks_progress_and_warnings(project: Path, prefect_api) -> None:
-    """``flows.pipeline sam_masks`` on a local Dask cluster with one worker more than the cores (a warning)."""
-    url, env = prefect_api
+def assert_chunked_stage_is_nested_and_watched(project: Path, url: str, env: dict, earlier_run: str) -> None:
+    """``flows.pipeline sam_masks`` on a local Dask cluster with one worker more than the cores (a warning):
+    the stage run is nested under and tagged with the pipeline run, its chunks are task runs, its progress
+    artifact moves while it runs, the warning reaches its log, the terminal has no HTTP lines."""
     workers = (os.cpu_count() or 1) + 1
     edit_params(project, lambda p: p.update(execution={"runner": "local", "workers": workers, "chunk_size": 2}))
+    edit_params(project, lambda p: p["proposals"]["superpixels"].update(min_area=9))  # the runner alone reruns nothing
     env = {**env, "PREFECT_API_URL": url, "WSSS_PROGRESS_SECONDS": "0"}
     seen: set[float] = set()
     done = threading.Event()
@@ -127,11 +132,11 @@ def test_stage_runs_nest_under_the_pipeline_run_with_chunks_progress_and_warning
         done.set()
         watcher.join()
     assert "HTTP Request" not in result.stdout + result.stderr
-    (pipeline_run,) = flow_runs(url, "wsss-pipeline")
-    (stage_run,) = flow_runs(url, "sam_masks")
+    (pipeline_run,) = [other for other in flow_runs(url, "wsss-pipeline") if other["id"] != earlier_run]
+    (stage_run,) = [run for run in flow_runs(url, "sam_masks") if f"pipeline-run:{pipeline_run['id']}" in run["tags"]]
     assert stage_run["state"]["type"] == "COMPLETED"
     tags = set(stage_run["tags"])
-    assert {f"pipeline-run:{pipeline_run['id']}", "stage:sam_masks", "proposals.method=superpixels"} <= tags
+    assert {"stage:sam_masks", "proposals.method=superpixels"} <= tags
     assert any(tag.startswith("dvc-stage-hash:") for tag in tags) and any(tag.startswith("commit:") for tag in tags)
     parent = httpx.get(f"{url}/task_runs/{stage_run['parent_task_run_id']}").json()
     assert parent["flow_run_id"] == pipeline_run["id"] and parent["name"].startswith("dvc repro sam_masks")
