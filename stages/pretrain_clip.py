@@ -5,7 +5,7 @@ import json
 import sys
 
 from pipeline import layout
-from pipeline.clip.pretrain import build_clip
+from pipeline.clip.build import build_clip
 from pipeline.data.manifest import load_manifest
 from pipeline.device import resolve_device
 from pipeline.params import PipelineParams

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline.clip.models import DESCRIPTOR_NAME, STAND_IN_WEIGHTS, build_from_config, stand_in_config, stand_in_state
-from pipeline.clip.params import StandInClipParams
+from pipeline.clip.models import build_from_config, stand_in_config, stand_in_state
+from pipeline.clip.params import DESCRIPTOR_NAME, STAND_IN_WEIGHTS, StandInClipParams
 from pipeline.io import write_json, write_torch
 
 # the stand-in's section of params.yaml for a tiny pretrain_clip stage

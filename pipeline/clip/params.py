@@ -13,6 +13,9 @@ from pydantic import Field, model_validator
 
 from pipeline.schema import Strict
 
+DESCRIPTOR_NAME = "clip.json"  # what pretrain_clip writes in artifacts/clip/model/
+STAND_IN_WEIGHTS = "stand_in.pt"
+
 
 class OpenClipParams(Strict):
     """A real CLIP: ``model`` an open_clip architecture (``ViT-B-16``), weights from ``checkpoint`` (a local

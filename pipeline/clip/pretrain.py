@@ -12,7 +12,6 @@ into the curve; the images of that split are never trained on.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,29 +23,20 @@ from torchmetrics.classification import MultilabelAveragePrecision
 
 from pipeline.clip.corpus import class_prompt_name, iter_corpus
 from pipeline.clip.models import (
-    DESCRIPTOR_NAME,
-    STAND_IN_WEIGHTS,
     Clip,
     build_from_config,
     stand_in_config,
     stand_in_state,
     tokenizer_for,
 )
-from pipeline.clip.params import StandInClipParams
+from pipeline.clip.params import STAND_IN_WEIGHTS, StandInClipParams
 from pipeline.clip.vision import encode_image
 from pipeline.data.loading import ClassificationDataset
-from pipeline.data.manifest import MANIFEST_NAME, Manifest
-from pipeline.io import (
-    fingerprint,
-    publish_directory,
-    sha256_file,
-    work_directory,
-    write_json,
-    write_torch,
-)
+from pipeline.data.manifest import Manifest
+from pipeline.io import sha256_file, write_torch
 from pipeline.params import SyntheticDataParams
 from pipeline.tracking import progress
-from pipeline.trainer import epoch_seed, run_epochs, warmup_cosine, write_history
+from pipeline.trainer import epoch_seed, run_epochs, warmup_cosine
 
 PROMPT_TEMPLATE = "a photo of a {}."
 
@@ -166,34 +156,18 @@ def pretrain_stand_in(
     return clip, history
 
 
-def build_clip(request: dict[str, Any], manifest: Manifest, manifest_dir: Path, device: torch.device,
-               out_dir: Path) -> dict[str, Any]:  # fmt: skip
-    """Carry out a ``clip_request`` (pipeline/clip/request.py): write ``out_dir/model`` (the descriptor
-    ``clip.json`` and, for the stand-in, its weights), ``out_dir/curve.csv`` and ``out_dir/metrics.json``;
-    return the metrics. Only the stand-in is trained here; a real CLIP is described, not copied."""
-    out_dir = Path(out_dir)
-    model_dir = out_dir / "model"
-    key = fingerprint(Path(manifest_dir) / MANIFEST_NAME, json.dumps(request, sort_keys=True))
-    work = work_directory(model_dir, key)
-    work.mkdir(parents=True, exist_ok=True)
-    history: list[dict[str, float]] = []
-    metrics: dict[str, Any] = {"source": request["source"]}
-    if request["source"] == "pretrain_here":
-        params = StandInClipParams(**request["pretrain_here"])
-        look = SyntheticDataParams(**request["look"])
-        clip, history = pretrain_stand_in(params, look, manifest, device, work / "checkpoint.pt", request["seed"])
-        write_torch(work / STAND_IN_WEIGHTS, stand_in_state(clip.model))
-        descriptor = {"source": "pretrain_here", "config": stand_in_config(params), "weights": STAND_IN_WEIGHTS,
-                      "weights_sha256": sha256_file(work / STAND_IN_WEIGHTS)}  # fmt: skip
-        metrics.update({"corpus_images": params.num_images, "epochs": params.epochs, "text_tower": params.text_tower,
-                        "val_zero_shot_mAP": history[-1]["val_zero_shot_mAP"], "prompt": PROMPT_TEMPLATE,
-                        "val_zero_shot_mAP_cosine": history[-1]["val_zero_shot_mAP_cosine"],
-                        "zero_shot_scores": "softmax over the class prompts (cosine: raw cosine)"})  # fmt: skip
-        (work / "checkpoint.pt").unlink()
-    else:
-        descriptor = request
-    write_json(work / DESCRIPTOR_NAME, descriptor)
-    write_history(out_dir / "curve.csv", history, ("epoch", "loss", "val_zero_shot_mAP", "val_zero_shot_mAP_cosine"))
-    write_json(out_dir / "metrics.json", metrics)
-    publish_directory(work, model_dir)
-    return metrics
+def pretrain_here(request: dict[str, Any], manifest: Manifest, device: torch.device,
+                  work: Path) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, float]]]:  # fmt: skip
+    """Pretrain the stand-in of a ``pretrain_here`` request in ``work``: its descriptor, metrics and curve."""
+    params = StandInClipParams(**request["pretrain_here"])
+    look = SyntheticDataParams(**request["look"])
+    clip, history = pretrain_stand_in(params, look, manifest, device, work / "checkpoint.pt", request["seed"])
+    write_torch(work / STAND_IN_WEIGHTS, stand_in_state(clip.model))
+    descriptor = {"source": "pretrain_here", "config": stand_in_config(params), "weights": STAND_IN_WEIGHTS,
+                  "weights_sha256": sha256_file(work / STAND_IN_WEIGHTS)}  # fmt: skip
+    metrics = {"corpus_images": params.num_images, "epochs": params.epochs, "text_tower": params.text_tower,
+               "val_zero_shot_mAP": history[-1]["val_zero_shot_mAP"], "prompt": PROMPT_TEMPLATE,
+               "val_zero_shot_mAP_cosine": history[-1]["val_zero_shot_mAP_cosine"],
+               "zero_shot_scores": "softmax over the class prompts (cosine: raw cosine)"}  # fmt: skip
+    (work / "checkpoint.pt").unlink()
+    return descriptor, metrics, history

@@ -1,0 +1,39 @@
+"""The ``pretrain_clip`` stage's work: pretrain the stand-in, or describe a real CLIP. Only the stand-in path
+imports open_clip, so the stage costs a second when no CLIP method is selected."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pipeline.clip.params import DESCRIPTOR_NAME
+from pipeline.data.manifest import MANIFEST_NAME, Manifest
+from pipeline.io import fingerprint, publish_directory, work_directory, write_json
+from pipeline.trainer import write_history
+
+
+def build_clip(request: dict[str, Any], manifest: Manifest, manifest_dir: Path, device: Any,
+               out_dir: Path) -> dict[str, Any]:  # fmt: skip
+    """Carry out a ``clip_request`` (pipeline/clip/request.py): write ``out_dir/model`` (the descriptor
+    ``clip.json`` and, for the stand-in, its weights), ``out_dir/curve.csv`` and ``out_dir/metrics.json``;
+    return the metrics. Only the stand-in is trained here; a real CLIP is described, not copied."""
+    out_dir = Path(out_dir)
+    model_dir = out_dir / "model"
+    key = fingerprint(Path(manifest_dir) / MANIFEST_NAME, json.dumps(request, sort_keys=True))
+    work = work_directory(model_dir, key)
+    work.mkdir(parents=True, exist_ok=True)
+    history: list[dict[str, float]] = []
+    metrics: dict[str, Any] = {"source": request["source"]}
+    if request["source"] == "pretrain_here":
+        from pipeline.clip.pretrain import pretrain_here
+
+        descriptor, trained, history = pretrain_here(request, manifest, device, work)
+        metrics.update(trained)
+    else:
+        descriptor = request
+    write_json(work / DESCRIPTOR_NAME, descriptor)
+    write_history(out_dir / "curve.csv", history, ("epoch", "loss", "val_zero_shot_mAP", "val_zero_shot_mAP_cosine"))
+    write_json(out_dir / "metrics.json", metrics)
+    publish_directory(work, model_dir)
+    return metrics
