@@ -23,9 +23,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.execution.params import ExecutionParams
+from pipeline.io import inside, write_label_png
 from pipeline.tracking import ProgressBar, forward_warnings, in_prefect_run, info
 
+Chunks = list[list[str]]  # image ids, chunk by chunk
 JOURNAL_PREFIX = ".computed-"  # dot names are never published (pipeline.io.pack_zip)
 
 
@@ -49,6 +53,16 @@ class ImageJob(ABC):
     @abstractmethod
     def compute(self, image_id: str) -> None:
         """Compute one image and write it atomically into the work directory."""
+
+
+class LabelJob(ImageJob):
+    """An :class:`ImageJob` whose output per image is a label PNG, ``<work>/<image id>.png``."""
+
+    def done(self, image_id: str) -> bool:
+        return inside(self.work, f"{image_id}.png").exists()
+
+    def write_label(self, image_id: str, label: np.ndarray) -> None:
+        write_label_png(inside(self.work, f"{image_id}.png"), np.asarray(label, dtype=np.uint8))
 
 
 @dataclass
@@ -119,7 +133,7 @@ def _compute_chunk(job: ImageJob, image_ids: list[str]) -> ChunkResult:
     return result
 
 
-def chunked(ids: list[str], size: int) -> list[list[str]]:
+def chunked(ids: list[str], size: int) -> Chunks:
     return [ids[start : start + size] for start in range(0, len(ids), size)]
 
 
@@ -154,7 +168,7 @@ def run_images(stage: str, job: ImageJob, ids: list[str], execution: ExecutionPa
             "recomputed": len(written) - len(set(written))}  # fmt: skip
 
 
-def _results(stage: str, job: ImageJob, chunks: list[list[str]], execution: ExecutionParams) -> Iterator[ChunkResult]:
+def _results(stage: str, job: ImageJob, chunks: Chunks, execution: ExecutionParams) -> Iterator[ChunkResult]:
     """Chunk results as they complete, on the runner of ``execution``."""
     if not chunks:
         return
@@ -165,9 +179,6 @@ def _results(stage: str, job: ImageJob, chunks: list[list[str]], execution: Exec
             yield compute_chunk(job, chunk)
     else:
         yield from _dask_results(stage, job, chunks, execution)
-
-
-Chunks = list[list[str]]
 
 
 def _dask_results(stage: str, job: ImageJob, chunks: Chunks, execution: ExecutionParams) -> Iterator[ChunkResult]:

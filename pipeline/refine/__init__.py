@@ -17,9 +17,9 @@ import numpy as np
 
 from pipeline.cams.store import CamStore
 from pipeline.data.loading import load_image
-from pipeline.execution.chunks import ImageJob, run_images
+from pipeline.execution.chunks import LabelJob, run_images
 from pipeline.execution.params import ExecutionParams
-from pipeline.io import LabelSet, fingerprint, inside, publish_zip, work_directory, write_label_png
+from pipeline.io import LabelSet, fingerprint, publish_zip, work_directory
 from pipeline.params import RefineParams
 from pipeline.registry import Registry
 
@@ -45,7 +45,7 @@ def no_refinement(image: np.ndarray, seeds: np.ndarray, cams: np.ndarray, classe
     return seeds
 
 
-class RefineJob(ImageJob):
+class RefineJob(LabelJob):
     """One image's refined labels from its image, seeds and CAMs (and the method's trained model)."""
 
     def __init__(self, key: str, work: Path, manifest_dir: Path, cams: Path, seeds: Path, params: RefineParams,
@@ -63,15 +63,12 @@ class RefineJob(ImageJob):
         self.refine = partial(fn, model=self.model) if self.model is not None else fn
         self.method_params = self.params.selected()
 
-    def done(self, image_id: str) -> bool:
-        return inside(self.work, f"{image_id}.png").exists()
-
     def compute(self, image_id: str) -> None:
         image = load_image(self.manifest, self.by_id[image_id])
         seeds = self.seed_labels.read(image_id, image.shape[:2])
         maps, classes = self.store.read(image_id)
         label = self.refine(image, seeds, maps, classes, self.method_params)
-        write_label_png(inside(self.work, f"{image_id}.png"), np.asarray(label, dtype=np.uint8))
+        self.write_label(image_id, label)
 
 
 def refine_labels(

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cams.store import CamStore
-from pipeline.execution.chunks import ImageJob, run_images
+from pipeline.execution.chunks import LabelJob, run_images
 from pipeline.execution.params import ExecutionParams
-from pipeline.io import fingerprint, inside, publish_zip, work_directory, write_label_png
+from pipeline.io import fingerprint, publish_zip, work_directory
 from pipeline.params import SeedParams
 from pipeline.proposals.store import ProposalStore
 from pipeline.registry import Registry
@@ -38,7 +38,7 @@ from pipeline.seeds import threshold as _threshold  # noqa: E402,F401  (register
 from pipeline.seeds import voting as _voting  # noqa: E402,F401  (registers "voting")
 
 
-class SeedJob(ImageJob):
+class SeedJob(LabelJob):
     """One image's seeds from its stored CAMs (and proposals, for the methods that read them)."""
 
     def __init__(
@@ -56,9 +56,6 @@ class SeedJob(ImageJob):
         self.params = self.seeds.selected()
         self.regions = ProposalStore(self.proposals) if getattr(self.seed_fn, "uses_proposals", False) else None
 
-    def done(self, image_id: str) -> bool:
-        return inside(self.work, f"{image_id}.png").exists()
-
     def compute(self, image_id: str) -> None:
         entry = self.by_id.get(image_id)
         if entry is None:
@@ -71,7 +68,7 @@ class SeedJob(ImageJob):
         extra = [self.regions.read(image_id, maps.shape[1:])] if self.regions is not None else []
         options = {"background": background} if getattr(self.seed_fn, "uses_background", False) else {}
         seeds_map = self.seed_fn(maps, classes, self.params, *extra, **options)
-        write_label_png(inside(self.work, f"{image_id}.png"), seeds_map)
+        self.write_label(image_id, seeds_map)
 
 
 def make_seeds(

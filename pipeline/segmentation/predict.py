@@ -16,9 +16,9 @@ import torch.nn.functional as F
 
 from pipeline.data.loading import load_image, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
-from pipeline.execution.chunks import ImageJob, run_images
+from pipeline.execution.chunks import LabelJob, run_images
 from pipeline.execution.params import ExecutionParams
-from pipeline.io import fingerprint, inside, publish_zip, work_directory, write_label_png
+from pipeline.io import fingerprint, publish_zip, work_directory
 from pipeline.params import PredictParams, SegmenterParams
 from pipeline.proposals.store import ProposalStore
 from pipeline.refine.crf import crf_from_probabilities
@@ -48,7 +48,7 @@ def sams_postprocess(probabilities: np.ndarray, params: PredictParams, regions) 
     return sams_seeds(probabilities[[c + 1 for c in present]], present, params.sams, regions)
 
 
-class PredictJob(ImageJob):
+class PredictJob(LabelJob):
     """One val image's prediction (multi-scale softmax, then the post-processing); a GPU worker's when the
     cluster has them."""
 
@@ -70,9 +70,6 @@ class PredictJob(ImageJob):
         self.model = load_segmenter(self.checkpoint, self.segmenter, self.manifest.num_classes + 1, self.torch_device)
         self.regions = ProposalStore(self.proposals) if self.params.postprocess == "sams" else None
 
-    def done(self, image_id: str) -> bool:
-        return inside(self.work, f"{image_id}.png").exists()
-
     def compute(self, image_id: str) -> None:
         params, image = self.params, load_image(self.manifest, self.by_id[image_id])
         probabilities = multiscale_probabilities(self.model, to_tensor(image).to(self.torch_device), params.scales,
@@ -83,7 +80,7 @@ class PredictJob(ImageJob):
             label = sams_postprocess(probabilities, params, self.regions.read(image_id, image.shape[:2]))
         else:
             label = probabilities.argmax(axis=0).astype(np.uint8)
-        write_label_png(inside(self.work, f"{image_id}.png"), label)
+        self.write_label(image_id, label)
 
 
 def predict_split(
