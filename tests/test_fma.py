@@ -64,6 +64,22 @@ def test_cal_peak_is_clamped_at_zero_and_an_all_ignored_label_gives_zero_not_nan
     assert torch.isfinite(cams.grad).all()
 
 
+def test_cal_on_the_maps_own_range_divides_each_map_by_its_max_abs_and_ignores_scale() -> None:
+    cams = torch.tensor([[[0.5, 0.2], [-1.0, 0.3]]], requires_grad=True)  # max |M| = 1.0 (the −1.0)
+    seeds = torch.tensor([[[1, 1], [0, 0]]])
+    loss = cam_activation_loss([cams], [[0]], seeds, scale="max")
+    # maps / 1.0: |0.5 − 0.5| + |0.5 − 0.2| on the seeds, ReLU(−1.0) + ReLU(0.3) on background, over 4 pixels
+    assert float(loss.detach()) == pytest.approx((0.3 + 0.3) / 4)
+    for factor in (1e-6, 3.0):  # the raw loss scales with the maps, this one does not
+        scaled = [cams.detach() * factor]
+        assert float(cam_activation_loss(scaled, [[0]], seeds, scale="max")) == pytest.approx(0.6 / 4)
+        assert float(cam_activation_loss(scaled, [[0]], seeds)) == pytest.approx(factor * 0.6 / 4)
+    loss.backward()
+    # ∂/∂N of the four terms (N = M / s, the peak detached): 0, −1, 0, +1; then ∂N/∂M = 1/s − M ∂s/∂M / s², with
+    # s = |M_10| in the graph (∂s/∂M_10 = −1): M_10 also gets Σ terms·M / 4 = (−0.2 + 0.3) / 4.
+    torch.testing.assert_close(cams.grad, torch.tensor([[[0.0, -0.25], [0.025, 0.25]]]))
+
+
 def test_raw_gradcam_is_differentiable_in_its_weights() -> None:
     features = torch.tensor([[[[1.0, 3.0]], [[2.0, -2.0]]]], requires_grad=True)  # (1, K=2, 1, 2)
     text = torch.tensor([0.5, -1.0], requires_grad=True)
@@ -124,6 +140,7 @@ def test_one_backward_over_a_batch_gives_each_image_its_own_gradcam(tmp_path: Pa
 
 
 def test_segmentation_phase_trains_its_prompts_through_gradcam_only(tmp_path: Path) -> None:
+    torch.manual_seed(0)
     descriptor = write_tiny_clip(tmp_path / "clip", "minilm")
     context = BuildContext(class_names=CLASSES, inputs={"clip": descriptor})
     model = Fma.build(FmaParams(prompts={"context_tokens": 4}), context).train()
@@ -139,6 +156,10 @@ def test_segmentation_phase_trains_its_prompts_through_gradcam_only(tmp_path: Pa
     assert grad[[0, 1, 2]].abs().sum() > 0 and grad[3:].abs().sum() > 0
     assert set(model.saved_state()) == {"prompts.context"}
     assert all(torch.equal(a, b) for a, b in zip(stem_statistics, model.clip_model.visual.conv1.buffers(), strict=True))
+    # cal_scale: max reads the same maps on their own range: the loss no longer follows their (tiny) scale
+    model.params = model.params.model_copy(update={"cal_scale": "max"})
+    on_range = model.training_step(images, targets, seeds)["cal"]
+    assert torch.isfinite(on_range) and float(on_range) > 10 * float(loss.detach())
 
 
 def test_classification_phase_prompts_share_one_context_and_name_the_background(tmp_path: Path) -> None:

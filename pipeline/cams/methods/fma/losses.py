@@ -10,6 +10,14 @@
   max(M_c, 0) (eq. 14). Eq. 15 divides by |P|·HW; we follow the reference code, which divides the sum over
   classes by the number of labelled pixels (not |P|) — the implementation notes' correction. The batch loss
   is the mean over images; an image without labelled pixels adds 0 (no NaN).
+
+``scale="max"`` (our choice; the paper and its code use the raw maps): each raw map is first divided by its own
+max |M_c| over the patch grid, kept in the graph, so the loss reads the map's shape and not its scale. The raw
+loss is also lowered by shrinking a map everywhere (both terms are linear in its scale), and on the demo's
+stand-in CLIP that is what training found: with the prompts free to move, the present class's softmax share
+went to the learned background prompts and |M| fell from ~1e-4 to ~1e-9 within 50 steps, while the maps'
+shape did not improve. Inference max-normalises the maps (eq. 3), so their scale carries nothing downstream;
+on the maps' own range the prompts learn the shape instead (README, FMA-WSSS).
 """
 
 from __future__ import annotations
@@ -45,9 +53,14 @@ def cam_activation(cams: torch.Tensor, seeds: torch.Tensor, label: int) -> torch
     return loss
 
 
-def cam_activation_loss(cams: list[torch.Tensor], classes: list[list[int]], seeds: torch.Tensor) -> torch.Tensor:
+def cam_activation_loss(
+    cams: list[torch.Tensor], classes: list[list[int]], seeds: torch.Tensor, scale: str = "raw"
+) -> torch.Tensor:  # fmt: skip
     """Eq. 15 over a batch: ``cams[b]`` (|P_b|, h, w) raw maps of image b's present classes ``classes[b]``
-    (0-based), ``seeds`` (B, H, W) coarse seeds (class c is label c + 1)."""
+    (0-based), ``seeds`` (B, H, W) coarse seeds (class c is label c + 1); ``scale`` "raw" (eq. 13–15) or "max"
+    (each map divided by its own max |M| first, see the module docstring)."""
+    if scale == "max":
+        cams = [m / m.abs().amax(dim=(-2, -1), keepdim=True).clamp(min=1e-12) for m in cams]
     losses = []
     for maps, present, seed in zip(cams, classes, seeds, strict=True):
         labelled = int((seed != IGNORE).sum())

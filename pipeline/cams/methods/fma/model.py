@@ -10,7 +10,7 @@ learned prompts' text embeddings (eq. 1–4):
   background prompts (eq. 7); CAL (eq. 13–15) between its raw Softmax-GradCAMs and the coarse seeds of
   ``fma_cls`` (SAMS on its CAMs; :mod:`pipeline.cams.coarse`). The softmax runs over the image's present
   classes and every background prompt; the gradient reaches the prompts through GradCAM's weights only
-  (a double backward, the activations detached).
+  (a double backward, the activations detached); ``cal_scale: max`` reads each map on its own range.
 
 Logits use the CLIP's own logit scale (100 for OpenAI's weights, which the reference hard-codes).
 """
@@ -134,4 +134,4 @@ class Fma(PromptCamModel):
             return {"cal": self.prompts.context.sum() * 0.0}
         grid = passed.features.shape[-2:]
         stacked = [torch.stack(m) if m else passed.features.new_zeros(0, *grid) for m in maps]
-        return {"cal": cam_activation_loss(stacked, classes, seeds)}
+        return {"cal": cam_activation_loss(stacked, classes, seeds, self.params.cal_scale)}

@@ -3,7 +3,7 @@ prompts trained on ``fma_cls``'s coarse seeds); the CLIP itself is the ``clip`` 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -53,9 +53,12 @@ class FmaParams(PromptMethodParams):
     """FMA-WSSS's segmentation phase (``cam.method: fma``): class-specific contexts with the class words first
     (eq. 6) and learned nameless background prompts (eq. 7), trained by the CAM activation loss (eq. 13–15)
     on the coarse seeds of ``fma_cls`` (its params are ``cam.fma_cls``; ``coarse`` says how its CAMs become
-    seeds). The classification loss weight of its final config is 0, so there is none here."""
+    seeds). The classification loss weight of its final config is 0, so there is none here. ``cal_scale``:
+    ``raw`` (the paper's eq. 13–15) or ``max`` (each map on its own range, the demo's; see
+    :mod:`pipeline.cams.methods.fma.losses`)."""
 
     extra_inputs: ClassVar[tuple[str, ...]] = ("clip", "coarse_seeds")
     coarse_method: ClassVar[str | None] = "fma_cls"
 
     coarse: CoarseSeedParams = CoarseSeedParams()
+    cal_scale: Literal["raw", "max"] = "raw"
