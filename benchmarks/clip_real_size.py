@@ -44,8 +44,8 @@ def vit_b16_clip() -> Clip:
 
 
 def clip_es_at(height: int, width: int) -> dict[str, Any]:
-    """CLIP-ES CAMs of two classes for one random image of ``height × width`` (one scale, no flip, as CLIP-ES)."""
-    params = ClipEsParams(template="a clean origami {}.", background=CLIP_ES_BACKGROUND)
+    """CLIP-ES CAMs of two classes for one random image of ``height × width`` (one scale, no flip, CAA, as CLIP-ES)."""
+    params = ClipEsParams(template="a clean origami {}.", background=CLIP_ES_BACKGROUND, caa={"enabled": True})
     model = ClipEs(params, vit_b16_clip(), VOC_CLASSES)
     image = torch.randn(3, height, width)
     start = time.perf_counter()
@@ -66,7 +66,7 @@ def fma_steps_at(height: int, width: int) -> dict[str, Any]:
     result: dict[str, Any] = {"size": [height, width]}
     for name, method, params, extra in (
         ("classification", FmaClassification, FmaClassificationParams(background=CLIP_ES_BACKGROUND), []),
-        ("segmentation", Fma, FmaParams(background=CLIP_ES_BACKGROUND), [seeds]),
+        ("segmentation", Fma, FmaParams(background=CLIP_ES_BACKGROUND, cal_scale="raw"), [seeds]),
     ):
         model = method(params, clip, VOC_CLASSES).train()
         optimizer = model.optimizer(model.parameter_groups(params.training), params.training)

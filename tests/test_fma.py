@@ -143,7 +143,7 @@ def test_segmentation_phase_trains_its_prompts_through_gradcam_only(tmp_path: Pa
     torch.manual_seed(0)
     descriptor = write_tiny_clip(tmp_path / "clip", "minilm")
     context = BuildContext(class_names=CLASSES, inputs={"clip": descriptor})
-    model = Fma.build(FmaParams(prompts={"context_tokens": 4}), context).train()
+    model = Fma.build(FmaParams(prompts={"context_tokens": 4}, cal_scale="raw"), context).train()
     assert [name for name, p in model.named_parameters() if p.requires_grad] == ["prompts.context"]
     # the frozen CLIP stays in eval mode: no dropout in MiniLM, no BatchNorm statistics of the stem updated
     assert model.prompts.training and not any(m.training for m in model.clip_model.modules())

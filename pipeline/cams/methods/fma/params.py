@@ -54,11 +54,11 @@ class FmaParams(PromptMethodParams):
     (eq. 6) and learned nameless background prompts (eq. 7), trained by the CAM activation loss (eq. 13–15)
     on the coarse seeds of ``fma_cls`` (its params are ``cam.fma_cls``; ``coarse`` says how its CAMs become
     seeds). The classification loss weight of its final config is 0, so there is none here. ``cal_scale``:
-    ``raw`` (the paper's eq. 13–15) or ``max`` (each map on its own range, the demo's; see
+    ``max`` (each map on its own range, the demo's) or ``raw`` (the paper's eq. 13–15, the presets'; see
     :mod:`pipeline.cams.methods.fma.losses`)."""
 
     extra_inputs: ClassVar[tuple[str, ...]] = ("clip", "coarse_seeds")
     coarse_method: ClassVar[str | None] = "fma_cls"
 
     coarse: CoarseSeedParams = CoarseSeedParams()
-    cal_scale: Literal["raw", "max"] = "raw"
+    cal_scale: Literal["raw", "max"] = "max"
