@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pipeline.cams.methods.fma.params import CalScale
+
 IGNORE = 255
 
 
@@ -54,7 +56,7 @@ def cam_activation(cams: torch.Tensor, seeds: torch.Tensor, label: int) -> torch
 
 
 def cam_activation_loss(
-    cams: list[torch.Tensor], classes: list[list[int]], seeds: torch.Tensor, scale: str = "raw"
+    cams: list[torch.Tensor], classes: list[list[int]], seeds: torch.Tensor, scale: CalScale = "raw"
 ) -> torch.Tensor:  # fmt: skip
     """Eq. 15 over a batch: ``cams[b]`` (|P_b|, h, w) raw maps of image b's present classes ``classes[b]``
     (0-based), ``seeds`` (B, H, W) coarse seeds (class c is label c + 1); ``scale`` "raw" (eq. 13–15) or "max"

@@ -12,6 +12,8 @@ from pipeline.cams.methods.clip_es.params import STAND_IN_BACKGROUND, CaaParams
 from pipeline.cams.network_params import OptimizerTrainingParams
 from pipeline.schema import Strict
 
+CalScale = Literal["raw", "max"]  # the maps CAL reads: raw (eq. 13–15) or each on its own range
+
 
 class PromptParams(Strict):
     """N learned context tokens per prompt (16 in FMA-WSSS), initialised from N(0, init_std²)."""
@@ -61,4 +63,4 @@ class FmaParams(PromptMethodParams):
     coarse_method: ClassVar[str | None] = "fma_cls"
 
     coarse: CoarseSeedParams = CoarseSeedParams()
-    cal_scale: Literal["raw", "max"] = "max"
+    cal_scale: CalScale = "max"
