@@ -33,12 +33,18 @@ ARCHS = {
 }
 
 
-def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
-    """ImageNet weights from the local torch hub cache; never downloads."""
+def imagenet_weights_file(arch: str) -> Path:
+    """Where torchvision keeps ``arch``'s ImageNet weights: the torch hub cache (``TORCH_HOME``)."""
     weights = ARCHS[arch][2]
     if weights is None:
         raise FileNotFoundError(f"no ImageNet weights exist for '{arch}'; use weights: none")
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    """ImageNet weights from the local torch hub cache; never downloads."""
+    path = imagenet_weights_file(arch)
+    weights = ARCHS[arch][2]
     if not path.is_file():
         raise FileNotFoundError(
             f"ImageNet weights for '{arch}' not found at {path}; nothing is downloaded at run time — copy "

@@ -5,6 +5,7 @@ from pathlib import Path
 ARTIFACTS = Path("artifacts")
 PARAMS_CHECK = ARTIFACTS / "params_check.json"
 CODE = ARTIFACTS / "code"
+INPUT_FILES = ARTIFACTS / "inputs"  # digests of the files each stage reads from outside (pipeline/input_files.py)
 DATASET = ARTIFACTS / "dataset"
 CLASSIFIER = ARTIFACTS / "classifier"
 CAM_INPUTS = ARTIFACTS / "cam_inputs.json"

@@ -1,7 +1,9 @@
 """Validated parameters: ``params.yaml`` parsed into pydantic models.
 
 Every model forbids unknown keys, so a typo fails with the full key path (``seeds.threshold.fg_pad``).
-Method names are checked against their sections (pipeline/schema.py); nothing here imports torch.
+Method names are checked against their sections (pipeline/schema.py); nothing here imports torch. A CAM
+method's section is validated by its own params model, imported only when read (pipeline/cams/params.py):
+:func:`load_params` validates them all unless a stage asks for the structure only.
 """
 
 from __future__ import annotations
@@ -15,11 +17,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pipeline.cams.params import CamParams
 from pipeline.clip.params import ClipParams
 from pipeline.execution.params import ExecutionParams
-from pipeline.schema import MethodChoice, Scales, Strict
+from pipeline.schema import MethodChoice, ParamsError, Scales, Strict, format_errors
 
-
-class ParamsError(ValueError):
-    """A params file failed validation; the message names each offending key path."""
+__all__ = ["ParamsError", "PipelineParams", "load_params", "validate_params"]
 
 
 # --- data ------------------------------------------------------------------------------------------------
@@ -391,34 +391,39 @@ class PipelineParams(Strict):
     vocab: VocabParams = VocabParams()
     execution: ExecutionParams = ExecutionParams()
 
-    @model_validator(mode="after")
-    def _stand_in_fits_data(self) -> PipelineParams:
-        """The stand-in CLIP knows only the synthetic world's words, and must never see the benchmark's images."""
-        if not type(self.cam.selected()).uses_clip() or self.clip.source != "pretrain_here":
-            return self
+    def method_problems(self) -> list[str]:
+        """``  key.path: message`` for each invalid CAM method section and cross-section rule (imports every
+        CAM method's params module): the stand-in CLIP knows only the synthetic world's words, and must never
+        see the benchmark's images."""
+        problems = self.cam.method_problems()
+        if problems or not type(self.cam.selected()).uses_clip() or self.clip.source != "pretrain_here":
+            return problems
         if self.data.source != "synthetic":
-            raise ValueError(f"clip.source: pretrain_here is the synthetic benchmark's stand-in; with data.source "
-                             f"{self.data.source} use clip.source: open_clip")  # fmt: skip
-        if self.clip.pretrain_here.corpus_seed == self.data.synthetic.seed:
-            raise ValueError("clip.pretrain_here.corpus_seed equals data.synthetic.seed: the stand-in would be "
-                             "pretrained on the benchmark's own images")  # fmt: skip
-        return self
+            problems.append(f"  clip.source: pretrain_here is the synthetic benchmark's stand-in; with data.source "
+                            f"{self.data.source} use clip.source: open_clip")  # fmt: skip
+        elif self.clip.pretrain_here.corpus_seed == self.data.synthetic.seed:
+            problems.append("  clip.pretrain_here.corpus_seed: equals data.synthetic.seed: the stand-in would be "
+                            "pretrained on the benchmark's own images")  # fmt: skip
+        return problems
 
 
-def format_errors(path: Path, error: ValidationError, context: str = "") -> str:
-    """One line per failed key path, under a line naming the file."""
-    lines = [f"{path}{context}: invalid parameters"]
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(root)"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        lines.append(f"  {key}: {message}")
-    return "\n".join(lines)
+def validate_params(raw: dict, path: Path | str, context: str = "", methods: bool = True) -> PipelineParams:
+    """Validate a parsed params mapping; ``methods`` also every CAM method's section. Raise ParamsError naming
+    the file and every bad key path."""
+    try:
+        params = PipelineParams.model_validate(raw)
+    except ValidationError as error:
+        raise ParamsError(format_errors(path, error, context)) from None
+    problems = params.method_problems() if methods else []
+    if problems:
+        raise ParamsError("\n".join([f"{path}{context}: invalid parameters", *problems]))
+    return params
 
 
-def load_params(path: Path | str = "params.yaml") -> PipelineParams:
-    """Read and validate a params file; raise ParamsError naming every bad key path. Imports no method."""
+def load_params(path: Path | str = "params.yaml", methods: bool = True) -> PipelineParams:
+    """Read and validate a params file; raise ParamsError naming every bad key path. Imports no method's code;
+    ``methods=False`` leaves the CAM methods' sections to be validated when read (a stage imports only the
+    params modules of the methods it runs)."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
@@ -426,7 +431,4 @@ def load_params(path: Path | str = "params.yaml") -> PipelineParams:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML: {error}") from error
-    try:
-        return PipelineParams.model_validate(raw)
-    except ValidationError as error:
-        raise ParamsError(format_errors(path, error)) from None
+    return validate_params(raw, path, methods=methods)

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
-from pipeline.params import ParamsError, PipelineParams, format_errors
+from pipeline.params import ParamsError, validate_params
 
 
 def read_preset(path: Path) -> dict[str, Any]:
@@ -73,10 +72,7 @@ def apply_presets(params_path: Path, presets: list[Path]) -> tuple[dict[str, Any
         preset = read_preset(path)
         params = merged(params, preset)
         overrides.update(leaves(preset))
-    try:
-        PipelineParams.model_validate(params)
-    except ValidationError as error:
-        raise ParamsError(format_errors(Path(params_path), error, f" with {', '.join(map(str, presets))}")) from None
+    validate_params(params, params_path, f" with {', '.join(map(str, presets))}")
     # a key params.yaml lacks (an entry of a free mapping, such as clip_es.class_words) is added: Hydra's "+"
     return params, [("" if key in original else "+") + override(key, value) for key, value in overrides.items()]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -15,13 +16,19 @@ class UnknownNameError(ValueError):
 class Registry(Generic[T]):
     """A small named registry: ``@REG.register("name")`` then ``REG.get("name")``.
 
-    ``loaders`` maps a name to a function that imports the module registering it, so a process imports only
-    the implementation it uses (a stage running plain CAM never imports open_clip); each loader is a plain
-    function with a static import, which the code closures of :mod:`pipeline.code_closure` follow.
+    ``loaders`` maps a name to the dotted module that registers it, imported the first time the name is asked
+    for, so a process imports only the implementation it uses (a stage running plain CAM never imports
+    open_clip). The modules are named as strings, so the registry does not import its implementations (no
+    import cycle with the modules that register into it); ``selected_by`` says which names a stage runs: a
+    params key (``refine.method``) or ``cam``, the CAM methods the stage declares it runs. The code closures of
+    :mod:`pipeline.code_closure` read both from the ``Registry(...)`` call and follow the selected loaders only.
     """
 
-    def __init__(self, kind: str, loaders: dict[str, Callable[[], object]] | None = None) -> None:
+    def __init__(self, kind: str, loaders: dict[str, str] | None = None, selected_by: str | None = None) -> None:
+        if loaders and selected_by is None:
+            raise ValueError(f"{kind} registry: lazy loaders need selected_by (which names a stage runs)")
         self.kind = kind
+        self.selected_by = selected_by
         self._items: dict[str, T] = {}
         self._loaders = dict(loaders or {})
 
@@ -36,7 +43,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._items and name in self._loaders:
-            self._loaders[name]()
+            importlib.import_module(self._loaders[name])
         if name not in self._items:
             raise UnknownNameError(f"unknown {self.kind} '{name}'; known: {', '.join(self.names()) or '(none)'}")
         return self._items[name]

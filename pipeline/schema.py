@@ -8,9 +8,29 @@ checked against the same sections by a test.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator
+
+
+class ParamsError(ValueError):
+    """A params file failed validation; the message names each offending key path."""
+
+
+def error_lines(error: ValidationError, prefix: str = "") -> list[str]:
+    """``  key.path: message`` for each failed key, under ``prefix`` (``cam.pole``) when given."""
+    lines = []
+    for item in error.errors():
+        key = ".".join([prefix] * bool(prefix) + [str(part) for part in item["loc"]]) or "(root)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"  {key}: {message}")
+    return lines
+
+
+def format_errors(path: Path | str, error: ValidationError, context: str = "") -> str:
+    """One line per failed key path, under a line naming the file."""
+    return "\n".join([f"{path}{context}: invalid parameters", *error_lines(error)])
 
 
 class Strict(BaseModel):

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
+from pipeline.code_closure import modules_outside_closure
+from pipeline.layout import CODE
 from pipeline.params import ParamsError, PipelineParams, load_params
 from pipeline.tracking import run_stage
 
@@ -22,12 +25,14 @@ def run(
 ) -> int:  # fmt: skip
     """Parse ``--params``, validate them and run ``body`` as the stage ``name``; return the exit code.
 
-    A ``per_image`` stage's Prefect flow runs its chunk tasks on the task runner of ``execution``.
+    A ``per_image`` stage's Prefect flow runs its chunk tasks on the task runner of ``execution``. The CAM
+    methods' sections are validated when read (check_params validated them all), so the stage imports only the
+    methods it runs; a stage that imported a module its code closure lacks fails (pipeline/code_closure.py).
     """
     parser = argparse.ArgumentParser(prog=f"python -m stages.{name}", description=description)
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     try:
-        params = load_params(parser.parse_args().params)
+        params = load_params(parser.parse_args().params, methods=False)
     except ParamsError as error:
         print(f"{name}: error: {error}", file=sys.stderr)
         return 1
@@ -37,5 +42,12 @@ def run(
         from pipeline.execution.chunks import task_runner
 
         runner = task_runner(params.execution)
-    return run_stage(name, lambda: body(params), {section: dumped[section] for section in sections},
+    code = run_stage(name, lambda: body(params), {section: dumped[section] for section in sections},
                      method_choices(params), runner)  # fmt: skip
+    outside = modules_outside_closure(Path.cwd(), CODE / f"{name}.json") if code == 0 else []
+    if outside:
+        print(f"{name}: error: ran {', '.join(outside)}, which {CODE / name}.json does not list: its cache would "
+              f"not follow them (rerun `dvc repro code_closures`, or declare the CAM methods the stage runs in "
+              f"its CAM_ROLES)", file=sys.stderr)  # fmt: skip
+        return 1
+    return code

@@ -13,6 +13,8 @@ from pipeline.io import write_json
 from pipeline.params import PipelineParams
 from stages import run
 
+CAM_ROLES = ("selected",)  # the CAM methods this stage runs (pipeline/code_closure.py)
+
 
 def body(params: PipelineParams) -> None:
     write_json(layout.CAM_INPUTS, {"method": params.cam.method, "inputs": input_digests(params.cam.selected())})

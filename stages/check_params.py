@@ -15,6 +15,8 @@ from pipeline.io import write_json
 from pipeline.layout import PARAMS_CHECK
 from pipeline.params import ParamsError, load_params
 
+CAM_ROLES = ("all",)  # it validates every CAM method's section (pipeline/code_closure.py)
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m stages.check_params", description=__doc__.splitlines()[0])

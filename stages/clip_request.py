@@ -12,6 +12,8 @@ from pipeline.io import write_json
 from pipeline.params import PipelineParams
 from stages import run
 
+CAM_ROLES = ("selected",)  # the CAM methods this stage runs (pipeline/code_closure.py)
+
 
 def body(params: PipelineParams) -> None:
     write_json(layout.CLIP_REQUEST, clip_request(params))

@@ -9,6 +9,8 @@ from pipeline.io import write_json
 from pipeline.params import PipelineParams
 from stages import run
 
+CAM_ROLES = ("selected", "first_phase")  # the CAM methods this stage runs (pipeline/code_closure.py)
+
 
 def body(params: PipelineParams) -> None:
     for name, request in coarse_request(params).items():

@@ -8,6 +8,7 @@ from pipeline import layout
 from pipeline.clip.build import build_clip
 from pipeline.data.manifest import load_manifest
 from pipeline.device import resolve_device
+from pipeline.input_files import input_digests
 from pipeline.params import PipelineParams
 from pipeline.tracking import report
 from stages import run
@@ -16,7 +17,7 @@ from stages import run
 def body(params: PipelineParams) -> None:
     request = json.loads(layout.CLIP_REQUEST.read_text())
     metrics = build_clip(request, load_manifest(layout.DATASET), layout.DATASET, resolve_device(params.device),
-                         layout.CLIP)  # fmt: skip
+                         layout.CLIP, input_digests("pretrain_clip"))  # fmt: skip
     report("CLIP", [metrics])
 
 

@@ -14,6 +14,8 @@ from pipeline.params import PipelineParams
 from pipeline.tracking import report
 from stages import run
 
+CAM_ROLES = ("selected",)  # the CAM methods this stage runs (pipeline/code_closure.py)
+
 
 def body(params: PipelineParams) -> None:
     request = json.loads((layout.COARSE_REQUEST / "selection.json").read_text())

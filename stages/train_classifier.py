@@ -10,6 +10,8 @@ from pipeline.params import PipelineParams
 from pipeline.tracking import report
 from stages import run
 
+CAM_ROLES = ("selected",)  # the CAM methods this stage runs (pipeline/code_closure.py)
+
 
 def body(params: PipelineParams) -> None:
     metrics = train_cam_method(load_manifest(layout.DATASET), layout.DATASET, params.cam, params.seed,

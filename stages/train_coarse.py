@@ -12,6 +12,8 @@ from pipeline.params import PipelineParams
 from pipeline.tracking import report
 from stages import run
 
+CAM_ROLES = ("first_phase",)  # the CAM methods this stage runs (pipeline/code_closure.py)
+
 
 def body(params: PipelineParams) -> None:
     request = json.loads((layout.COARSE_REQUEST / "training.json").read_text())

@@ -12,6 +12,8 @@ from pipeline.tracking import report
 from pipeline.trainer import write_history
 from stages import run
 
+CAM_ROLES = ("selected",)  # the CAM methods this stage runs (pipeline/code_closure.py)
+
 
 def body(params: PipelineParams) -> None:
     if params.refine.method != "irn":

@@ -20,7 +20,7 @@ from pipeline.clip.params import OpenClipParams, StandInClipParams
 from pipeline.clip.request import clip_request
 from pipeline.clip.vision import embed_tokens, encode_image, resized_positions, vision_pass
 from pipeline.data.datasets import prepare_dataset
-from pipeline.params import DataParams, PipelineParams
+from pipeline.params import DataParams, ParamsError, PipelineParams, validate_params
 from tests.clip_fixtures import write_tiny_clip
 
 
@@ -137,11 +137,11 @@ def test_the_stand_in_is_requested_only_by_clip_methods() -> None:
 
 
 def test_the_stand_in_refuses_real_data_and_the_benchmarks_own_seed() -> None:
-    with pytest.raises(ValidationError, match="use clip.source: open_clip"):
-        PipelineParams.model_validate({"cam": {"method": "clip_es"}, "data": {"source": "voc"}})
-    with pytest.raises(ValidationError, match="benchmark's own images"):
-        PipelineParams.model_validate({"cam": {"method": "clip_es"}, "clip": {"pretrain_here": {"corpus_seed": 0}}})
-    PipelineParams.model_validate({"data": {"source": "voc"}})  # no CLIP method: no CLIP needed
+    with pytest.raises(ParamsError, match="use clip.source: open_clip"):
+        validate_params({"cam": {"method": "clip_es"}, "data": {"source": "voc"}}, "params.yaml")
+    with pytest.raises(ParamsError, match="benchmark's own images"):
+        validate_params({"cam": {"method": "clip_es"}, "clip": {"pretrain_here": {"corpus_seed": 0}}}, "params.yaml")
+    validate_params({"data": {"source": "voc"}}, "params.yaml")  # no CLIP method: no CLIP needed
 
 
 def test_captions_name_objects_in_natural_words_and_contexts_at_their_rate() -> None:

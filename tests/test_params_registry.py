@@ -60,7 +60,29 @@ def test_inconsistent_values_fail(tmp_path: Path) -> None:
 def test_params_yaml_matches_the_documented_model_defaults() -> None:
     from pipeline.params import PipelineParams
 
-    assert load_params(REPO / "params.yaml") == PipelineParams()
+    def complete(params: PipelineParams) -> dict:
+        dumped = params.model_dump(mode="json")
+        dumped["cam"].update({name: section.model_dump(mode="json") for name, section in params.cam.sections().items()})
+        return dumped
+
+    repository = load_params(REPO / "params.yaml")
+    assert complete(repository) == complete(PipelineParams())
+    assert set(repository.cam.model_extra) == set(repository.cam.method_names())  # every section written out
+
+
+def test_a_bad_method_section_fails_naming_its_key_and_stages_read_only_their_own(tmp_path: Path) -> None:
+    path = write(tmp_path, tiny_params(cam={"pole": {"adaptors": {"reduction": 0}}, "typo": {}}))
+    with pytest.raises(ParamsError, match=r"cam: Value error, unknown key 'typo'"):
+        load_params(path)
+    path = write(tmp_path, tiny_params(cam={"pole": {"adaptors": {"reduction": 0}}}))
+    with pytest.raises(ParamsError, match=r"cam\.pole\.adaptors\.reduction: Input should be greater than or equal"):
+        load_params(path)
+    structure = load_params(path, methods=False)  # a stage: plain CAM's section is valid, POLE's is not read
+    assert structure.cam.selected().training.epochs == 1
+    with pytest.raises(ParamsError, match=r"cam\.pole\.adaptors\.reduction"):
+        structure.cam.section("pole")
+    changed = structure.cam.model_copy(update={"cam": {"training": {"epochs": 5}}})  # shares the private cache
+    assert (changed.cam.training.epochs, structure.cam.cam.training.epochs) == (5, 1)
 
 
 def test_sweep_and_crop_rules(tmp_path: Path) -> None:
@@ -81,6 +103,7 @@ def test_user_caused_os_errors_end_in_one_line(capsys: pytest.CaptureFixture) ->
 
 
 def test_each_registry_knows_exactly_the_methods_its_params_section_has() -> None:
+    from pipeline.cams.params import CAM_PARAMS
     from pipeline.params import PipelineParams, ProposalParams, RefineParams, SeedParams
     from pipeline.proposals import PROPOSAL_METHODS
     from pipeline.refine import REFINE_METHODS
@@ -90,9 +113,13 @@ def test_each_registry_knows_exactly_the_methods_its_params_section_has() -> Non
     sections = PipelineParams.model_fields
     assert (
         CAM_METHODS.names()
+        == CAM_PARAMS.names()
         == sections["cam"].annotation.method_names()
         == ["apc", "cam", "clims", "clip_es", "fma", "fma_cls", "pcc", "pole", "usage"]
     )
+    for name in CAM_PARAMS.names():  # each name's params model is the one its method builds from
+        model_source = Path(REPO, CAM_METHODS._loaders[name].replace(".", "/") + ".py").read_text()
+        assert CAM_PARAMS.get(name).__name__ in model_source
     assert SEED_METHODS.names() == SeedParams.method_names()
     assert REFINE_METHODS.names() == RefineParams.method_names()
     assert PROPOSAL_METHODS.names() == ProposalParams.method_names()

@@ -151,6 +151,28 @@ def test_an_answer_that_stays_invalid_is_never_accepted(tmp_path: Path) -> None:
         run_openai(tmp_path, script, max_invalid=2)
 
 
+def test_invalid_answers_are_never_cached_so_a_fixed_server_is_asked_again(tmp_path: Path) -> None:
+    broken = [("ok", {"synonyms": {"cat": ["kitty"]}})] * 2  # always missing classes
+    with pytest.raises(VocabError, match=rf"Invalid answers are not cached.*{tmp_path / 'cache'}.*delete that folder"):
+        run_openai(tmp_path, broken, max_invalid=1)
+    assert not list((tmp_path / "cache").glob("*.json"))
+    vocabulary, server = run_openai(tmp_path, [("ok", GOOD_SYNONYMS), ("ok", CLUSTERS_A), ("ok", CLUSTERS_A)])
+    assert len(server.requests) == 3 and vocabulary.synonyms["dog"] == ["dog", "puppy", "hound"]
+    cached = [json.loads(path.read_text()) for path in (tmp_path / "cache").glob("*.json")]
+    assert sorted(entry["request"]["tag"] for entry in cached) == ["clusters/0", "clusters/1", "synonyms"]
+
+
+def test_a_cached_answer_that_no_longer_validates_is_dropped_and_asked_again(tmp_path: Path) -> None:
+    with ChatServer([("ok", GOOD_SYNONYMS), ("ok", CLUSTERS_A), ("ok", CLUSTERS_A), ("ok", GOOD_SYNONYMS)]) as server:
+        VOCAB_PROVIDERS.get("openai")(CLASSES, params(tmp_path, server.url))
+        synonyms = next(p for p in (tmp_path / "cache").glob("*.json") if '"tag": "synonyms"' in p.read_text())
+        entry = json.loads(synonyms.read_text())
+        synonyms.write_text(json.dumps({**entry, "response": json.dumps({"synonyms": {"cat": []}})}))  # an old cache
+        vocabulary = VOCAB_PROVIDERS.get("openai")(CLASSES, params(tmp_path, server.url))
+    assert len(server.requests) == 4 and vocabulary.synonyms["car"] == ["car", "automobile", "auto"]
+    assert json.loads(synonyms.read_text())["response"] == json.dumps(GOOD_SYNONYMS)
+
+
 def test_429_then_success_is_retried(tmp_path: Path) -> None:
     script = [(429, None), ("ok", GOOD_SYNONYMS), ("ok", CLUSTERS_A), ("ok", CLUSTERS_A)]
     vocabulary, server = run_openai(tmp_path, script)

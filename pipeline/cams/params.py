@@ -1,20 +1,29 @@
-"""Params of the CAM stages, torch-free: inference settings and the method choice (methods' params beside them)."""
+"""Params of the CAM stages, torch-free: inference settings and the method choice.
+
+Each method's own params model lives beside its code (``pipeline/cams/methods/<m>/params.py``) and is found
+through :data:`CAM_PARAMS`, imported the first time its section is read (``cam.selected()``, ``cam.pole``).
+Loading params.yaml therefore imports no method, and a stage that reads no CAM method's section never depends
+on a method's code (pipeline/code_closure.py). Every section is validated by
+:meth:`CamParams.method_problems` (the ``check_params`` stage, :func:`pipeline.params.load_params`).
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
 
-from pipeline.cams.methods.apc.params import ApcParams
-from pipeline.cams.methods.clims.params import ClimsParams
-from pipeline.cams.methods.clip_es.params import ClipEsParams
-from pipeline.cams.methods.fma.params import FmaClassificationParams, FmaParams
-from pipeline.cams.methods.pcc.params import PccParams
-from pipeline.cams.methods.plain_cam.params import PlainCamParams
-from pipeline.cams.methods.pole.params import PoleParams
-from pipeline.cams.methods.usage.params import UsageParams
-from pipeline.schema import MethodChoice, Scales, Strict
+from pipeline.registry import Registry
+from pipeline.schema import MethodChoice, ParamsError, Scales, Strict, error_lines
+
+CAM_PARAMS: Registry[type[BaseModel]] = Registry("CAM method", selected_by="cam", loaders={
+    "apc": "pipeline.cams.methods.apc.params", "clims": "pipeline.cams.methods.clims.params",
+    "clip_es": "pipeline.cams.methods.clip_es.params", "fma_cls": "pipeline.cams.methods.fma.params",
+    "fma": "pipeline.cams.methods.fma.params", "pcc": "pipeline.cams.methods.pcc.params",
+    "cam": "pipeline.cams.methods.plain_cam.params", "pole": "pipeline.cams.methods.pole.params",
+    "usage": "pipeline.cams.methods.usage.params",
+})  # fmt: skip
 
 
 class CamInferenceParams(Strict):
@@ -28,30 +37,82 @@ class CamInferenceParams(Strict):
 
 
 class CamParams(MethodChoice):
+    """``cam.method`` and ``cam.inference``; every other key is a method's section (``cam.pole``), kept as given
+    and validated by that method's params model when read (absent: the model's defaults)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
     kind = "CAM method"
     shared = ("inference",)
     method: str = "cam"
     inference: CamInferenceParams = CamInferenceParams()
-    cam: PlainCamParams = PlainCamParams()
-    usage: UsageParams = UsageParams()
-    apc: ApcParams = ApcParams()
-    pcc: PccParams = PccParams()
-    clip_es: ClipEsParams = ClipEsParams()
-    fma_cls: FmaClassificationParams = FmaClassificationParams()
-    fma: FmaParams = FmaParams()
-    clims: ClimsParams = ClimsParams()
-    pole: PoleParams = PoleParams()
+    _sections: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def method_names(cls) -> list[str]:
+        return CAM_PARAMS.names()
 
     @model_validator(mode="after")
-    def _coarse_method_exists(self) -> CamParams:
-        first = type(self.selected()).coarse_method
-        if first is not None and not hasattr(self, first):
-            raise ValueError(f"cam.{self.method}: its first phase '{first}' is not a CAM method")
+    def _sections_are_methods(self) -> CamParams:
+        for key, value in (self.model_extra or {}).items():
+            if key not in CAM_PARAMS:
+                raise ValueError(f"unknown key '{key}': neither a CAM method ({', '.join(CAM_PARAMS.names())}) "
+                                 f"nor {', '.join(self.shared)}")  # fmt: skip
+            if not isinstance(value, (dict, BaseModel)):
+                raise ValueError(f"{key}: a CAM method's section must be a mapping")
         return self
 
-    @model_validator(mode="after")
-    def _decoder_exists(self) -> CamParams:
-        if self.inference.head == "decoder" and not type(self.selected()).has_decoder:
-            raise ValueError(f"cam.inference.head: decoder needs a method with a segmentation decoder; "
-                             f"'{self.method}' has none")  # fmt: skip
-        return self
+    def section(self, name: str) -> BaseModel:
+        """Method ``name``'s params, validated by its model (imported now); errors name ``cam.<name>.<key>``."""
+        model = CAM_PARAMS.get(name)
+        raw = (self.model_extra or {}).get(name, {})
+        if isinstance(raw, BaseModel):
+            raw = raw.model_dump(mode="json")
+        key = f"{name} {json.dumps(raw, sort_keys=True, default=str)}"  # a model_copy shares this cache
+        if key not in self._sections:
+            try:
+                self._sections[key] = model.model_validate(raw)
+            except ValidationError as error:
+                raise ParamsError("\n".join(["invalid parameters", *error_lines(error, f"cam.{name}")])) from None
+        return self._sections[key]
+
+    def selected(self) -> BaseModel:
+        return self.section(self.method)
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("_") and name in CAM_PARAMS:
+            return self.section(name)
+        return super().__getattr__(name)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when the choice, the inference settings and every written section's validated params are
+        (``[1, 2]`` in one file and ``[1.0, 2.0]`` in another are the same params; the cache is not compared)."""
+        if not isinstance(other, CamParams):
+            return NotImplemented
+        names = set(self.model_extra or {}) | set(other.model_extra or {})
+        same = (self.method, self.inference) == (other.method, other.inference)
+        return same and all(self.section(name) == other.section(name) for name in sorted(names))
+
+    __hash__ = None  # type: ignore[assignment]  (the sections are mappings)
+
+    def sections(self) -> dict[str, BaseModel]:
+        """Every method's params (each module imported), by name."""
+        return {name: self.section(name) for name in CAM_PARAMS.names()}
+
+    def method_problems(self) -> list[str]:
+        """``  key.path: message`` for each invalid key of every method's section and each broken cross-method
+        rule (every method's params module is imported)."""
+        problems = []
+        for name in CAM_PARAMS.names():
+            try:
+                self.section(name)
+            except ParamsError as error:
+                problems.extend(str(error).splitlines()[1:])
+        if problems:
+            return problems
+        selected = type(self.selected())
+        if selected.coarse_method is not None and selected.coarse_method not in CAM_PARAMS:
+            problems.append(f"  cam.{self.method}: its first phase '{selected.coarse_method}' is not a CAM method")
+        if self.inference.head == "decoder" and not selected.has_decoder:
+            problems.append(f"  cam.inference.head: decoder needs a method with a segmentation decoder; "
+                            f"'{self.method}' has none")  # fmt: skip
+        return problems

@@ -13,11 +13,13 @@ from pipeline.io import fingerprint, publish_directory, work_directory, write_js
 from pipeline.trainer import write_history
 
 
-def build_clip(request: dict[str, Any], manifest: Manifest, manifest_dir: Path, device: Any,
-               out_dir: Path) -> dict[str, Any]:  # fmt: skip
+def build_clip(request: dict[str, Any], manifest: Manifest, manifest_dir: Path, device: Any, out_dir: Path,
+               weights: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Carry out a ``clip_request`` (pipeline/clip/request.py): write ``out_dir/model`` (the descriptor
     ``clip.json`` and, for the stand-in, its weights), ``out_dir/curve.csv`` and ``out_dir/metrics.json``;
-    return the metrics. Only the stand-in is trained here; a real CLIP is described, not copied."""
+    return the metrics. Only the stand-in is trained here; a real CLIP is described, not copied: its
+    descriptor holds the SHA-256 of its weights file (``weights``, from the input_files stage), so new weights
+    change the descriptor, and every CLIP stage depending on it reruns."""
     out_dir = Path(out_dir)
     model_dir = out_dir / "model"
     key = fingerprint(Path(manifest_dir) / MANIFEST_NAME, json.dumps(request, sort_keys=True))
@@ -31,7 +33,7 @@ def build_clip(request: dict[str, Any], manifest: Manifest, manifest_dir: Path, 
         descriptor, trained, history = pretrain_here(request, manifest, device, work)
         metrics.update(trained)
     else:
-        descriptor = request
+        descriptor = {**request, "weights_sha256": weights or {}}
     write_json(work / DESCRIPTOR_NAME, descriptor)
     write_history(out_dir / "curve.csv", history, ("epoch", "loss", "val_zero_shot_mAP", "val_zero_shot_mAP_cosine"))
     write_json(out_dir / "metrics.json", metrics)

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.data.classes import COCO_CLASSES
+from pipeline.data.layouts import dataset_layout
 from pipeline.data.manifest import MANIFEST_NAME, DatasetError, Entry, Manifest, load_manifest
 from pipeline.data.synthetic import write_synthetic_voc
 from pipeline.io import fingerprint, id_problem, inside, pack_zip, read_label_png, write_json
@@ -282,46 +283,22 @@ def prepare_synthetic(params: DataParams, out_dir: Path, progress=None):
     return Path(SYNTHETIC_ARCHIVE), "synthetic-voc", VOC_CLASSES, splits, report
 
 
-def _dataset_root(root: str, what: str, key: str) -> Path:
-    path = Path(root).resolve()
-    if not path.is_dir():
-        raise DatasetError(f"{path}: {what} root not found (set {key}; datasets cannot be downloaded here)")
-    return path
-
-
 @DATASETS.register("voc")
 def prepare_voc(params: DataParams, out_dir: Path, progress=None):
     """PASCAL VOC 2012: ``JPEGImages``, ``{mask_dir}`` PNGs, ``ImageSets/Segmentation/{list}.txt``."""
-    voc = params.voc
-    root = _dataset_root(voc.root, "VOC", "data.voc.root")
-    lists = {
-        "train": inside(root, "ImageSets", "Segmentation", f"{voc.train_list}.txt"),
-        "val": inside(root, "ImageSets", "Segmentation", f"{voc.val_list}.txt"),
-    }
-    inside(root, voc.mask_dir)
-    splits, report = _build_splits(
-        root, VOC_CLASSES, lists, lambda _s, i: f"JPEGImages/{i}.jpg", lambda _s, i: f"{voc.mask_dir}/{i}.png",
-        inside(root, voc.label_file), params, progress,
-    )  # fmt: skip
-    return root, "voc2012", VOC_CLASSES, splits, report
+    layout = dataset_layout(params)
+    splits, report = _build_splits(layout.root, VOC_CLASSES, layout.lists, layout.image, layout.mask,
+                                   layout.label_file, params, progress)  # fmt: skip
+    return layout.root, "voc2012", VOC_CLASSES, splits, report
 
 
 @DATASETS.register("coco")
 def prepare_coco(params: DataParams, out_dir: Path, progress=None):
-    """COCO 2014, WSSS layout: ``{train,val}2014/{id}.jpg``, ``SegmentationClass/{train,val}2014/{id}.png``
-    (values 0 = background, 1..80 = classes, 255 = ignore), lists ``ImageSets/{list}.txt``."""
-    coco = params.coco
-    root = _dataset_root(coco.root, "COCO", "data.coco.root")
-    folder = {"train": "train2014", "val": "val2014"}
-    lists = {
-        "train": inside(root, "ImageSets", f"{coco.train_list}.txt"),
-        "val": inside(root, "ImageSets", f"{coco.val_list}.txt"),
-    }
-    splits, report = _build_splits(
-        root, COCO_CLASSES, lists, lambda s, i: f"{folder[s]}/{i}.jpg",
-        lambda s, i: f"SegmentationClass/{folder[s]}/{i}.png", inside(root, coco.label_file), params, progress,
-    )  # fmt: skip
-    return root, "coco2014", COCO_CLASSES, splits, report
+    """COCO 2014, WSSS layout (values 0 = background, 1..80 = classes, 255 = ignore; pipeline/data/layouts.py)."""
+    layout = dataset_layout(params)
+    splits, report = _build_splits(layout.root, COCO_CLASSES, layout.lists, layout.image, layout.mask,
+                                   layout.label_file, params, progress)  # fmt: skip
+    return layout.root, "coco2014", COCO_CLASSES, splits, report
 
 
 def prepare_dataset(params: DataParams, out_dir: Path, progress=None) -> Manifest:

@@ -18,16 +18,10 @@ from pipeline.params import ProposalParams
 from pipeline.proposals.store import ProposalStoreWriter
 from pipeline.registry import Registry
 
-
-def _sam() -> None:
-    from pipeline.proposals import sam  # noqa: F401  (registers "sam": torch and segment-anything, when selected)
-
-
-def _superpixels() -> None:
-    from pipeline.proposals import superpixels  # noqa: F401  (registers "superpixels")
-
-
-PROPOSAL_METHODS: Registry = Registry("proposal method", loaders={"sam": _sam, "superpixels": _superpixels})
+# sam imports torch and segment-anything: only when selected.
+PROPOSAL_METHODS: Registry = Registry("proposal method", selected_by="proposals.method", loaders={
+    "sam": "pipeline.proposals.sam", "superpixels": "pipeline.proposals.superpixels",
+})  # fmt: skip
 
 
 def proposal_inputs_key(manifest_dir: Path, params: ProposalParams) -> str:

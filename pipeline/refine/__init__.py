@@ -23,20 +23,10 @@ from pipeline.io import LabelSet, fingerprint, publish_zip, work_directory
 from pipeline.params import RefineParams
 from pipeline.registry import Registry
 
-
-def _affinity() -> None:
-    from pipeline.refine import affinity  # noqa: F401  (registers "affinity")
-
-
-def _crf() -> None:
-    from pipeline.refine import crf  # noqa: F401  (registers "crf")
-
-
-def _irn() -> None:
-    from pipeline.refine import irn  # noqa: F401  (registers "irn": torch, only when selected)
-
-
-REFINE_METHODS: Registry = Registry("refine method", loaders={"affinity": _affinity, "crf": _crf, "irn": _irn})
+# irn imports torch: only when selected.
+REFINE_METHODS: Registry = Registry("refine method", selected_by="refine.method", loaders={
+    "affinity": "pipeline.refine.affinity", "crf": "pipeline.refine.crf", "irn": "pipeline.refine.irn",
+})  # fmt: skip
 
 
 @REFINE_METHODS.register("none")

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,6 +19,18 @@ from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 from pipeline.backbones import ARCHS, resnet_trunk
 from pipeline.params import SegmenterParams
 from pipeline.segmentation import SEGMENTERS
+
+
+def smp_encoder_weights_file(encoder: str) -> Path | None:
+    """The local Hugging Face file of an smp encoder's ImageNet weights (what smp loads), if cached."""
+    from huggingface_hub import try_to_load_from_cache
+    from segmentation_models_pytorch.encoders import encoders
+
+    settings = encoders.get(encoder, {}).get("pretrained_settings", {}).get("imagenet")
+    if settings is None:
+        return None
+    found = try_to_load_from_cache(settings["repo_id"], "model.safetensors", revision=settings["revision"])
+    return Path(found) if isinstance(found, str) else None
 
 
 @SEGMENTERS.register("deeplabv3plus")

@@ -1,5 +1,9 @@
-"""LLM access for the vocabulary stage: an OpenAI-compatible chat client with an on-disk answer cache,
-JSON answers validated and re-asked when invalid, and PCC's self-refine clustering (Algorithm 1).
+"""LLM access for the vocabulary stage: an OpenAI-compatible chat client, JSON answers validated and re-asked
+when invalid, an on-disk cache of the validated answers, and PCC's self-refine clustering (Algorithm 1).
+
+The cache keeps only answers that passed validation, keyed by the question (the first request of a
+conversation): an invalid answer is never stored, so once the server is fixed a rerun asks it again. A cached
+answer is validated again when read (the checks may have grown stricter since) and dropped if it fails.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ T = TypeVar("T")
 
 
 class ChatCache:
-    """Answers on disk, one JSON file per request, keyed by provider, model, messages and sampling params."""
+    """Validated answers on disk, one JSON file per question, keyed by provider, model, messages and sampling
+    params."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
@@ -37,6 +42,9 @@ class ChatCache:
 
     def put(self, request: dict[str, Any], response: str) -> None:
         write_json(self.directory / f"{self.key(request)}.json", {"request": request, "response": response})
+
+    def drop(self, request: dict[str, Any]) -> None:
+        (self.directory / f"{self.key(request)}.json").unlink(missing_ok=True)
 
 
 class OpenAIChat:
@@ -61,15 +69,16 @@ class OpenAIChat:
             base_url=params.base_url, api_key=api_key, timeout=params.timeout, max_retries=params.max_retries
         )
 
-    def complete(self, messages: list[dict[str, str]], tag: str) -> str:
-        """One chat completion (``tag`` names the request, e.g. its round, so rounds are cached apart)."""
-        request = {
+    def request(self, messages: list[dict[str, str]], tag: str) -> dict[str, Any]:
+        """What identifies a question in the cache (``tag`` names it, e.g. its round, so rounds are kept apart);
+        the API key is not part of it."""
+        return {
             "provider": "openai", "base_url": self.params.base_url, "model": self.params.model, "tag": tag,
             "messages": messages, "temperature": self.params.temperature, "seed": self.params.seed,
         }  # fmt: skip
-        cached = self.cache.get(request)
-        if cached is not None:
-            return cached
+
+    def complete(self, messages: list[dict[str, str]], tag: str) -> str:
+        """One chat completion from the server (never from the cache: :func:`ask_json` keeps what validates)."""
         from openai import APIError
 
         try:
@@ -79,9 +88,7 @@ class OpenAIChat:
         except APIError as error:
             failure = f"{type(error).__name__}: {error}"
             raise VocabError(f"{self.params.base_url}: request '{tag}' failed: {failure}") from None
-        text = response.choices[0].message.content or ""
-        self.cache.put(request, text)
-        return text
+        return response.choices[0].message.content or ""
 
 
 def parse_json(text: str) -> Any:
@@ -90,14 +97,26 @@ def parse_json(text: str) -> Any:
     return json.loads(fenced.group(1) if fenced else text)
 
 
+INVALID_ANSWER = (json.JSONDecodeError, VocabError, TypeError, AttributeError, KeyError)
+
+
 def ask_json(chat: OpenAIChat, prompt: str, validate: Callable[[Any], T], tag: str, max_invalid: int) -> T:
-    """Ask until ``validate`` accepts the JSON answer; an invalid answer is sent back with its error."""
+    """The validated JSON answer to ``prompt``: from the cache, else asked until ``validate`` accepts it (an
+    invalid answer is sent back with its error); only an accepted answer is cached, under the question."""
     messages = [{"role": "user", "content": prompt}]
+    question = chat.request(messages, tag)
+    cached = chat.cache.get(question)
+    if cached is not None:
+        try:
+            return validate(parse_json(cached))
+        except INVALID_ANSWER as error:
+            info(f"cached answer to '{tag}' is no longer valid ({type(error).__name__}: {error}); asking again")
+            chat.cache.drop(question)
     for attempt in range(max_invalid + 1):
         text = chat.complete(messages, f"{tag}/attempt-{attempt}")
         try:
-            return validate(parse_json(text))
-        except (json.JSONDecodeError, VocabError, TypeError, AttributeError, KeyError) as error:
+            answer = validate(parse_json(text))
+        except INVALID_ANSWER as error:
             problem = f"{type(error).__name__}: {error}"
             info(f"invalid answer to '{tag}' (attempt {attempt + 1}): {problem}")
             messages = [
@@ -105,7 +124,14 @@ def ask_json(chat: OpenAIChat, prompt: str, validate: Callable[[Any], T], tag: s
                 {"role": "assistant", "content": text},
                 {"role": "user", "content": f"That answer is invalid ({problem}). Answer again with JSON only."},
             ]
-    raise VocabError(f"no valid answer to '{tag}' after {max_invalid + 1} attempts; last error: {problem}")
+        else:
+            chat.cache.put(question, text)
+            return answer
+    raise VocabError(
+        f"no valid answer to '{tag}' after {max_invalid + 1} attempts; last error: {problem}. Invalid answers are "
+        f"not cached: a rerun asks {chat.params.base_url} again (valid answers are kept in {chat.cache.directory}; "
+        f"delete that folder to ask every question afresh)"
+    )
 
 
 def self_refine_clusters(

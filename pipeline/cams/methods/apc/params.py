@@ -7,8 +7,10 @@ from typing import ClassVar
 from pydantic import Field
 
 from pipeline.cams.network_params import PatchClassifierParams
+from pipeline.cams.params import CAM_PARAMS
 
 
+@CAM_PARAMS.register("apc")
 class ApcParams(PatchClassifierParams):
     """ViT-PCM's network with adaptive-K pooling, patch contrast and a multi-level decoder (eq. 7); the
     decoder's maps are extracted with ``cam.inference.head: decoder`` (APC's single-stage labels)."""

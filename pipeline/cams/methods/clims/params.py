@@ -10,6 +10,7 @@ from pydantic import Field
 from pipeline.cams.inputs import CamMethodParams
 from pipeline.cams.methods.clip_es.params import STAND_IN_BACKGROUND
 from pipeline.cams.network_params import OptimizerTrainingParams
+from pipeline.cams.params import CAM_PARAMS
 from pipeline.schema import Strict
 
 
@@ -23,6 +24,7 @@ class ClimsLossWeights(Strict):
     area: float = Field(0.2, ge=0)
 
 
+@CAM_PARAMS.register("clims")
 class ClimsParams(CamMethodParams):
     """CLIMS (``cam.method: clims``): the plain-CAM network of ``cam.cam`` — trained first by ``train_coarse``, as
     CLIMS starts from its CAM baseline — retrained with sigmoid CAMs and the CLIP losses. ``template`` and

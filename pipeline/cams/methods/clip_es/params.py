@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from pipeline.cams.inputs import CamMethodParams
+from pipeline.cams.params import CAM_PARAMS
 from pipeline.schema import Strict
 
 # The synthetic caption corpus's context words (pipeline/clip/corpus.py): the stand-in's background prompts.
@@ -27,6 +28,7 @@ class CaaParams(Strict):
     box_threshold: float = Field(0.4, gt=0, le=1)
 
 
+@CAM_PARAMS.register("clip_es")
 class ClipEsParams(CamMethodParams):
     """``template`` formats every prompt; ``class_words`` maps a dataset class to the words put in its prompt
     (CLIP-ES lists synonyms: "person with clothes,people,human"), others use their natural name;

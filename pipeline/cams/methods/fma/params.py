@@ -10,6 +10,7 @@ from pydantic import Field
 from pipeline.cams.inputs import CamMethodParams, CoarseSeedParams
 from pipeline.cams.methods.clip_es.params import STAND_IN_BACKGROUND, CaaParams
 from pipeline.cams.network_params import OptimizerTrainingParams
+from pipeline.cams.params import CAM_PARAMS
 from pipeline.schema import Strict
 
 CalScale = Literal["raw", "max"]  # the maps CAL reads: raw (eq. 13–15) or each on its own range
@@ -45,12 +46,14 @@ class PromptMethodParams(CamMethodParams):
                                                           warmup_fraction=0.1)  # fmt: skip
 
 
+@CAM_PARAMS.register("fma_cls")
 class FmaClassificationParams(PromptMethodParams):
     """FMA-WSSS's classification phase (``cam.method: fma_cls``): one context shared by every prompt, the
     class words last (eq. 5), the multi-label contrastive loss (eq. 12). Selected alone it is the paper's
     ablation M1 (classification prompts, then any seed method)."""
 
 
+@CAM_PARAMS.register("fma")
 class FmaParams(PromptMethodParams):
     """FMA-WSSS's segmentation phase (``cam.method: fma``): class-specific contexts with the class words first
     (eq. 6) and learned nameless background prompts (eq. 7), trained by the CAM activation loss (eq. 13–15)

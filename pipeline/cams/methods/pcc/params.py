@@ -7,8 +7,10 @@ from typing import ClassVar
 from pydantic import Field
 
 from pipeline.cams.network_params import PatchClassifierParams
+from pipeline.cams.params import CAM_PARAMS
 
 
+@CAM_PARAMS.register("pcc")
 class PccParams(PatchClassifierParams):
     """ViT-PCM's network with a cluster token of ``cluster_width`` channels on every patch token."""
 

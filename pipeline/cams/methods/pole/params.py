@@ -8,6 +8,7 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 
 from pipeline.cams.methods.clims.params import ClimsParams
+from pipeline.cams.params import CAM_PARAMS
 from pipeline.schema import Scales, Strict
 
 FIRST_PHASE_CAMS = "artifacts/coarse/cams.zarr.zip"
@@ -46,6 +47,7 @@ class AdaptorParams(Strict):
     ratio_init: float = Field(0.2, ge=0, le=1)
 
 
+@CAM_PARAMS.register("pole")
 class PoleParams(ClimsParams):
     """POLE (``cam.method: pole``): CLIMS (``cam.clims``'s network and losses; POLE's settings here) where the
     class prompt of each (image, class) pair is the synonym selected for it — from ``artifacts/vocab/synonyms.json``,

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from pipeline.cams.network_params import BackboneChoice
+from pipeline.cams.params import CAM_PARAMS
 
 
+@CAM_PARAMS.register("usage")
 class UsageParams(BackboneChoice):
     """``tau1`` null follows the paper's deterministic principle: 50 (smoothing) for a ResNet, 1 for a ViT."""
 
