@@ -133,38 +133,44 @@ def sam_checkpoint(params: PipelineParams, cache: DigestCache) -> list[Path]:
     return [Path(proposals.sam.checkpoint)] if proposals.method == "sam" else []
 
 
-def clip_weights(params: PipelineParams, cache: DigestCache) -> list[Path]:
-    """A real CLIP's weights, when the selected CAM method stands on CLIP; pretrain_clip writes their digest
-    into the CLIP descriptor every CLIP stage depends on."""
-    clip = params.clip
-    if clip.source != "open_clip" or not type(params.cam.selected()).uses_clip():
-        return []
-    if clip.open_clip.checkpoint is not None:
-        return [Path(clip.open_clip.checkpoint)]
+def located(cache: DigestCache, request: str, find: Callable[[], Path | None]) -> list[Path]:
+    """The file a library's lookup ``find`` names (cached, see :meth:`DigestCache.locate`); none when it finds
+    nothing (the stage that loads it then fails, naming it)."""
 
-    def find() -> Path | None:
-        from pipeline.clip.models import open_clip_weights
-
+    def attempt() -> Path | None:
         try:
-            return open_clip_weights(clip.open_clip)
+            return find()
         except (FileNotFoundError, ValueError):
             return None
 
-    found = cache.locate(f"open_clip {clip.open_clip.model_dump_json()}", find)
+    found = cache.locate(request, attempt)
     return [found] if found else []
+
+
+def clip_weights(params: PipelineParams, cache: DigestCache) -> list[Path]:
+    """A real CLIP's weights, when the selected CAM method stands on CLIP; pretrain_clip writes their digest
+    into the CLIP descriptor every CLIP stage depends on."""
+    clip = params.clip.open_clip
+    if params.clip.source != "open_clip" or not type(params.cam.selected()).uses_clip():
+        return []
+    if clip.checkpoint is not None:
+        return [Path(clip.checkpoint)]
+
+    def find() -> Path:
+        from pipeline.clip.models import open_clip_weights
+
+        return open_clip_weights(clip)
+
+    return located(cache, f"open_clip {clip.model_dump_json()}", find)
 
 
 def imagenet_resnet(arch: str, cache: DigestCache) -> list[Path]:
-    def find() -> Path | None:
+    def find() -> Path:
         from pipeline.backbones import imagenet_weights_file
 
-        try:
-            return imagenet_weights_file(arch)
-        except FileNotFoundError:
-            return None
+        return imagenet_weights_file(arch)
 
-    found = cache.locate(f"torchvision imagenet {arch}", find)
-    return [found] if found else []
+    return located(cache, f"torchvision imagenet {arch}", find)
 
 
 def cam_method_weights(method: str, params: PipelineParams, cache: DigestCache) -> list[Path]:
@@ -178,16 +184,12 @@ def cam_method_weights(method: str, params: PipelineParams, cache: DigestCache) 
     if section.vit.checkpoint is not None:
         return [Path(section.vit.checkpoint)]
 
-    def find() -> Path | None:
+    def find() -> Path:
         from pipeline.backbones import local_vit_weights
 
-        try:
-            return local_vit_weights(section.vit)
-        except FileNotFoundError:
-            return None
+        return local_vit_weights(section.vit)
 
-    found = cache.locate(f"timm {section.vit.model}", find)
-    return [found] if found else []
+    return located(cache, f"timm {section.vit.model}", find)
 
 
 def classifier_weights(params: PipelineParams, cache: DigestCache) -> list[Path]:
@@ -218,8 +220,7 @@ def segmenter_weights(params: PipelineParams, cache: DigestCache) -> list[Path]:
 
         return smp_encoder_weights_file(segmenter.encoder)
 
-    found = cache.locate(f"smp imagenet {segmenter.encoder}", find)
-    return [found] if found else []
+    return located(cache, f"smp imagenet {segmenter.encoder}", find)
 
 
 Reader = Callable[[PipelineParams, DigestCache], list[Path]]
