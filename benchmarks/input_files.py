@@ -62,10 +62,13 @@ def voc_tree(root: Path, train: int, val: int) -> list[str]:
 
 def project(directory: Path, voc: Path) -> Path:
     """The pipeline's sources and dvc.yaml in a fresh git + DVC repository reading ``voc``."""
+    directory.mkdir()
     for name in ("dvc.yaml", "pipeline", "stages", "prompts"):
         source = REPO / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy2
-        copy(source, directory / name)
+        if source.is_dir():
+            shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, directory / name)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"].update(source="voc", voc={**params["data"]["voc"], "root": str(voc)})
     (directory / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

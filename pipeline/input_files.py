@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pipeline.io import UnsafePathError, atomic_path, id_problem, inside, sha256_file, write_json
+from pipeline.io import atomic_path, id_problem, sha256_file
 from pipeline.layout import INPUT_FILES
 from pipeline.params import PipelineParams
 
@@ -47,19 +47,21 @@ class DigestCache:
         self.digests: dict[str, list] = stored.get("digests", {})
         self.found: dict[str, list] = stored.get("found", {})
         self.hashed = 0
+        self.changed = False
 
-    def digest(self, path: Path) -> str:
+    def digest(self, path: str) -> str:
         """The file's SHA-256 (read again only when its size, mtime, ctime or inode changed), or ``missing``."""
         try:
-            stat = path.stat()
+            stat = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
             return MISSING
-        key = str(path.absolute())
+        key = path if os.path.isabs(path) else os.path.abspath(path)
         signature = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
         cached = self.digests.get(key)
         if cached is None or cached[:4] != signature:
             self.hashed += 1
-            cached = [*signature, sha256_file(path)]
+            self.changed = True
+            cached = [*signature, sha256_file(Path(path))]
             self.digests[key] = cached
         return cached[4]
 
@@ -71,16 +73,20 @@ class DigestCache:
         if cached is not None and _folder_signature(Path(cached[0])) == cached[1]:
             return Path(cached[0])
         path = find()
+        self.changed = True
         if path is None:
             self.found.pop(key, None)
             return None
         self.found[key] = [str(path), _folder_signature(path)]
         return path
 
-    def save(self, keep: Iterable[Path]) -> None:
-        """Write the cache, keeping only the digests of ``keep`` (files no stage reads any more are dropped)."""
-        kept = {str(Path(path).absolute()) for path in keep}
+    def save(self, keep: Iterable[str]) -> None:
+        """Write the cache when it changed, keeping only the digests of ``keep`` (files no stage reads any more
+        are dropped)."""
+        kept = {path if os.path.isabs(path) else os.path.abspath(path) for path in keep}
         digests = {key: value for key, value in self.digests.items() if key in kept}
+        if not self.changed and len(digests) == len(self.digests):
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as tmp:
             tmp.write_text(json.dumps({"digests": digests, "found": self.found}))
@@ -94,26 +100,20 @@ def _folder_signature(path: Path) -> list[int] | None:
 
 
 # --- what each stage reads ---------------------------------------------------------------------------------
-def dataset_files(params: PipelineParams, cache: DigestCache) -> list[Path]:
+def dataset_files(params: PipelineParams, cache: DigestCache) -> list[Path | str]:
     """The split lists, the label file and every listed image and mask of a real dataset (the synthetic one
     is generated from params: none)."""
     if params.data.source == "synthetic":
         return []
     from pipeline.data.layouts import dataset_layout, listed_ids
 
-    layout = dataset_layout(params.data, check=False)
+    layout = dataset_layout(params.data, check=False)  # the lists and folders named in params stay inside
     files = [*layout.lists.values(), layout.label_file]
+    root = str(layout.root)
     for split, listing in layout.lists.items():
-        if not listing.is_file():
-            continue
-        for image_id in listed_ids(listing):
-            if id_problem(image_id):
-                continue
-            try:
-                image = inside(layout.root, layout.image(split, image_id))
-                files += [image, inside(layout.root, layout.mask(split, image_id))]
-            except UnsafePathError:
-                continue
+        if listing.is_file():  # ids with a path separator, "..", NUL … are refused by prepare_data: not read here
+            ids = [image_id for image_id in listed_ids(listing) if not id_problem(image_id)]
+            files += [os.path.join(root, part(split, i)) for i in ids for part in (layout.image, layout.mask)]
     return files
 
 
@@ -223,7 +223,7 @@ def segmenter_weights(params: PipelineParams, cache: DigestCache) -> list[Path]:
     return located(cache, f"smp imagenet {segmenter.encoder}", find)
 
 
-Reader = Callable[[PipelineParams, DigestCache], list[Path]]
+Reader = Callable[[PipelineParams, DigestCache], list[Path | str]]
 READERS: dict[str, Reader] = {
     "prepare_data": dataset_files,
     "vocab": vocabulary_files,
@@ -241,11 +241,13 @@ def write_input_files(params: PipelineParams, out_dir: Path = INPUT_FILES, cache
     """Write ``out_dir/<stage>.json`` ({"stage", "files": path → SHA-256 or ``missing``}) for every reader;
     return how many files were read (hashed) this time."""
     cache = cache or DigestCache()
-    read: list[Path] = []
+    read: list[str] = []
+    out_dir.mkdir(parents=True, exist_ok=True)
     for stage, reader in READERS.items():
-        files = reader(params, cache)
-        digests = {str(path): cache.digest(path) for path in files}
-        write_json(out_dir / f"{stage}.json", {"stage": stage, "files": digests})
+        files = [os.fspath(path) for path in reader(params, cache)]
+        digests = {path: cache.digest(path) for path in files}
+        with atomic_path(out_dir / f"{stage}.json") as tmp:  # compact: a VOC tree's is 24k lines
+            tmp.write_text(json.dumps({"stage": stage, "files": digests}, sort_keys=True, separators=(",", ":")))
         read += files
     cache.save(read)
     return cache.hashed

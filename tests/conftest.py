@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["dvc.yaml", "pipeline", "stages", "flows", "prompts", "presets", "pyproject.toml"]
@@ -68,11 +69,9 @@ def edit_params(project: Path, change) -> None:
     write_params(project, params)
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A copy of the pipeline in a fresh git + DVC repository with tiny params."""
-    root = tmp_path / "project"
-    root.mkdir()
+def make_project(root: Path) -> Path:
+    """A copy of the pipeline in a fresh git + DVC repository with tiny params, at ``root``."""
+    root.mkdir(parents=True)
     for name in PROJECT_FILES:
         source = REPO / name
         if source.is_dir():
@@ -91,6 +90,34 @@ def project(tmp_path: Path) -> Path:
     run([dvc, "config", "core.check_update", "false"], root)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "init"], root)
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the pipeline in a fresh git + DVC repository with tiny params."""
+    return make_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def reproduced_template(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> tuple[Path, str]:
+    """One tiny project with the whole default DAG reproduced, and that first `dvc repro`'s output: built once
+    per test session, by whichever xdist worker asks first (the other waits on the lock)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if worker_id != "master" else base  # the session's folder, common to its workers
+    template, log = shared / "reproduced" / "project", shared / "reproduced.log"
+    with FileLock(str(shared / "reproduced.lock")):
+        if not log.is_file():
+            make_project(template)
+            log.write_text(dvc(template, "repro").stdout)
+    return template, log.read_text()
+
+
+@pytest.fixture
+def reproduced_project(reproduced_template: tuple[Path, str], tmp_path: Path) -> Path:
+    """A copy of :func:`reproduced_template`'s project (DVC cache, lock and outputs included), the test's own."""
+    root = tmp_path / "project"
+    shutil.copytree(reproduced_template[0], root, symlinks=True)
     return root
 
 

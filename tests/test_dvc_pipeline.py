@@ -33,8 +33,8 @@ def seed_bytes(project: Path) -> bytes:
     return (project / "artifacts/seeds.zip").read_bytes()
 
 
-def test_repro_caching_and_method_swapping(project: Path) -> None:
-    first = dvc(project, "repro").stdout
+def test_repro_caching_and_method_swapping(reproduced_template: tuple[Path, str], reproduced_project: Path) -> None:
+    project, first = reproduced_project, reproduced_template[1]  # the first `dvc repro` ran every stage
     assert executed(first) == {
         "vocab", "prepare_data", "clip_request", "pretrain_clip", "coarse_request", "train_coarse",
         "coarse_cams", "coarse_seeds", "select_prompts", "cam_inputs", "train_classifier", "extract_cams",
@@ -126,9 +126,10 @@ def test_repro_caching_and_method_swapping(project: Path) -> None:
 TINY_PROMPTS = {"prompts": {"context_tokens": 4}, "training": {"epochs": 1, "batch_size": 8, "crop_size": 48}}
 
 
-def test_each_phase_of_a_two_phase_method_is_cached_on_its_own(project: Path) -> None:
+def test_each_phase_of_a_two_phase_method_is_cached_on_its_own(reproduced_project: Path) -> None:
     """FMA: a segmentation-phase param never reruns the classification phase; a coarse-seed param reruns the
     seeds and the second phase only."""
+    project = reproduced_project
     tiny = {
         "cam": {"method": "fma", "fma": TINY_PROMPTS, "fma_cls": TINY_PROMPTS},
         "clip": {"pretrain_here": TINY_STAND_IN},
@@ -148,9 +149,10 @@ def test_each_phase_of_a_two_phase_method_is_cached_on_its_own(project: Path) ->
     assert (project / "artifacts/coarse/seeds.zip").read_bytes() != coarse
 
 
-def test_new_synonyms_rerun_only_the_selection_and_poles_training(project: Path) -> None:
+def test_new_synonyms_rerun_only_the_selection_and_poles_training(reproduced_project: Path) -> None:
     """POLE: the synonyms feed the selection (eq. 6); plain CAM's first phase and the CLIP never rerun for them.
     Also POLE's kill-and-resume (it shares this test's costly first stages)."""
+    project = reproduced_project
     tiny = {
         "cam": {"method": "pole", "pole": {"training": {"epochs": 3, "batch_size": 8, "crop_size": 48},
                                            "selection": {"scales": [1.0]}}},
@@ -172,9 +174,10 @@ def test_new_synonyms_rerun_only_the_selection_and_poles_training(project: Path)
     assert json.loads((project / "artifacts/coarse/prompts.json").read_text())["candidates"] != prompts["candidates"]
 
 
-def test_irn_walk_params_rerun_only_the_walk(project: Path) -> None:
+def test_irn_walk_params_rerun_only_the_walk(reproduced_project: Path) -> None:
     """IRN's boundary network is a cached output: a walk param reruns refine alone, a training param both. Also
     IRN's kill-and-resume (it shares this test's first stages)."""
+    project = reproduced_project
     tiny = {"refine": {"method": "irn", "irn": {"training": {"epochs": 3, "batch_size": 8, "crop_size": 48}}}}
     edit(project, lambda p: p.update(merge(p, tiny)))
     assert {"train_irn", "refine"} <= executed(dvc(project, "repro", "refine").stdout)

@@ -60,7 +60,8 @@ def test_ids_leaving_the_root_are_not_read(tmp_path: Path) -> None:
     make_voc(root, VOC_IDS)
     (root / "ImageSets/Segmentation/val.txt").write_text("../../secret\n")
     files = READERS["prepare_data"](voc_params(root), DigestCache(tmp_path / "cache.json"))
-    assert all(path.resolve().is_relative_to(root.resolve()) for path in files)
+    assert all(Path(path).resolve().is_relative_to(root.resolve()) for path in files)
+    assert len(files) == 3 + 3 * 2  # the lists, the label file, the 3 train ids' images and masks
 
 
 def test_checkpoints_follow_the_selected_methods(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
