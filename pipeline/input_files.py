@@ -252,8 +252,3 @@ def write_input_files(params: PipelineParams, out_dir: Path = INPUT_FILES, cache
     cache.save(read)
     return cache.hashed
 
-
-def input_digests(stage: str, out_dir: Path = INPUT_FILES) -> dict[str, str]:
-    """The digests ``input_files`` recorded for ``stage`` (empty when it did not run)."""
-    path = out_dir / f"{stage}.json"
-    return json.loads(path.read_text())["files"] if path.is_file() else {}

@@ -8,7 +8,6 @@ from pipeline import layout
 from pipeline.clip.build import build_clip
 from pipeline.data.manifest import load_manifest
 from pipeline.device import resolve_device
-from pipeline.input_files import input_digests
 from pipeline.params import PipelineParams
 from pipeline.tracking import report
 from stages import run
@@ -16,8 +15,9 @@ from stages import run
 
 def body(params: PipelineParams) -> None:
     request = json.loads(layout.CLIP_REQUEST.read_text())
+    weights = json.loads((layout.INPUT_FILES / "pretrain_clip.json").read_text())["files"]  # a real CLIP's file
     metrics = build_clip(request, load_manifest(layout.DATASET), layout.DATASET, resolve_device(params.device),
-                         layout.CLIP, input_digests("pretrain_clip"))  # fmt: skip
+                         layout.CLIP, weights)  # fmt: skip
     report("CLIP", [metrics])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -173,3 +174,9 @@ def test_pretrain_clip_writes_a_loadable_stand_in_and_its_curve(tmp_path: Path) 
                       tmp_path / "none")  # fmt: skip
     header = "epoch,loss,val_zero_shot_mAP,val_zero_shot_mAP_cosine\n"
     assert none == {"source": "none"} and (tmp_path / "none/curve.csv").read_text() == header
+    # A real CLIP is described with its weights' digest: new weights change the descriptor the CLIP stages read.
+    real = clip_request(PipelineParams.model_validate({"cam": {"method": "clip_es"}, "clip": {"source": "open_clip"}}))
+    for digest in ("a" * 64, "b" * 64):
+        build_clip(real, manifest, tmp_path / "dataset", torch.device("cpu"), tmp_path / "real", {"w.pt": digest})
+        descriptor = json.loads((tmp_path / "real/model/clip.json").read_text())
+        assert descriptor["weights_sha256"] == {"w.pt": digest} and descriptor["open_clip"]["model"] == "ViT-B-16"

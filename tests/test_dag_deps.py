@@ -124,6 +124,22 @@ def test_the_registries_import_no_method_module() -> None:
     assert "pipeline/cams/registry.py" not in import_closure(REPO, "pipeline.cams.methods.apc.params")
 
 
+def test_no_import_cycle_runs_through_the_cam_package() -> None:
+    """Every import, lazy ones included, between the CAM package's modules forms no cycle."""
+    import networkx as nx
+
+    from pipeline.code_closure import imported_modules, module_files
+
+    graph = nx.DiGraph()
+    for path in (REPO / "pipeline").rglob("*.py"):
+        for name in imported_modules(REPO, path):
+            target = module_files(REPO, name)[-1]
+            if target != path:
+                graph.add_edge(path.relative_to(REPO).as_posix(), target.relative_to(REPO).as_posix())
+    cycles = [cycle for cycle in nx.simple_cycles(graph) if any(f.startswith("pipeline/cams/") for f in cycle)]
+    assert not cycles
+
+
 def test_infrastructure_writes_nothing_into_the_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """prepare_data and sam_masks publish the same bytes with every infrastructure function silenced."""
     import contextlib
