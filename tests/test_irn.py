@@ -11,6 +11,7 @@ from pipeline.backbones import resnet_trunk
 from pipeline.io import write_torch
 from pipeline.params import IrnNetworkParams, IrnRefineParams
 from pipeline.refine import REFINE_METHODS
+from pipeline.refine.affinity import grid_cams
 from pipeline.refine.irn import (
     BoundaryNetwork,
     affinity_loss,
@@ -19,6 +20,7 @@ from pipeline.refine.irn import (
     pair_affinities,
     pair_labels,
     pair_offsets,
+    predict_boundary,
 )
 
 
@@ -41,23 +43,36 @@ def test_pair_offsets_cover_each_unordered_pair_once() -> None:
     assert not {(-dy, -dx) for dy, dx in offsets} & set(offsets)
 
 
-def test_affinity_is_one_minus_the_path_maximum() -> None:
-    boundary = torch.tensor([[[0.0, 0.2, 1.0, 0.1, 0.0]]])
-    # One row: only the horizontal offsets (0, 1) and (0, 2) have pairs; each segment includes both ends.
-    affinity = pair_affinities(boundary, [(0, 1), (0, 2)])
-    assert torch.allclose(affinity, torch.tensor([[0.8, 0.0, 0.0, 0.9, 0.0, 0.0, 0.0]]))
-    # A diagonal pair's path passes the cell between its ends.
-    grid = torch.tensor([[[0.0, 0.0, 0.0], [0.0, 0.7, 0.0], [0.0, 0.0, 0.0]]])
-    assert pair_affinities(grid, [(2, 2)]).tolist() == [[pytest.approx(0.3)]]
+def test_affinity_is_one_minus_the_path_maximum_from_irns_sources() -> None:
+    # Radius 2 on a 2 × 3 grid: IRN's one source (0, 1) (rows [0, 1), columns [1, 2)) and its partners at
+    # (0, 1), (1, -1), (1, 0), (1, 1); each segment includes both ends.
+    boundary = torch.tensor([[[0.0, 0.1, 0.2], [0.3, 0.4, 0.5]]])
+    affinity = pair_affinities(boundary, radius=2)
+    assert torch.allclose(affinity, torch.tensor([[0.8, 0.7, 0.6, 0.5]]))
+    # A diagonal pair's path passes the cell between its ends (radius 3 on a 3 × 5 grid: source (0, 2)).
+    grid = torch.zeros(1, 3, 5)
+    grid[0, 1, 3] = 0.7
+    offsets = pair_offsets(3)
+    assert pair_affinities(grid, radius=3)[0, offsets.index((2, 2))].item() == pytest.approx(0.3)
+
+
+def test_training_pairs_are_irns_cropped_sources() -> None:
+    """IRN's PathIndex at radius 10 on a 40 × 48 grid: 31 × 30 sources × 152 offsets = 141,360 pairs (every pair
+    inside the grid would be 238,016)."""
+    assert len(pair_offsets(10)) == 152
+    assert pair_affinities(torch.rand(1, 40, 48), radius=10).shape == (1, 141_360)
+    assert pair_labels(torch.zeros(1, 40, 48, dtype=torch.long), radius=10)["bg_pos"].shape == (1, 141_360)
+    assert pair_affinities(torch.rand(1, 128, 128), radius=10).shape == (1, (128 - 9) * (128 - 18) * 152)
 
 
 def test_pair_labels_from_seeds_within_the_radius_and_ignoring_uncertain_ends() -> None:
     seeds = torch.tensor([[[0, 0, 2], [1, 1, 255]]])
-    offsets = [(0, 1), (1, 0)]  # sources: (0,0) (0,1) (1,0) (1,1) for (0, 1); (0,0) (0,1) (0,2) for (1, 0)
-    labels = pair_labels(seeds, offsets)
-    assert labels["bg_pos"].tolist() == [[True, False, False, False, False, False, False]]
-    assert labels["fg_pos"].tolist() == [[False, False, True, False, False, False, False]]
-    assert labels["neg"].tolist() == [[False, True, False, False, True, True, False]]  # (0,2)→(1,2) is 255
+    labels = pair_labels(seeds, radius=2)  # source (0, 1) = 0; partners (0, 2) = 2, (1, 0) = 1, (1, 1) = 1, 255
+    assert labels["bg_pos"].tolist() == [[False, False, False, False]]
+    assert labels["neg"].tolist() == [[True, True, True, False]]
+    labels = pair_labels(torch.tensor([[[1, 1, 1], [0, 1, 1]]]), radius=2)
+    assert labels["fg_pos"].tolist() == [[True, False, True, True]]
+    assert labels["neg"].tolist() == [[False, True, False, False]]
 
 
 def test_loss_is_irns_weighting_of_the_three_pair_kinds() -> None:
@@ -98,6 +113,60 @@ def test_boundary_network_trains_its_branch_on_a_frozen_trunk() -> None:
     sum(losses.values()).backward()
     assert network.fuse.weight.grad is not None and network.branches[0][0].weight.grad.abs().sum() > 0
     assert all(torch.equal(v, network.trunk.state_dict()[k]) for k, v in trunk.items())  # BatchNorm stats too
+
+
+def test_each_level_is_resized_before_its_relu() -> None:
+    """IRN's fc_edge3–5: Conv, GroupNorm, Upsample, then ReLU. A level whose branch gives (−1, 1) across two
+    cells, resized to four: (−1, −0.5, 0.5, 1), then ReLU (0, 0, 0.5, 1); ReLU first would give (0, 0.25, 0.75, 1)."""
+    network = BoundaryNetwork(resnet_trunk("resnet10", "none", 16)[0], IrnNetworkParams(output_stride=4, level_width=4))
+    network.eval()
+    with torch.no_grad():
+        for branch in network.branches:
+            branch[0].weight.zero_()
+        network.branches[0][0].weight[0, 0] = 1.0  # branch 0, channel 0 ← the level's channel 0
+        network.fuse.weight.zero_()
+        network.fuse.bias.zero_()
+        network.fuse.weight[0, 0] = 1.0  # the output is branch 0's channel 0
+    level = torch.zeros(1, network.branches[0][0].in_channels, 1, 2)
+    level[0, 0, 0] = torch.tensor([-1.0, 1.0])  # GroupNorm(4, 4), a group per channel: (−1, 1) stays (up to ε)
+    others = [torch.zeros(1, b[0].in_channels, 1, 2) for b in network.branches[1:]]
+    network.levels = lambda images: [level, *others]
+    out = network(torch.zeros(1, 3, 4, 16))[0, 0, 0] * math.sqrt(1 + 1e-5)
+    assert torch.allclose(out, torch.tensor([0.0, 0.0, 0.5, 1.0]), atol=1e-5)
+
+
+def test_the_boundary_is_predicted_on_the_image_padded_to_the_crop() -> None:
+    """IRN's EdgeDisplacement pads the image and its flip at the right and bottom to its 512 crop, then crops
+    the boundary to the image's grid."""
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        output_stride = 4
+
+        def forward(self, batch: torch.Tensor) -> torch.Tensor:
+            seen.append(batch)
+            return torch.zeros(batch.shape[0], 1, -(-batch.shape[2] // 4), -(-batch.shape[3] // 4))
+
+    image = torch.ones(3, 375, 500)
+    boundary = predict_boundary(Recorder(), image, pad_to=512)
+    (batch,) = seen
+    assert batch.shape == (2, 3, 512, 512) and boundary.shape == (94, 125)
+    assert batch[0, :, :375, :500].eq(1).all() and batch[:, :, 375:].eq(0).all() and batch[:, :, :, 500:].eq(0).all()
+    assert predict_boundary(Recorder(), torch.ones(3, 600, 500), pad_to=512).shape == (150, 125)  # not cut
+    assert seen[-1].shape == (2, 3, 600, 512)
+
+
+def test_the_walk_starts_from_the_cams_resized_to_the_grid() -> None:
+    """IRN resizes its CAM straight (bilinearly) to the stride-4 grid: on an 8 × 8 map, grid cell (0, 0) samples
+    the pixels' half-pixel position (1.5, 1.5), the mean of pixels (1, 1), (1, 2), (2, 1), (2, 2), where average
+    pooling took the mean of the 16 pixels of rows and columns 0–3."""
+    cams = np.zeros((2, 8, 8))
+    cams[0, 0, 0] = 1.0  # outside the sampled pixels: 0 (average pooling: 1/16)
+    cams[1, 1, 1] = 1.0  # one of the four: 1/4 (average pooling: 1/16)
+    small = grid_cams(cams, (2, 2))
+    assert small[0].tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    assert small[1].tolist() == [[0.25, 0.0], [0.0, 0.0]]
+    assert np.allclose(grid_cams(cams, (8, 8)), cams)  # stride 1: the maps themselves
 
 
 def test_irn_refine_walks_the_cams_on_the_saved_networks_boundaries(tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ From there the steps are IRN's:
 
 - affinity a_ij = 1 − max_{k on the segment i→j} B_k for pixels within ``radius`` (a_ii = 1);
 - transition T = A^β / column sums (β = ``beta``), walked 2^``log_t`` steps: v ← v T;
-- v₀ = CAM (average-pooled to the stride) ⊙ (1 − B); the result is upsampled bilinearly to the image,
-  divided by its global max, a constant background ``bg_pad`` is prepended and the argmax is the label.
+- v₀ = CAM resized bilinearly to the grid ⊙ (1 − B) (:func:`grid_cams`); the result is upsampled bilinearly
+  to the image, divided by its global max, a constant background ``bg_pad`` is prepended and the argmax is
+  the label.
 
 No 255: every pixel gets a label, as in IRN's semantic-segmentation pseudo labels.
 """
@@ -39,11 +40,15 @@ def path_offsets(radius: int) -> list[tuple[int, int]]:
             if 0 < dy * dy + dx * dx < radius * radius]  # fmt: skip
 
 
-def segment_maxima(boundary, dy: int, dx: int):
-    """max B on the segment i → i + (dy, dx) for every source i whose partner is inside the last two axes:
-    (..., h', w') over sources [y0:y1, x0:x1] (:func:`offset_window`); numpy arrays or torch tensors."""
+Window = tuple[tuple[int, int], tuple[int, int]]
+
+
+def segment_maxima(boundary, dy: int, dx: int, window: Window | None = None):
+    """max B on the segment i → i + (dy, dx) for the sources i of ``window`` ((y0, y1), (x0, x1)) — by default
+    every source whose partner is inside the last two axes (:func:`offset_window`): (..., h', w'); numpy
+    arrays or torch tensors."""
     maximum = torch.maximum if isinstance(boundary, torch.Tensor) else np.maximum
-    (y0, y1), (x0, x1) = offset_window(*boundary.shape[-2:], dy, dx)
+    (y0, y1), (x0, x1) = window or offset_window(*boundary.shape[-2:], dy, dx)
     steps = max(abs(dy), abs(dx))
     worst = boundary[..., y0:y1, x0:x1]
     for s in range(1, steps + 1):
@@ -52,7 +57,7 @@ def segment_maxima(boundary, dy: int, dx: int):
     return worst
 
 
-def offset_window(height: int, width: int, dy: int, dx: int) -> tuple[tuple[int, int], tuple[int, int]]:
+def offset_window(height: int, width: int, dy: int, dx: int) -> Window:
     """((y0, y1), (x0, x1)): the sources whose partner at (dy, dx) lies inside an h × w grid (may be empty)."""
     return (max(0, -dy), min(height, height - dy)), (max(0, -dx), min(width, width - dx))
 
@@ -90,12 +95,18 @@ def walk_stride(params: AffinityRefineParams, height: int, width: int) -> int:
     return max(1, round(params.stride * (height * width) ** 0.5 / params.reference_size))
 
 
+def grid_cams(cams: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) CAMs at the walk's grid: the (C, H, W) maps resized bilinearly (half-pixel centres, no
+    averaging), as IRN's ``make_cam.py`` resizes its stride-16 CAMs straight to the stride-4 grid; sampling the
+    image-size maps (themselves bilinear from the network's grid) at the cells' centres gives the same maps."""
+    return F.interpolate(torch.from_numpy(cams)[None], size=grid, mode="bilinear", align_corners=False)[0].numpy()
+
+
 def walk_labels(cams: np.ndarray, classes: list[int], boundary: np.ndarray, stride: int, walk) -> np.ndarray:
-    """IRN's walk from the CAMs on a boundary grid (⌈H/stride⌉ × ⌈W/stride⌉): v₀ = pooled CAM ⊙ (1 − B),
+    """IRN's walk from the CAMs on a boundary grid (⌈H/stride⌉ × ⌈W/stride⌉): v₀ = CAM at the grid ⊙ (1 − B),
     2^log_t steps on A^β (radius, β of ``walk``), upsampled, divided by its max, background pad, argmax."""
     height, width = cams.shape[-2:]
-    small_cams = F.avg_pool2d(torch.from_numpy(cams)[None], stride, ceil_mode=True)[0].numpy()
-    start = small_cams * (1.0 - boundary)[None]
+    start = grid_cams(cams, boundary.shape) * (1.0 - boundary)[None]
     affinity = affinity_matrix(boundary, walk.radius, walk.beta)
     walked = random_walk(start.reshape(len(cams), -1), affinity, walk.log_t).reshape(start.shape)
     upsampled = F.interpolate(torch.from_numpy(walked)[None], scale_factor=stride, mode="bilinear",

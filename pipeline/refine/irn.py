@@ -8,14 +8,21 @@ and the random walk on the affinities it gives (``refine.method: irn``).
 - **Pair labels** (:func:`pair_labels`): seeds resized to the grid (nearest); for every pair (i, j) at an
   offset of :func:`pair_offsets` (radius 10 in training, each unordered pair once), both labelled: same class
   and background → positive background pair, same foreground class → positive foreground pair, different →
-  negative; a pair with a 255 end is ignored.
+  negative; a pair with a 255 end is ignored. The sources are IRN's (``misc/indexing.py``,
+  ``PathIndex.get_path_indices``): one window for every offset, rows [0, h − r_f) and columns [r_f, w − r_f)
+  with r_f = radius − 1, so that every partner lies inside (:func:`source_window`): 141,360 pairs on a 40 × 48
+  grid at radius 10, not every pair inside the grid (238,016).
 - **Affinity** (:func:`pair_affinities`): a_ij = 1 − max_{k on the segment i→j} B_k, the path maximum the walk
   also uses (:func:`pipeline.refine.affinity.segment_maxima`).
 - **Loss** (:func:`affinity_loss`, IRN's): L = (L_bg⁺ / 2 + L_fg⁺ / 2 + L⁻) / 2 with L⁺ the mean of −log(a)
   over its positive pairs and L⁻ the mean of −log(1 − a) over the negatives (1e-5 inside the logs). IRN also
   learns displacement fields for instances; semantic pseudo labels do not use them, so they are left out.
-- **Walk**: the boundary of the image and its flip (logits averaged, IRN's inference), then the walk of
-  :func:`pipeline.refine.affinity.walk_labels` on that grid: radius 5, β 10, 2^8 steps, background pad 0.25.
+- **Network order** (IRN's ``net/resnet50_irn.py``): each level's 1×1 convolution and GroupNorm, then the
+  resize to the grid, then the ReLU (``fc_edge3``–``fc_edge5``: Upsample before ReLU).
+- **Walk**: the boundary of the image and its flip (logits averaged, IRN's inference), the batch zero-padded at
+  the right and bottom to the training crop (IRN's ``EdgeDisplacement``: 512) and the boundary cropped back to
+  the image's grid, then the walk of :func:`pipeline.refine.affinity.walk_labels` on that grid: radius 5, β 10,
+  2^8 steps, background pad 0.25. A side longer than the crop is not padded (IRN's ``F.pad`` would cut it).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from pipeline.backbones import resnet_trunk
 from pipeline.data.loading import to_tensor
 from pipeline.params import IrnNetworkParams, IrnRefineParams
 from pipeline.refine import REFINE_METHODS
-from pipeline.refine.affinity import offset_window, segment_maxima, walk_labels
+from pipeline.refine.affinity import Window, segment_maxima, walk_labels
 from pipeline.voc import IGNORE_INDEX
 
 LOG_EPSILON = 1e-5
@@ -45,20 +52,27 @@ def pair_offsets(radius: int) -> list[tuple[int, int]]:
             if (dy > 0 or dx > 0) and dy * dy + dx * dx < radius * radius]  # fmt: skip
 
 
-def pair_affinities(boundary: torch.Tensor, offsets: list[tuple[int, int]]) -> torch.Tensor:
-    """(B, P): a_ij = 1 − max boundary on the segment i→j, for the pairs of ``offsets`` inside the (B, h, w) grid
-    (sources in row-major order within each offset's window, offsets in order)."""
-    parts = [segment_maxima(boundary, dy, dx).flatten(1) for dy, dx in offsets]
+def source_window(height: int, width: int, radius: int) -> Window:
+    """IRN's training sources on an h × w grid: rows [0, h − r_f), columns [r_f, w − r_f), r_f = radius − 1,
+    the same for every offset of :func:`pair_offsets` (each partner then lies inside)."""
+    reach = radius - 1
+    return (0, max(0, height - reach)), (reach, max(reach, width - reach))
+
+
+def pair_affinities(boundary: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B, P): a_ij = 1 − max boundary on the segment i→j, for IRN's training pairs within ``radius`` of the
+    (B, h, w) grid (sources of :func:`source_window` in row-major order, offsets in :func:`pair_offsets` order)."""
+    window = source_window(*boundary.shape[-2:], radius)
+    parts = [segment_maxima(boundary, dy, dx, window).flatten(1) for dy, dx in pair_offsets(radius)]
     return 1.0 - torch.cat(parts, dim=1)
 
 
-def pair_labels(seeds: torch.Tensor, offsets: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+def pair_labels(seeds: torch.Tensor, radius: int) -> dict[str, torch.Tensor]:
     """(B, P) masks ``bg_pos``, ``fg_pos``, ``neg`` of the pairs of :func:`pair_affinities` from (B, h, w) seeds
     (0 background, c + 1 class c, 255 ignored)."""
-    height, width = seeds.shape[-2:]
+    (y0, y1), (x0, x1) = source_window(*seeds.shape[-2:], radius)
     first, second = [], []
-    for dy, dx in offsets:
-        (y0, y1), (x0, x1) = offset_window(height, width, dy, dx)
+    for dy, dx in pair_offsets(radius):
         first.append(seeds[:, y0:y1, x0:x1].flatten(1))
         second.append(seeds[:, y0 + dy : y1 + dy, x0 + dx : x1 + dx].flatten(1))
     a, b = torch.cat(first, dim=1), torch.cat(second, dim=1)
@@ -100,8 +114,8 @@ class BoundaryNetwork(nn.Module):
         with torch.no_grad():
             channels = [level.shape[1] for level in self.levels(torch.zeros(1, 3, 32, 32))]
         width = params.level_width
-        self.branches = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(c, width, 1, bias=False), nn.GroupNorm(4, width), nn.ReLU()) for c in channels
+        self.branches = nn.ModuleList(  # the ReLU follows the resize (forward)
+            nn.Sequential(nn.Conv2d(c, width, 1, bias=False), nn.GroupNorm(4, width)) for c in channels
         )
         self.fuse = nn.Conv2d(width * len(channels), 1, kernel_size=1)
 
@@ -122,16 +136,15 @@ class BoundaryNetwork(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         size = tuple(-(-side // self.output_stride) for side in images.shape[-2:])
-        fused = [F.interpolate(branch(level), size=size, mode="bilinear", align_corners=False)
+        fused = [F.relu(F.interpolate(branch(level), size=size, mode="bilinear", align_corners=False))
                  for branch, level in zip(self.branches, self.levels(images), strict=True)]  # fmt: skip
         return self.fuse(torch.cat(fused, dim=1))
 
     def training_step(self, images: torch.Tensor, seeds: torch.Tensor, radius: int) -> dict[str, torch.Tensor]:
         """IRN's affinity loss on the pairs within ``radius`` cells, labelled by the seeds."""
         boundary = torch.sigmoid(self(images))[:, 0]
-        offsets = pair_offsets(radius)
-        labels = pair_labels(grid_labels(seeds, self.output_stride), offsets)
-        return affinity_loss(pair_affinities(boundary, offsets), labels)
+        labels = pair_labels(grid_labels(seeds, self.output_stride), radius)
+        return affinity_loss(pair_affinities(boundary, radius), labels)
 
 
 def build_boundary_network(arch: str, trunk_stride: int, params: IrnNetworkParams) -> BoundaryNetwork:
@@ -140,9 +153,14 @@ def build_boundary_network(arch: str, trunk_stride: int, params: IrnNetworkParam
 
 
 @torch.no_grad()
-def predict_boundary(network: BoundaryNetwork, image: torch.Tensor) -> np.ndarray:
-    """(⌈H/s⌉, ⌈W/s⌉) boundary of a normalised (3, H, W) image: the logits of the image and its flip averaged."""
-    logits = network(torch.stack([image, image.flip(-1)]))[:, 0]
+def predict_boundary(network: BoundaryNetwork, image: torch.Tensor, pad_to: int) -> np.ndarray:
+    """(⌈H/s⌉, ⌈W/s⌉) boundary of a normalised (3, H, W) image: the image and its flip zero-padded at the right
+    and bottom to ``pad_to`` (IRN: its 512 crop), their logits cropped to the image's grid and averaged."""
+    height, width = image.shape[-2:]
+    batch = torch.stack([image, image.flip(-1)])
+    batch = F.pad(batch, (0, max(0, pad_to - width), 0, max(0, pad_to - height)))
+    grid = (-(-height // network.output_stride), -(-width // network.output_stride))
+    logits = network(batch)[:, 0, : grid[0], : grid[1]]
     return torch.sigmoid((logits[0] + logits[1].flip(-1)) / 2).double().numpy()
 
 
@@ -166,5 +184,5 @@ def irn_refine(image: np.ndarray, seeds: np.ndarray, cams: np.ndarray, classes: 
     if not classes:  # an image kept as a negative: nothing to walk
         return np.zeros(image.shape[:2], dtype=np.uint8)
     network, normalisation = load_boundary_network(Path(model))
-    boundary = predict_boundary(network, to_tensor(image, normalisation))
+    boundary = predict_boundary(network, to_tensor(image, normalisation), params.training.crop_size)
     return walk_labels(cams, classes, boundary, network.output_stride, params.walk)
