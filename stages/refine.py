@@ -12,9 +12,9 @@ from stages import run
 def body(params: PipelineParams) -> None:
     model = layout.IRN_MODEL if params.refine.method == "irn" else None  # the only refinement with a model
     counts = refine_labels(layout.DATASET, layout.CAMS, layout.SEEDS, params.refine, layout.REFINED,
-                           params.execution, model)  # fmt: skip
+                           params.execution, model, params.device)  # fmt: skip
     report("Refined labels", [{"method": params.refine.method, **counts}])
 
 
 if __name__ == "__main__":
-    sys.exit(run("refine", __doc__, body, ["refine"], per_image=True))
+    sys.exit(run("refine", __doc__, body, ["refine", "device"], per_image=True))

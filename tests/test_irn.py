@@ -11,7 +11,7 @@ from pipeline.backbones import resnet_trunk
 from pipeline.io import write_torch
 from pipeline.params import IrnNetworkParams, IrnRefineParams
 from pipeline.refine import REFINE_METHODS
-from pipeline.refine.affinity import grid_cams
+from pipeline.refine.affinity import affinity_matrix, grid_cams, path_cells
 from pipeline.refine.irn import (
     BoundaryNetwork,
     affinity_loss,
@@ -45,15 +45,34 @@ def test_pair_offsets_cover_each_unordered_pair_once() -> None:
 
 def test_affinity_is_one_minus_the_path_maximum_from_irns_sources() -> None:
     # Radius 2 on a 2 × 3 grid: IRN's one source (0, 1) (rows [0, 1), columns [1, 2)) and its partners at
-    # (0, 1), (1, -1), (1, 0), (1, 1); each segment includes both ends.
+    # (0, 1), (1, -1), (1, 0), (1, 1); each path includes both ends, a diagonal step all four cells (IRN's).
     boundary = torch.tensor([[[0.0, 0.1, 0.2], [0.3, 0.4, 0.5]]])
     affinity = pair_affinities(boundary, radius=2)
-    assert torch.allclose(affinity, torch.tensor([[0.8, 0.7, 0.6, 0.5]]))
+    assert torch.allclose(affinity, torch.tensor([[0.8, 0.6, 0.6, 0.5]]))
     # A diagonal pair's path passes the cell between its ends (radius 3 on a 3 × 5 grid: source (0, 2)).
     grid = torch.zeros(1, 3, 5)
     grid[0, 1, 3] = 0.7
     offsets = pair_offsets(3)
     assert pair_affinities(grid, radius=3)[0, offsets.index((2, 2))].item() == pytest.approx(0.3)
+
+
+def test_paths_are_the_cells_within_one_of_the_segment_as_irns_path_index() -> None:
+    assert sorted(path_cells(1, 1)) == [(0, 0), (0, 1), (1, 0), (1, 1)]  # the rounded line took 2
+    assert sorted(path_cells(0, 3)) == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    assert sorted(path_cells(2, 1)) == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]  # (2x − y)² < 5
+    assert sorted(path_cells(-2, -1)) == sorted((-y, -x) for y, x in path_cells(2, 1))  # the way back
+    cells = [len(path_cells(dy, dx)) for dy, dx in pair_offsets(10)]
+    assert 13 < sum(cells) / len(cells) < 15  # IRN: about 14 cells a path at radius 10
+
+
+def test_a_one_cell_diagonal_wall_stops_the_walk_and_affinities_are_symmetric() -> None:
+    wall = np.eye(4)  # boundary 1 on the diagonal cells (k, k)
+    affinity = affinity_matrix(wall, radius=2, beta=1.0).toarray()
+    across = affinity[1 * 4 + 0, 0 * 4 + 1]  # (1, 0) → (0, 1) crosses the wall between (0, 0) and (1, 1)
+    assert across == 0.0  # the two-cell line leaked: affinity 1
+    random = np.random.default_rng(0).random((9, 11))
+    dense = affinity_matrix(random, radius=5, beta=10.0).toarray()
+    assert np.abs(dense - dense.T).max() == 0.0  # was up to 0.70 with the rounded line
 
 
 def test_training_pairs_are_irns_cropped_sources() -> None:
@@ -185,6 +204,25 @@ def test_irn_refine_walks_the_cams_on_the_saved_networks_boundaries(tmp_path: Pa
     image = np.full((16, 16, 3), 128, dtype=np.uint8)
     labels = REFINE_METHODS.get("irn")(image, np.zeros((16, 16), np.uint8), cams, [4], IrnRefineParams(), model=path)
     assert labels.shape == (16, 16) and set(labels[:, :6].ravel()) == {0} and set(labels[:, 10:].ravel()) == {5}
+
+
+def test_the_boundary_network_runs_on_the_refine_stages_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IRN's walk loads the network on the device it is given (the refine job's, resolved in each worker) and
+    moves each image to it; on this CPU-only machine, a spy on where the network is put."""
+    from pipeline.refine import irn as irn_module
+
+    path = tmp_path / "model.pt"
+    write_torch(path, {"method": "irn", "arch": "resnet10", "trunk_stride": 16,
+                       "network": IrnNetworkParams(output_stride=2, level_width=8).model_dump(mode="json"),
+                       "mean": [0.5] * 3, "std": [0.25] * 3, "state_dict": tiny_network(2).state_dict()})  # fmt: skip
+    placed = []
+    original = BoundaryNetwork.to
+    monkeypatch.setattr(BoundaryNetwork, "to", lambda self, device: placed.append(device) or original(self, device))
+    irn_module.load_boundary_network.cache_clear()
+    cams = np.zeros((1, 16, 16))
+    REFINE_METHODS.get("irn")(np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), np.uint8), cams, [0],
+                              IrnRefineParams(), model=path, device=torch.device("cpu"))  # fmt: skip
+    assert placed == [torch.device("cpu")]
 
 
 def test_a_placeholder_model_is_refused_naming_the_file(tmp_path: Path) -> None:

@@ -39,9 +39,10 @@ class RefineJob(LabelJob):
     """One image's refined labels from its image, seeds and CAMs (and the method's trained model)."""
 
     def __init__(self, key: str, work: Path, manifest_dir: Path, cams: Path, seeds: Path, params: RefineParams,
-                 model: Path | None) -> None:  # fmt: skip
+                 model: Path | None, device: str = "cpu") -> None:  # fmt: skip
         super().__init__(key, work)
         self.manifest_dir, self.cams, self.seeds, self.params, self.model = manifest_dir, cams, seeds, params, model
+        self.device = device
 
     def load(self) -> None:
         from pipeline.data.manifest import load_manifest
@@ -50,7 +51,11 @@ class RefineJob(LabelJob):
         self.by_id = self.manifest.by_id()
         self.store, self.seed_labels = CamStore(self.cams), LabelSet(self.seeds)
         fn = REFINE_METHODS.get(self.params.method)
-        self.refine = partial(fn, model=self.model) if self.model is not None else fn
+        self.refine = fn
+        if self.model is not None:  # a trained model runs on this worker's device (its GPU under dask-cuda)
+            from pipeline.device import resolve_device
+
+            self.refine = partial(fn, model=self.model, device=resolve_device(self.device))
         self.method_params = self.params.selected()
 
     def compute(self, image_id: str) -> None:
@@ -63,17 +68,17 @@ class RefineJob(LabelJob):
 
 def refine_labels(
     manifest_dir: Path, cams: Path, seeds: Path, params: RefineParams, out: Path, execution: ExecutionParams,
-    model: Path | None = None,
+    model: Path | None = None, device: str = "cpu",
 ) -> dict[str, int]:  # fmt: skip
     """Refine every seed into ``out`` on ``execution``'s runner (built in a resumable work directory, then
-    published as a zip); ``model``: the method's trained model (IRN's boundary network)."""
+    published as a zip); ``model``: the method's trained model (IRN's boundary network), run on ``device``."""
     store = CamStore(cams)
     key = fingerprint(
         store.attributes["inputs_key"], json.dumps({"method": params.method, "params": params.model_dump(
             mode="json")}, sort_keys=True), Path(seeds), *([Path(model)] if model else []),
     )  # fmt: skip
     work = work_directory(out, key)
-    job = RefineJob(key, work, manifest_dir, cams, seeds, params, model)
+    job = RefineJob(key, work, manifest_dir, cams, seeds, params, model, device)
     counts = run_images("refine", job, store.ids(), execution)
     publish_zip(work, out)
     return counts

@@ -5,7 +5,10 @@ edge strength — per-channel Sobel magnitude of the Gaussian-smoothed (``edge_s
 channels, divided by its 99th percentile and clipped to [0, 1] — then max-pooled to the walk's ``stride``.
 From there the steps are IRN's:
 
-- affinity a_ij = 1 − max_{k on the segment i→j} B_k for pixels within ``radius`` (a_ii = 1);
+- affinity a_ij = 1 − max_{k on the path i→j} B_k for pixels within ``radius`` (a_ii = 1), the path being
+  IRN's (``misc/indexing.py``, ``PathIndex.get_all_dir_paths``): every cell of the pair's bounding box whose
+  distance to the segment is below one cell (:func:`path_cells`; 4 cells for a diagonal step, ~14 at radius
+  10), so a one-cell diagonal wall stops the walk and a_ij = a_ji;
 - transition T = A^β / column sums (β = ``beta``), walked 2^``log_t`` steps: v ← v T;
 - v₀ = CAM resized bilinearly to the grid ⊙ (1 − B) (:func:`grid_cams`); the result is upsampled bilinearly
   to the image, divided by its global max, a constant background ``bg_pad`` is prepended and the argmax is
@@ -43,16 +46,23 @@ def path_offsets(radius: int) -> list[tuple[int, int]]:
 Window = tuple[tuple[int, int], tuple[int, int]]
 
 
+def path_cells(dy: int, dx: int) -> list[tuple[int, int]]:
+    """IRN's path from a cell to the cell at (dy, dx): the offsets (y, x) of the bounding box whose squared
+    distance to the segment, (dy·x − dx·y)² / (dy² + dx²), is below 1 (both ends included). The rule is
+    symmetric: the path back is the same cells seen from the other end."""
+    length = dy * dy + dx * dx
+    return [(y, x) for y in range(min(0, dy), max(0, dy) + 1) for x in range(min(0, dx), max(0, dx) + 1)
+            if (dy * x - dx * y) ** 2 < length]  # fmt: skip
+
+
 def segment_maxima(boundary, dy: int, dx: int, window: Window | None = None):
-    """max B on the segment i → i + (dy, dx) for the sources i of ``window`` ((y0, y1), (x0, x1)) — by default
-    every source whose partner is inside the last two axes (:func:`offset_window`): (..., h', w'); numpy
-    arrays or torch tensors."""
+    """max B on IRN's path i → i + (dy, dx) (:func:`path_cells`) for the sources i of ``window`` ((y0, y1),
+    (x0, x1)) — by default every source whose partner is inside the last two axes (:func:`offset_window`):
+    (..., h', w'); numpy arrays or torch tensors."""
     maximum = torch.maximum if isinstance(boundary, torch.Tensor) else np.maximum
     (y0, y1), (x0, x1) = window or offset_window(*boundary.shape[-2:], dy, dx)
-    steps = max(abs(dy), abs(dx))
     worst = boundary[..., y0:y1, x0:x1]
-    for s in range(1, steps + 1):
-        py, px = round(dy * s / steps), round(dx * s / steps)
+    for py, px in path_cells(dy, dx):
         worst = maximum(worst, boundary[..., y0 + py : y1 + py, x0 + px : x1 + px])
     return worst
 

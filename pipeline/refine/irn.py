@@ -12,8 +12,8 @@ and the random walk on the affinities it gives (``refine.method: irn``).
   ``PathIndex.get_path_indices``): one window for every offset, rows [0, h − r_f) and columns [r_f, w − r_f)
   with r_f = radius − 1, so that every partner lies inside (:func:`source_window`): 141,360 pairs on a 40 × 48
   grid at radius 10, not every pair inside the grid (238,016).
-- **Affinity** (:func:`pair_affinities`): a_ij = 1 − max_{k on the segment i→j} B_k, the path maximum the walk
-  also uses (:func:`pipeline.refine.affinity.segment_maxima`).
+- **Affinity** (:func:`pair_affinities`): a_ij = 1 − max_{k on the path i→j} B_k over IRN's path cells, the
+  path maximum the walk also uses (:func:`pipeline.refine.affinity.segment_maxima`).
 - **Loss** (:func:`affinity_loss`, IRN's): L = (L_bg⁺ / 2 + L_fg⁺ / 2 + L⁻) / 2 with L⁺ the mean of −log(a)
   over its positive pairs and L⁻ the mean of −log(1 − a) over the negatives (1e-5 inside the logs). IRN also
   learns displacement fields for instances; semantic pseudo labels do not use them, so they are left out.
@@ -43,6 +43,7 @@ from pipeline.refine.affinity import Window, segment_maxima, walk_labels
 from pipeline.voc import IGNORE_INDEX
 
 LOG_EPSILON = 1e-5
+CPU = torch.device("cpu")
 
 
 def pair_offsets(radius: int) -> list[tuple[int, int]]:
@@ -153,20 +154,22 @@ def build_boundary_network(arch: str, trunk_stride: int, params: IrnNetworkParam
 
 
 @torch.no_grad()
-def predict_boundary(network: BoundaryNetwork, image: torch.Tensor, pad_to: int) -> np.ndarray:
+def predict_boundary(network: BoundaryNetwork, image: torch.Tensor, pad_to: int) -> np.ndarray:  # on its device
     """(⌈H/s⌉, ⌈W/s⌉) boundary of a normalised (3, H, W) image: the image and its flip zero-padded at the right
     and bottom to ``pad_to`` (IRN: its 512 crop), their logits cropped to the image's grid and averaged."""
     height, width = image.shape[-2:]
-    batch = torch.stack([image, image.flip(-1)])
+    device = next(network.parameters(), torch.empty(0)).device
+    batch = torch.stack([image, image.flip(-1)]).to(device)
     batch = F.pad(batch, (0, max(0, pad_to - width), 0, max(0, pad_to - height)))
     grid = (-(-height // network.output_stride), -(-width // network.output_stride))
     logits = network(batch)[:, 0, : grid[0], : grid[1]]
-    return torch.sigmoid((logits[0] + logits[1].flip(-1)) / 2).double().numpy()
+    return torch.sigmoid((logits[0] + logits[1].flip(-1)) / 2).double().cpu().numpy()
 
 
 @lru_cache(maxsize=2)
-def load_boundary_network(path: Path) -> tuple[BoundaryNetwork, tuple]:
-    """The trained network of ``train_irn`` (once per process) and the input normalisation it was trained with."""
+def load_boundary_network(path: Path, device: torch.device = CPU) -> tuple[BoundaryNetwork, tuple]:
+    """The trained network of ``train_irn`` on ``device`` (once per process and device) and the input
+    normalisation it was trained with."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: IRN boundary network not found (run train_irn)")
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -174,15 +177,16 @@ def load_boundary_network(path: Path) -> tuple[BoundaryNetwork, tuple]:
         raise ValueError(f"{path}: no IRN boundary network in it (trained with refine.method other than irn)")
     network = build_boundary_network(state["arch"], state["trunk_stride"], IrnNetworkParams(**state["network"]))
     network.load_state_dict(state["state_dict"])
-    return network.eval(), (tuple(state["mean"]), tuple(state["std"]))
+    return network.to(device).eval(), (tuple(state["mean"]), tuple(state["std"]))
 
 
 @REFINE_METHODS.register("irn")
 def irn_refine(image: np.ndarray, seeds: np.ndarray, cams: np.ndarray, classes: list[int],
-               params: IrnRefineParams, model: Path) -> np.ndarray:  # fmt: skip
-    """IRN's random-walk labels from the CAMs and the learned boundaries of the network in ``model``."""
+               params: IrnRefineParams, model: Path, device: torch.device = CPU) -> np.ndarray:  # fmt: skip
+    """IRN's random-walk labels from the CAMs and the learned boundaries of the network in ``model``, which runs
+    on ``device`` (the walk itself is sparse, on the CPU)."""
     if not classes:  # an image kept as a negative: nothing to walk
         return np.zeros(image.shape[:2], dtype=np.uint8)
-    network, normalisation = load_boundary_network(Path(model))
+    network, normalisation = load_boundary_network(Path(model), device)
     boundary = predict_boundary(network, to_tensor(image, normalisation), params.training.crop_size)
     return walk_labels(cams, classes, boundary, network.output_stride, params.walk)
