@@ -103,3 +103,13 @@ def test_clims_requests_plain_cams_training_only() -> None:
 
 def test_clims_is_described_by_its_first_phases_network() -> None:
     assert describe_backbone(CamParams(method="clims")) == "resnet10 + clip"
+
+
+def test_the_voc_preset_runs_clims_own_loss_weights() -> None:
+    """CLIMS's run_sample.py and README: --hyper 10,24,1,0.2 (object, background, suppression, area); 25 is POLE's."""
+    import yaml
+
+    from tests.conftest import REPO
+
+    preset = yaml.safe_load((REPO / "presets/clims_voc.yaml").read_text())
+    assert preset["cam"]["clims"]["weights"] == {"object": 10.0, "background": 24.0, "suppression": 1.0, "area": 0.2}

@@ -15,8 +15,11 @@ from pipeline.schema import Strict
 
 
 class ClimsLossWeights(Strict):
-    """Weights of the four terms (pipeline/cams/methods/clims/losses.py). Object 10, background 25 and
-    suppression 1 are the reference's; area 0.2 is CLIMS's code default for VOC (POLE's code sets it to 0)."""
+    """Weights of the four terms (pipeline/cams/methods/clims/losses.py). CLIMS's code runs object 10,
+    background 24, suppression 1, area 0.2 on VOC (``run_sample.py``'s ``--hyper 10,24,1,0.2``, its README's
+    command; presets/clims_voc.yaml); POLE's code 10, 25, 1, 0 (presets/pole_*.yaml). The demo's default keeps
+    background 25 for both, so CLIMS and POLE differ there only by what POLE adds (their compare rows were
+    measured with it)."""
 
     object: float = Field(10.0, ge=0)
     background: float = Field(25.0, ge=0)
