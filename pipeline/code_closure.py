@@ -30,6 +30,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,10 @@ class RegistryLoaders:
     loaders: dict[str, str]
 
 
+def parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
 def module_files(root: Path, name: str) -> list[Path]:
     """The files that importing the dotted module ``name`` executes: each package's __init__ and the module."""
     parts = name.split(".")
@@ -70,10 +75,11 @@ def _repository_module(root: Path, name: str) -> bool:
     return name.split(".")[0] in PACKAGES and bool(module_files(root, name))
 
 
-def imported_modules(root: Path, path: Path) -> set[str]:
-    """Dotted names of the repository's modules that ``path`` imports (``from a import b`` may name a module b)."""
+def imported_modules(root: Path, tree: ast.Module) -> set[str]:
+    """Dotted names of the repository's modules that a parsed module imports (``from a import b`` may name a
+    module b)."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -82,10 +88,10 @@ def imported_modules(root: Path, path: Path) -> set[str]:
     return {name for name in names if _repository_module(root, name)}
 
 
-def registry_loaders(path: Path) -> list[RegistryLoaders]:
-    """The lazy loaders of each ``Registry(..., selected_by=..., loaders={...})`` call in ``path``."""
+def registry_loaders(tree: ast.Module) -> list[RegistryLoaders]:
+    """The lazy loaders of each ``Registry(..., selected_by=..., loaders={...})`` call in a parsed module."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Registry"):
             continue
         keywords = {keyword.arg: keyword.value for keyword in node.keywords}
@@ -96,9 +102,9 @@ def registry_loaders(path: Path) -> list[RegistryLoaders]:
     return found
 
 
-def declared_cam_roles(path: Path) -> tuple[str, ...]:
-    """The stage module's ``CAM_ROLES = (...)``: which CAM methods it runs (none when absent)."""
-    for node in ast.parse(path.read_text(), filename=str(path)).body:
+def declared_cam_roles(path: Path, tree: ast.Module) -> tuple[str, ...]:
+    """A stage module's ``CAM_ROLES = (...)``: which CAM methods it runs (none when absent)."""
+    for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "CAM_ROLES" for t in node.targets):
             roles = tuple(ast.literal_eval(node.value))
             unknown = sorted(set(roles) - set(CAM_ROLES))
@@ -129,28 +135,31 @@ class ClosureFinder:
 
     def __init__(self, root: Path, selector: Selector | None = None) -> None:
         self.root, self.selector = root, selector
-        self._parsed: dict[Path, tuple[set[str], list[RegistryLoaders]]] = {}
+        self._parsed: dict[Path, tuple[set[str], list[RegistryLoaders], tuple[str, ...]]] = {}
 
-    def parsed(self, path: Path) -> tuple[set[str], list[RegistryLoaders]]:
+    def parsed(self, path: Path) -> tuple[set[str], list[RegistryLoaders], tuple[str, ...]]:
+        """A file's repository imports, registry loaders and declared CAM roles (the file is parsed once)."""
         if path not in self._parsed:
-            self._parsed[path] = (imported_modules(self.root, path), registry_loaders(path))
+            tree = parse(path)
+            self._parsed[path] = (imported_modules(self.root, tree), registry_loaders(tree),
+                                  declared_cam_roles(path, tree))  # fmt: skip
         return self._parsed[path]
 
+    @cached_property
+    def cam_loaders(self) -> list[tuple[str, str]]:
+        """(name, module) of every CAM registry's loaders in the tree."""
+        return [item for path in sorted((self.root / "pipeline").rglob("*.py")) for registry in self.parsed(path)[1]
+                if registry.selected_by == "cam" for item in registry.loaders.items()]  # fmt: skip
+
     def cam_packages(self, names: set[str]) -> set[str]:
-        """The method packages of the CAM methods ``names``, from every CAM registry's loaders."""
-        packages = set()
-        for path in sorted((self.root / "pipeline").rglob("*.py")):
-            for registry in self.parsed(path)[1]:
-                if registry.selected_by == "cam":
-                    packages.update(method_package(registry.loaders[name].replace(".", "/") + ".py")
-                                    for name in names if name in registry.loaders)  # fmt: skip
-        return packages
+        """The method packages of the CAM methods ``names``."""
+        return {method_package(module.replace(".", "/") + ".py") for name, module in self.cam_loaders if name in names}
 
     def closure(self, module: str) -> list[str]:
         """Every repository file (relative, sorted) that importing ``module`` runs for the selection; the
         infrastructure modules are left out."""
         root = self.root
-        roles = declared_cam_roles(module_files(root, module)[-1]) if module.startswith("stages.") else ()
+        roles = self.parsed(module_files(root, module)[-1])[2] if module.startswith("stages.") else ()
         wanted = (lambda key: None) if self.selector is None else (lambda key: self.selector(key, roles))
         cam_names = wanted("cam")
         packages = None if cam_names is None else self.cam_packages(cam_names)
@@ -166,7 +175,7 @@ class ClosureFinder:
             if path in seen:
                 continue
             seen.add(path)
-            modules, registries = self.parsed(path)
+            modules, registries, _ = self.parsed(path)
             targets = [file for name in modules for file in module_files(root, name)]
             for registry in registries:
                 names = wanted(registry.selected_by)

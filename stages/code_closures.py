@@ -21,7 +21,7 @@ from pipeline.params import PipelineParams
 CHOICES = ("cam", "proposals", "refine")  # the sections whose ``method`` picks code (dvc.yaml: this stage's params)
 
 
-def method_choices(path: Path) -> PipelineParams | None:
+def choice_params(path: Path) -> PipelineParams | None:
     """The params of the method choices alone (the rest of the file is check_params's to judge, after this
     stage); None when a choice itself is invalid (then every implementation counts until it is fixed)."""
     try:
@@ -34,7 +34,7 @@ def method_choices(path: Path) -> PipelineParams | None:
 
 def main() -> int:
     root = Path.cwd()
-    params = method_choices(root / "params.yaml")
+    params = choice_params(root / "params.yaml")
     finder = ClosureFinder(root, params_selector(params) if params is not None else None)
     work = work_directory(CODE, "closures")
     work.mkdir(parents=True, exist_ok=True)
