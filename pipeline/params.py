@@ -233,7 +233,13 @@ class IrnNetworkParams(Strict):
 
 class IrnTrainingParams(Strict):
     """IRN: 3 epochs, batch 32, crop 512, SGD lr 0.1 (poly 0.9), weight decay 1e-4 (presets/irn_voc.yaml; the
-    demo: batch 16, 64 px crops); pairs within ``radius`` grid cells (IRN: 10) labelled by the seeds."""
+    demo: batch 16, 64 px crops); pairs within ``radius`` grid cells (IRN: 10) labelled by the seeds.
+
+    Momentum: IRN's ``misc/torchutils.py:PolyOptimizer`` calls ``torch.optim.SGD(params, lr, weight_decay)``, so
+    the weight decay lands in SGD's third positional slot, ``momentum``; its own ``momentum=0.9`` is the poly
+    power. ``step/train_irn.py`` sets ``weight_decay`` in each param group, so IRN ran weight decay 1e-4 *and*
+    momentum 1e-4 (none, in effect). The paper states no momentum; the presets run what the code ran (1e-4), the
+    demo keeps 0.9 (its figures were measured with it)."""
 
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(16, ge=1)

@@ -70,3 +70,28 @@ def test_cli_prints_the_overrides_and_refuses_an_invalid_combination(
     with pytest.raises(ParamsError, match=r"with .*bad.yaml: invalid parameters\n  cam\.usage\.vit: .*set patch_size"):
         apply_presets(REPO / "params.yaml", [bad])
     assert main(["--params", str(REPO / "params.yaml"), str(bad)]) == 1
+
+
+def reference_poly_optimizer_groups(lr: float, weight_decay: float) -> dict:
+    """The param group IRN's ``PolyOptimizer`` builds (misc/torchutils.py): ``SGD(params, lr, weight_decay)``
+    positionally, the group's own ``weight_decay`` as train_irn.py / train_clims.py give it."""
+    import torch
+
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([{"params": [parameter], "lr": lr, "weight_decay": weight_decay}], lr, weight_decay)
+    return optimizer.param_groups[0]
+
+
+@pytest.mark.parametrize("preset", ["irn_voc", "clims_voc", "clims_coco", "pole_voc", "pole_coco"])
+def test_presets_run_the_momentum_the_reference_poly_optimizer_ran(preset: str, tmp_path: Path) -> None:
+    """IRN's, CLIMS's and POLE's SGD had momentum 1e-4 (the weight decay in the positional momentum slot), not 0.9."""
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params_file)
+    applied, _ = apply_presets(params_file, [REPO / "presets/data_voc.yaml", REPO / f"presets/{preset}.yaml"])
+    params = PipelineParams.model_validate(applied)
+    schedules = [params.refine.irn.training]
+    if params.cam.method in ("clims", "pole"):
+        schedules.append(params.cam.selected().training)
+    for training in schedules:
+        group = reference_poly_optimizer_groups(training.lr, training.weight_decay)
+        assert (training.momentum, training.weight_decay) == (group["momentum"], group["weight_decay"]) == (1e-4, 1e-4)

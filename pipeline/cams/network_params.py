@@ -58,7 +58,10 @@ class CamTrainingParams(Strict):
 
 class OptimizerTrainingParams(CamTrainingParams):
     """The schedule with a choice of optimiser: SGD with ``momentum`` (the reference code of CLIMS and FMA-WSSS)
-    or AdamW (the pipeline's default elsewhere); the weight decay is either's."""
+    or AdamW (the pipeline's default elsewhere); the weight decay is either's. CLIMS's and POLE's SGD is IRN's
+    ``PolyOptimizer``, which puts the weight decay in SGD's positional ``momentum`` slot while each param group
+    keeps its ``weight_decay``: they ran momentum 1e-4 and weight decay 1e-4, which their presets reproduce
+    (FMA-WSSS's CoOp optimiser is a real momentum 0.9)."""
 
     optimizer: Literal["sgd", "adamw"] = "sgd"
     momentum: float = Field(0.9, ge=0, lt=1)

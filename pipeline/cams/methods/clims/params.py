@@ -35,8 +35,9 @@ class ClimsParams(CamMethodParams):
     the suppression prompts (CLIMS's ten for VOC in the presets; the stand-in's corpus context words here).
 
     The schedule follows CLIMS at paper scale (presets): SGD, lr 2.5e-4 for the backbone and 10× for the
-    classifier (``lr`` is the classifier's, ``backbone_lr_scale`` 0.1), weight decay 1e-4, batch 16, 15 epochs,
-    512 crops; with cosine decay, as the POLE paper says, where CLIMS's code decays polynomially. The demo
+    classifier (``lr`` is the classifier's, ``backbone_lr_scale`` 0.1), weight decay 1e-4 and momentum 1e-4 (its
+    ``PolyOptimizer``'s positional slip: :class:`~pipeline.cams.network_params.OptimizerTrainingParams`), batch 16,
+    15 epochs, 512 crops; with cosine decay, as the POLE paper says, where CLIMS's code decays polynomially. The demo
     fine-tunes its from-scratch plain CAM with AdamW, as that was trained, on crops of the 64 px images scaled
     ×2 (a stride-16 CAM of a 64 px crop is 4 × 4, too coarse to mask anything), for 3 epochs.
 
