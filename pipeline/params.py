@@ -139,9 +139,12 @@ class PowerBackground(Strict):
 
 class ThresholdSeedParams(Strict):
     """Background by a constant pad, (1 − max_c CAM)^α, or the CAM method's own background map (``model``:
-    APC, PCC); fg/bg confidence band → 255 (none with ``model``: one background score)."""
+    APC, PCC); fg/bg confidence band → 255 (none with ``model``: one background score). ``crf: irn`` passes each
+    thresholded argmax through IRN's label CRF before they are combined, as IRN's, CLIMS's and POLE's seeds are
+    made (``step/cam_to_ir_label.py``); its kernels are pixels of ~500 px images, so the 64 px demo runs none."""
 
     background: Literal["constant", "power", "model"] = "constant"
+    crf: Literal["none", "irn"] = "none"
     constant: ConstantBackground = ConstantBackground()
     power: PowerBackground = PowerBackground()
 

@@ -196,6 +196,16 @@ def test_irn_walk_params_rerun_only_the_walk(reproduced_project: Path) -> None:
     assert (project / "artifacts/irn/model.pt").read_bytes() != network
 
 
+def test_irns_seed_crf_reads_the_images_and_reruns_only_the_seeds_and_after(reproduced_project: Path) -> None:
+    project = reproduced_project
+    edit(project, lambda p: p["seeds"].update(method="threshold"))
+    assert "make_seeds" in executed(dvc(project, "repro", "make_seeds").stdout)
+    plain = (project / "artifacts/seeds.zip").read_bytes()
+    edit(project, lambda p: p["seeds"]["threshold"].update(crf="irn"))
+    assert executed(dvc(project, "repro", "make_seeds").stdout) == {"make_seeds"}
+    assert (project / "artifacts/seeds.zip").read_bytes() != plain
+
+
 def test_bad_params_fail_before_any_output(project: Path) -> None:
     edit(project, lambda p: p["seeds"].update(method="sam-magic"))
     result = run(["python", "-m", "stages.make_seeds"], project, check=False)

@@ -95,3 +95,37 @@ def test_presets_run_the_momentum_the_reference_poly_optimizer_ran(preset: str, 
     for training in schedules:
         group = reference_poly_optimizer_groups(training.lr, training.weight_decay)
         assert (training.momentum, training.weight_decay) == (group["momentum"], group["weight_decay"]) == (1e-4, 1e-4)
+
+
+# What the reference scripts set for IRN's step (run_sample.py / run_sample_coco.py): confident-seed pads, the
+# walk's background threshold; every one of them passes the thresholded argmaxes through IRN's label CRF.
+REFERENCE_IRN_THRESHOLDS = {
+    "irn_voc": (0.30, 0.05, 0.25),  # IRN's run_sample.py
+    "clims_voc": (0.30, 0.10, 0.20),  # CLIMS's run_sample.py (POLE's code inherits it)
+    "pole_voc": (0.30, 0.10, 0.20),
+    "clims_coco": (0.35, 0.10, 0.25),  # CLIMS's run_sample_coco.py
+    "pole_coco": (0.35, 0.10, 0.25),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(REFERENCE_IRN_THRESHOLDS))
+def test_presets_make_irns_seeds_as_the_reference_scripts_do(preset: str, tmp_path: Path) -> None:
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params_file)
+    applied, _ = apply_presets(params_file, [REPO / "presets/data_voc.yaml", REPO / f"presets/{preset}.yaml"])
+    params = PipelineParams.model_validate(applied)
+    threshold = params.seeds.threshold
+    found = (threshold.constant.fg_pad, threshold.constant.bg_pad, params.refine.irn.walk.bg_pad)
+    assert (params.seeds.method, threshold.crf, found) == ("threshold", "irn", REFERENCE_IRN_THRESHOLDS[preset])
+
+
+def test_the_coco_preset_runs_clims_readme_coco_command() -> None:
+    """CLIMS's README (COCO): --clims_num_epoches 8 --hyper 2,14,1.25,0.2 --clims_learning_rate 0.0005
+    --cbs_loss_thresh 0.285."""
+    import yaml
+
+    clims = yaml.safe_load((REPO / "presets/clims_coco.yaml").read_text())["cam"]["clims"]
+    assert clims["weights"] == {"object": 2.0, "background": 14.0, "suppression": 1.25, "area": 0.2}
+    assert clims["suppression_threshold"] == 0.285
+    training = clims["training"]
+    assert (training["epochs"], training["lr"] * training["backbone_lr_scale"]) == (8, pytest.approx(5e-4))

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sparse
 
+from pipeline.dense_crf import CRF_PRESETS
 from pipeline.params import AffinityRefineParams, CrfKernelParams, CrfRefineParams
 from pipeline.refine.affinity import affinity_matrix, affinity_refine, path_offsets, random_walk
-from pipeline.refine.crf import CRF_PRESETS, cam_probabilities, crf_refine, kernel_params
+from pipeline.refine.crf import cam_probabilities, crf_refine, kernel_params
 
 
 def two_tone_image() -> np.ndarray:
@@ -88,8 +89,8 @@ def test_affinity_refine_labels_the_object_side() -> None:
 
 
 def test_custom_kernels_and_walk_stride_scale_with_the_image() -> None:
+    from pipeline.dense_crf import spatial_scale
     from pipeline.refine.affinity import walk_stride
-    from pipeline.refine.crf import spatial_scale
 
     custom = CrfRefineParams().custom
     assert spatial_scale(custom, 64, 64) == 1.0  # the demo: as written

@@ -62,3 +62,49 @@ def test_predicted_ignore_is_skipped_and_absent_classes_do_not_count() -> None:
     assert result["miou"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="label value"):
         confusion_matrix(np.array([[5]], dtype=np.uint8), np.array([[0]], dtype=np.uint8), 3)
+
+
+def irn_crf_inference_label(img: np.ndarray, labels: np.ndarray, n_labels: int) -> np.ndarray:
+    """IRN's misc/imutils.py:crf_inference_label as its code calls it (t=10, gt_prob=0.7), written out here."""
+    import pydensecrf.densecrf as dcrf
+    from pydensecrf.utils import unary_from_labels
+
+    h, w = img.shape[:2]
+    d = dcrf.DenseCRF2D(w, h, n_labels)
+    d.setUnaryEnergy(unary_from_labels(labels, n_labels, gt_prob=0.7, zero_unsure=False))
+    d.addPairwiseGaussian(sxy=3, compat=3)
+    d.addPairwiseBilateral(sxy=50, srgb=5, rgbim=np.ascontiguousarray(np.copy(img)), compat=10)
+    return np.argmax(np.array(d.inference(10)).reshape((n_labels, h, w)), axis=0)
+
+
+def test_irn_seeds_pass_each_thresholded_argmax_through_irns_label_crf() -> None:
+    """A red object on the left half of a blue image whose CAM bleeds 4 columns into the blue: IRN's CRF (its
+    step/cam_to_ir_label.py) pulls both argmaxes back to the colour edge, so the seeds are the red half exactly,
+    as the reference's own CRF call gives; without the CRF the bleed stays."""
+    image = np.zeros((40, 40, 3), dtype=np.uint8)
+    image[:, :20] = (200, 0, 0)
+    image[:, 20:] = (0, 0, 200)
+    cams = np.zeros((1, 40, 40), dtype=np.float32)
+    cams[0, :, :24] = 0.6
+    plain = threshold_seeds(cams, [2], ThresholdSeedParams())
+    assert (plain[:, :24] == 3).all() and (plain[:, 24:] == 0).all()
+
+    seeds = threshold_seeds(cams, [2], ThresholdSeedParams(crf="irn"), image=image)
+    expected = np.zeros((40, 40), dtype=np.uint8)
+    expected[:, :20] = 3
+    np.testing.assert_array_equal(seeds, expected)
+
+    # the reference's combination of its two CRF'd argmaxes (fg pad 0.30, bg pad 0.05), keys = [0, 3]
+    keys = np.array([0, 3])
+    fg_conf = keys[
+        irn_crf_inference_label(image, np.pad(cams, ((1, 0), (0, 0), (0, 0)), constant_values=0.30).argmax(0), 2)
+    ]
+    bg_conf = keys[
+        irn_crf_inference_label(image, np.pad(cams, ((1, 0), (0, 0), (0, 0)), constant_values=0.05).argmax(0), 2)
+    ]
+    conf = fg_conf.copy()
+    conf[fg_conf == 0] = 255
+    conf[bg_conf + fg_conf == 0] = 0
+    np.testing.assert_array_equal(seeds, conf)
+    with pytest.raises(ValueError, match="crf: irn needs the image"):
+        threshold_seeds(cams, [2], ThresholdSeedParams(crf="irn"))

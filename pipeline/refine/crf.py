@@ -1,4 +1,5 @@
-"""Dense CRF refinement (Krähenbühl & Koltun, via pydensecrf2) with the presets of IRN, CLIP-ES and ToCo.
+"""Dense CRF refinement (Krähenbühl & Koltun, via pydensecrf2) with the presets of IRN, CLIP-ES and ToCo
+(pipeline/dense_crf.py).
 
 Labels are the image's compact set {background} ∪ present classes. Two unaries:
 
@@ -17,27 +18,12 @@ image's side √(H·W), so the same setting serves 64 px and 500×375 images.
 from __future__ import annotations
 
 import numpy as np
-import pydensecrf.densecrf as dcrf
 from pydensecrf.utils import unary_from_labels, unary_from_softmax
 
+from pipeline.dense_crf import CRF_PRESETS, dense_crf
 from pipeline.params import CrfKernelParams, CrfRefineParams
 from pipeline.refine import REFINE_METHODS
 from pipeline.voc import IGNORE_INDEX
-
-CRF_PRESETS = {
-    "irn": CrfKernelParams(
-        unary="labels", gt_prob=0.7, iterations=10, gaussian_sxy=3, gaussian_compat=3,
-        bilateral_sxy=50, bilateral_srgb=5, bilateral_compat=10, confidence=0.0, reference_size=None,
-    ),
-    "clip_es": CrfKernelParams(
-        unary="cams", bg_alpha=1.0, iterations=10, gaussian_sxy=1, gaussian_compat=3,
-        bilateral_sxy=67, bilateral_srgb=3, bilateral_compat=4, confidence=0.95, reference_size=None,
-    ),
-    "toco": CrfKernelParams(
-        unary="cams", bg_alpha=1.0, iterations=10, gaussian_sxy=3, gaussian_compat=3,
-        bilateral_sxy=36, bilateral_srgb=3, bilateral_compat=4, confidence=0.0, reference_size=None,
-    ),
-}  # fmt: skip
 
 
 def kernel_params(params: CrfRefineParams) -> CrfKernelParams:
@@ -49,25 +35,6 @@ def cam_probabilities(cams: np.ndarray, alpha: float) -> np.ndarray:
     peak = cams.max(axis=0) if len(cams) else np.zeros(cams.shape[1:], dtype=np.float32)
     scores = np.concatenate([np.power(np.clip(1.0 - peak, 0, 1), alpha)[None], np.clip(cams, 0, None)])
     return scores / np.maximum(scores.sum(axis=0, keepdims=True), 1e-8)
-
-
-def spatial_scale(kernel: CrfKernelParams, height: int, width: int) -> float:
-    """Factor on the kernels' spatial stds: √(H·W) / ``reference_size``, or 1 when they are in pixels."""
-    return 1.0 if kernel.reference_size is None else (height * width) ** 0.5 / kernel.reference_size
-
-
-def dense_crf(image: np.ndarray, unary: np.ndarray, kernel: CrfKernelParams) -> np.ndarray:
-    """(L, H, W) posterior of a fully connected CRF with Gaussian + bilateral kernels."""
-    labels, height, width = unary.shape[0], *image.shape[:2]
-    scale = spatial_scale(kernel, height, width)
-    crf = dcrf.DenseCRF2D(width, height, labels)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary.reshape(labels, -1), dtype=np.float32))
-    crf.addPairwiseGaussian(sxy=kernel.gaussian_sxy * scale, compat=kernel.gaussian_compat)
-    rgb = np.ascontiguousarray(image, dtype=np.uint8)
-    crf.addPairwiseBilateral(
-        sxy=kernel.bilateral_sxy * scale, srgb=kernel.bilateral_srgb, rgbim=rgb, compat=kernel.bilateral_compat
-    )
-    return np.asarray(crf.inference(kernel.iterations), dtype=np.float32).reshape(labels, height, width)
 
 
 @REFINE_METHODS.register("crf")

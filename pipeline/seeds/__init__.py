@@ -4,7 +4,8 @@ A seed method is ``fn(cams, classes, params)``; methods that also read the class
 ``sam_masks`` stage set ``fn.uses_proposals = True`` and take the image's
 :class:`~pipeline.proposals.regions.Proposals` as a fourth argument; methods that can use the CAM method's own
 background map (stored by methods with a background class) set ``fn.uses_background = True`` and take it as the
-keyword ``background`` (None when the CAM method has none).
+keyword ``background`` (None when the CAM method has none); methods whose params may need the image (a CRF) set
+``fn.reads_image = lambda params: …`` and take the H×W×3 uint8 image as the keyword ``image`` when it says so.
 """
 
 from __future__ import annotations
@@ -50,11 +51,14 @@ class SeedJob(LabelJob):
     def load(self) -> None:
         from pipeline.data.manifest import load_manifest
 
-        self.by_id = load_manifest(self.manifest_dir).by_id()
+        manifest = load_manifest(self.manifest_dir)
+        self.by_id = manifest.by_id()
         self.store = CamStore(self.cams)
         self.seed_fn = SEED_METHODS.get(self.seeds.method)
         self.params = self.seeds.selected()
         self.regions = ProposalStore(self.proposals) if getattr(self.seed_fn, "uses_proposals", False) else None
+        reads_image = getattr(self.seed_fn, "reads_image", lambda _: False)(self.params)
+        self.manifest = manifest if reads_image else None  # the images' files, for the methods that read them
 
     def compute(self, image_id: str) -> None:
         entry = self.by_id.get(image_id)
@@ -67,6 +71,10 @@ class SeedJob(LabelJob):
             )
         extra = [self.regions.read(image_id, maps.shape[1:])] if self.regions is not None else []
         options = {"background": background} if getattr(self.seed_fn, "uses_background", False) else {}
+        if self.manifest is not None:
+            from pipeline.data.loading import load_image
+
+            options["image"] = load_image(self.manifest, entry)
         seeds_map = self.seed_fn(maps, classes, self.params, *extra, **options)
         self.write_label(image_id, seeds_map)
 

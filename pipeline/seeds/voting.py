@@ -34,11 +34,11 @@ def claim_masks(
 @SEED_METHODS.register("voting")
 def voting_seeds(
     cams: np.ndarray, classes: list[int], params: VotingSeedParams, regions: Proposals,
-    background: np.ndarray | None = None,
+    background: np.ndarray | None = None, image: np.ndarray | None = None,
 ) -> np.ndarray:  # fmt: skip
-    """Threshold seeds (with the CAM method's own ``background`` map if they use it) improved by SAM masks that
-    vote themselves into a label region."""
-    base = threshold_seeds(cams, classes, params.threshold, background)
+    """Threshold seeds (with the CAM method's own ``background`` map and the ``image``'s CRF if they use them)
+    improved by SAM masks that vote themselves into a label region."""
+    base = threshold_seeds(cams, classes, params.threshold, background, image)
     values = np.asarray([v for v in np.unique(base) if v != IGNORE_INDEX], dtype=np.int64)
     if len(regions.level) == 0 or len(values) == 0:
         return base
@@ -59,3 +59,4 @@ def voting_seeds(
 
 voting_seeds.uses_proposals = True
 voting_seeds.uses_background = True
+voting_seeds.reads_image = lambda params: params.threshold.crf != "none"

@@ -17,7 +17,8 @@ from pipeline.schema import Strict
 class ClimsLossWeights(Strict):
     """Weights of the four terms (pipeline/cams/methods/clims/losses.py). CLIMS's code runs object 10,
     background 24, suppression 1, area 0.2 on VOC (``run_sample.py``'s ``--hyper 10,24,1,0.2``, its README's
-    command; presets/clims_voc.yaml); POLE's code 10, 25, 1, 0 (presets/pole_*.yaml). The demo's default keeps
+    command; presets/clims_voc.yaml), and 2, 14, 1.25, 0.2 on COCO (its README's ``run_sample_coco.py`` command;
+    the script's own default is 2, 14, 2, 0.2); POLE's code 10, 25, 1, 0 (presets/pole_*.yaml). The demo's default keeps
     background 25 for both, so CLIMS and POLE differ there only by what POLE adds (their compare rows were
     measured with it)."""
 
