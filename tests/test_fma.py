@@ -43,25 +43,42 @@ def test_mcl_without_a_counting_image_is_zero_and_differentiable() -> None:
     assert float(loss.detach()) == 0.0 and torch.all(logits.grad == 0)
 
 
-def test_cal_is_eq_13_14_divided_by_the_labelled_pixels() -> None:
+def test_cal_is_eq_13_14_divided_by_the_positive_classes_labelled_pixels() -> None:
+    """Eq. 15's |P|·HW: FMA-WSSS's CAMIntensityLoss (reduce='all') divides by Σ over positive classes of the
+    labelled pixels."""
     # class 0 (label 1): seeds cover (0,0), (0,1); (1,0) is background, (1,1) ignored
     cams = torch.tensor([[[0.5, 0.2], [-0.1, 0.3]], [[0.4, -0.2], [0.6, 0.9]]], requires_grad=True)
     seeds = torch.tensor([[[1, 1], [0, 255]]])
     loss = cam_activation_loss([cams], [[0, 2]], seeds)
     # class 0: |0.5 − 0.5| + |0.5 − 0.2| on its seeds, ReLU(−0.1) on background = 0.3
     # class 2 (label 3) has no seed pixel: ReLU over the three labelled pixels = 0.4 + 0 + 0.6
-    assert float(loss.detach()) == pytest.approx((0.3 + 1.0) / 3)
+    # divisor: 2 positive classes × 3 labelled pixels
+    assert float(loss.detach()) == pytest.approx((0.3 + 1.0) / 6)
     loss.backward()
-    expected = torch.tensor([[[0.0, -1.0], [0.0, 0.0]], [[1.0, 0.0], [1.0, 0.0]]]) / 3  # the max is detached
+    expected = torch.tensor([[[0.0, -1.0], [0.0, 0.0]], [[1.0, 0.0], [1.0, 0.0]]]) / 6  # the max is detached
     torch.testing.assert_close(cams.grad, expected)
+
+
+def test_cal_pools_the_divisor_over_the_batch() -> None:
+    """Two images: (a) one class on 2 labelled pixels, (b) two classes on 4: one sum over (2·1 + 4·2) pixels,
+    not the mean of per-image ratios."""
+    first = torch.tensor([[[0.2, 0.6]]])  # seeds [1, 0]: |0.2 − 0.2| + ReLU(0.6) = 0.6
+    second = torch.tensor([[[0.5, 0.5], [0.1, 0.1]], [[0.3, 0.3], [0.3, 0.3]]])
+    seeds = torch.tensor([[[1, 0], [255, 255]], [[2, 2], [0, 3]]])
+    # image b, class 1 (label 2): seeds at (0,0), (0,1): 0; background (1,0), class 3 at (1,1): 0.1 + 0.1 = 0.2
+    # image b, class 2 (label 3): seed at (1,1): 0; others: 0.3 × 3 = 0.9
+    loss = cam_activation_loss([first, second], [[0], [1, 2]], seeds)  # (a) upsampled: both rows 0.2, 0.6
+    assert float(loss) == pytest.approx((0.6 + 0.2 + 0.9) / (2 * 1 + 4 * 2))
 
 
 def test_cal_peak_is_clamped_at_zero_and_an_all_ignored_label_gives_zero_not_nan() -> None:
     cams = torch.tensor([[[-0.5, -0.2]]], requires_grad=True)
     loss = cam_activation_loss([cams, cams * 2], [[0], [0]], torch.tensor([[[1, 1]], [[255, 255]]]))
-    assert float(loss.detach()) == pytest.approx((0.5 + 0.2) / 2 / 2)  # image 1: |0 − cam| / 2 pixels; image 2: 0
+    assert float(loss.detach()) == pytest.approx((0.5 + 0.2) / 2)  # image 1: |0 − cam| on 2 pixels; image 2: none
     loss.backward()
     assert torch.isfinite(cams.grad).all()
+    empty = cam_activation_loss([cams.detach()], [[0]], torch.tensor([[[255, 255]]]))
+    assert float(empty) == 0.0
 
 
 def test_cal_on_the_maps_own_range_divides_each_map_by_its_max_abs_and_ignores_scale() -> None:
@@ -159,7 +176,27 @@ def test_segmentation_phase_trains_its_prompts_through_gradcam_only(tmp_path: Pa
     # cal_scale: max reads the same maps on their own range: the loss no longer follows their (tiny) scale
     model.params = model.params.model_copy(update={"cal_scale": "max"})
     on_range = model.training_step(images, targets, seeds)["cal"]
-    assert torch.isfinite(on_range) and float(on_range) > 10 * float(loss.detach())
+    assert torch.isfinite(on_range) and float(on_range.detach()) > 10 * float(loss.detach())
+
+
+def test_segmentation_phase_positives_are_the_classes_in_the_cropped_seeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    """FMA-WSSS's ol_cls_lb: a labelled class the crop cut out of the seeds is no positive; 255 and 0 are none."""
+    from pipeline.cams.methods.fma import model as fma_model
+
+    torch.manual_seed(0)
+    descriptor = write_tiny_clip(tmp_path / "clip")
+    context = BuildContext(class_names=CLASSES, inputs={"clip": descriptor})
+    model = Fma.build(FmaParams(prompts={"context_tokens": 2}), context).train()
+    seen = []
+    monkeypatch.setattr(fma_model, "cam_activation_loss", lambda cams, classes, seeds, scale: seen.append(classes))
+    targets = torch.tensor([[1.0, 0, 1], [0, 1, 1]])  # image labels
+    seeds = torch.zeros(2, 32, 32, dtype=torch.long)
+    seeds[0, :4, :4] = 3  # image 0's crop kept class 2 only (class 0 was cropped out)
+    seeds[1, 8:, 8:] = 255  # image 1: only background and ignored pixels in the crop
+    model.training_step(torch.randn(2, 3, 32, 32), targets, seeds)
+    assert seen == [[[2], []]]
 
 
 def test_classification_phase_prompts_share_one_context_and_name_the_background(tmp_path: Path) -> None:

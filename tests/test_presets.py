@@ -129,3 +129,14 @@ def test_the_coco_preset_runs_clims_readme_coco_command() -> None:
     assert clims["suppression_threshold"] == 0.285
     training = clims["training"]
     assert (training["epochs"], training["lr"] * training["backbone_lr_scale"]) == (8, pytest.approx(5e-4))
+
+
+def test_the_fma_voc_preset_runs_fma_wsss_voc_configs(tmp_path: Path) -> None:
+    """configs/VOC/cls/infer (CAA box threshold CLIP-ES's 0.4; the seg phase's ·5thresh is 0.5), the coarse seeds'
+    pow .6 (…/ann,affed/cfg.py) and the segmentation phase's context init std 0.0125 (configs/VOC/seg/cfg.py)."""
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params_file)
+    applied, _ = apply_presets(params_file, [REPO / "presets/data_voc.yaml", REPO / "presets/fma_voc.yaml"])
+    cam = PipelineParams.model_validate(applied).cam
+    assert (cam.fma_cls.caa.box_threshold, cam.fma.caa.box_threshold) == (0.4, 0.5)
+    assert (cam.fma.coarse.alpha, cam.fma.prompts.init_std, cam.fma_cls.prompts.init_std) == (0.6, 0.0125, 0.015)

@@ -7,9 +7,13 @@
 - :func:`cam_activation`, eq. 13–15 on raw Softmax-GradCAMs (no ReLU, no normalisation), upsampled
   bilinearly to the seed map: for each present class c, on its coarse-seed pixels |max(M_c there).detach()⁺ −
   M_c| (eq. 13), on the labelled pixels of other labels (background and other classes; 255 is ignored)
-  max(M_c, 0) (eq. 14). Eq. 15 divides by |P|·HW; we follow the reference code, which divides the sum over
-  classes by the number of labelled pixels (not |P|) — the implementation notes' correction. The batch loss
-  is the mean over images; an image without labelled pixels adds 0 (no NaN).
+  max(M_c, 0) (eq. 14). Eq. 15 divides by |P|·HW. The reference (``libs/loss/cam_lb.py:CAMIntensityLoss``,
+  ``reduce='all'``) divides the batch's whole sum by Σ over its (image, positive class) pairs of the image's
+  labelled pixels: the paper's |P|·HW pooled over the batch, with 255 left out of HW. That is what runs here
+  (the implementation notes' "divided by the labelled pixels", per image and then averaged, was |P| times too
+  large). A batch without labelled pixels of a present class gives 0 (no NaN). P is the classes present in the
+  image's cropped coarse seeds (the reference's ``ol_cls_lb``), chosen by the model
+  (pipeline/cams/methods/fma/model.py).
 
 ``scale="max"`` (our choice; the paper and its code use the raw maps): each raw map is first divided by its own
 max |M_c| over the patch grid, kept in the graph, so the loss reads the map's shape and not its scale. The raw
@@ -60,16 +64,17 @@ def cam_activation_loss(
 ) -> torch.Tensor:  # fmt: skip
     """Eq. 15 over a batch: ``cams[b]`` (|P_b|, h, w) raw maps of image b's present classes ``classes[b]``
     (0-based), ``seeds`` (B, H, W) coarse seeds (class c is label c + 1); ``scale`` "raw" (eq. 13–15) or "max"
-    (each map divided by its own max |M| first, see the module docstring)."""
+    (each map divided by its own max |M| first, see the module docstring). The sum over the batch is divided by
+    Σ_b |P_b| · (labelled pixels of b), as the reference pools it."""
     if scale == "max":
         cams = [m / m.abs().amax(dim=(-2, -1), keepdim=True).clamp(min=1e-12) for m in cams]
-    losses = []
+    sums, pixels = [], 0
     for maps, present, seed in zip(cams, classes, seeds, strict=True):
         labelled = int((seed != IGNORE).sum())
         if not present or labelled == 0:
-            losses.append(maps.sum() * 0.0)
+            sums.append(maps.sum() * 0.0)
             continue
         upsampled = F.interpolate(maps[None], size=seed.shape, mode="bilinear", align_corners=False)[0]
-        total = sum(cam_activation(cam, seed, c + 1) for cam, c in zip(upsampled, present, strict=True))
-        losses.append(total / labelled)
-    return torch.stack(losses).mean()
+        sums.append(sum(cam_activation(cam, seed, c + 1) for cam, c in zip(upsampled, present, strict=True)))
+        pixels += labelled * len(present)
+    return torch.stack(sums).sum() / max(pixels, 1)

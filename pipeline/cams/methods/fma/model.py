@@ -108,6 +108,14 @@ class FmaClassification(PromptCamModel):
         return {"mcl": multi_label_contrastive(self.clip.logit_scale * embedding @ foreground.T, targets)}
 
 
+def classes_in_seeds(seeds: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(B, K) bool: class c (label c + 1) has a pixel in image b's seed map (0 and 255 are no class)."""
+    labels = seeds.flatten(1).long()
+    hits = torch.zeros(len(labels), num_classes + 2, dtype=torch.bool, device=seeds.device)
+    hits.scatter_(1, torch.where(labels <= num_classes, labels, num_classes + 1), True)
+    return hits[:, 1 : num_classes + 1]
+
+
 @CAM_METHODS.register("fma")
 class Fma(PromptCamModel):
     params_model = FmaParams
@@ -116,10 +124,13 @@ class Fma(PromptCamModel):
     def training_step(
         self, images: torch.Tensor, targets: torch.Tensor, seeds: torch.Tensor
     ) -> dict[str, torch.Tensor]:  # fmt: skip
-        """Eq. 13–15 between the raw Softmax-GradCAMs of each image's present classes and its coarse seeds."""
+        """Eq. 13–15 between the raw Softmax-GradCAMs of each image's present classes and its coarse seeds.
+
+        The present classes are those in the cropped seeds (FMA-WSSS's ``ol_cls_lb``: a labelled class the crop
+        cut out is neither a positive nor in the softmax), not the image's labels ``targets``."""
         passed = vision_pass(self.clip.visual, images)
         foreground, background = self.text()
-        present = targets > 0.5
+        present = classes_in_seeds(seeds, targets.shape[1])
         scores = softmax_scores(passed.image_embedding, foreground, background, self.clip.logit_scale, present)
         classes = [torch.nonzero(row).flatten().tolist() for row in present]
         maps: list[list[torch.Tensor]] = [[] for _ in classes]
