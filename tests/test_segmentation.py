@@ -84,6 +84,17 @@ def test_training_label_checks_name_the_file(tmp_path: Path) -> None:
             read_training_label(labels, "b.png", entry, 2)
 
 
+def test_sams_postprocessing_can_score_the_models_own_background() -> None:
+    """Four one-pixel whole masks; c1 = (0.9, 0.6, 0.3, 0.05), background = (0.1, 0.45, 0.2, 0.9)."""
+    probabilities = np.array([[[0.1, 0.45, 0.2, 0.9]], [[0.0, 0.0, 0.0, 0.0]], [[0.9, 0.6, 0.3, 0.05]]])
+    regions = index_of([[0], [1], [2], [3]], [2, 2, 2, 2], shape=(1, 4))
+    # eq. 8: S = (1, 0.647, 0.294, 0); eq. 9 (α 0.6): bg = (0, 0.535, 0.812, 1) → the third pixel is background
+    assert sams_postprocess(probabilities, PredictParams(), regions).tolist() == [[2, 2, 0, 0]]
+    # the model's background scored like a class: (0, 0.4375, 0.125, 1) → the third pixel keeps c1
+    model = PredictParams(sams={"background": "model"})
+    assert sams_postprocess(probabilities, model, regions).tolist() == [[2, 2, 2, 0]]
+
+
 @pytest.mark.parametrize(("network", "encoder"), [("deeplabv3plus", "resnet18"), ("deeplabv3", "resnet10")])
 def test_networks_give_logits_at_the_input_size(network: str, encoder: str) -> None:
     model = build_segmenter(SegmenterParams(network=network, encoder=encoder), 21).eval()

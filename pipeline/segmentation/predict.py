@@ -41,11 +41,14 @@ def multiscale_probabilities(
 
 
 def sams_postprocess(probabilities: np.ndarray, params: PredictParams, regions) -> np.ndarray:
-    """FMA-WSSS §4.4: SAMS with the probabilities of the predicted classes as scores."""
+    """FMA-WSSS §4.4: SAMS with the probabilities of the predicted classes as scores; with ``sams.background:
+    model`` the model's own background probability is scored like a class (as the reference scores its
+    segmenter's background channel), else eq. 9's (1 − max_c S^c)^α."""
     present = [int(c) - 1 for c in np.unique(probabilities.argmax(axis=0)) if c > 0]
     if not present:
         return np.zeros(probabilities.shape[1:], dtype=np.uint8)
-    return sams_seeds(probabilities[[c + 1 for c in present]], present, params.sams, regions)
+    foreground = probabilities[[c + 1 for c in present]]
+    return sams_seeds(foreground, present, params.sams, regions, background=probabilities[0])
 
 
 class PredictJob(LabelJob):
