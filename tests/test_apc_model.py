@@ -9,12 +9,35 @@ from pipeline.cams.methods.apc.model import Apc, MultiLevelDecoder, patch_labels
 from pipeline.cams.methods.apc.params import ApcParams
 
 
-def test_patch_labels_take_the_argmax_over_background_and_the_labelled_classes() -> None:
-    # one image, 2 patches; channels: background, class 0, class 1
-    probabilities = torch.tensor([[0.2, 0.7, 0.1], [0.3, 0.3, 0.4]]).T.reshape(1, 3, 1, 2)
-    assert patch_labels(probabilities, torch.tensor([[1.0, 1.0]])).tolist() == [[[1, 2]]]
-    # class 1 not in the image: the second patch falls to the background (0.3 ≥ 0.3, first wins), never to 1
-    assert patch_labels(probabilities, torch.tensor([[1.0, 0.0]])).tolist() == [[[1, 0]]]
+def test_patch_labels_are_the_labels_extraction_makes_from_z() -> None:
+    """Per-channel max normalisation, then the argmax over the background and the labelled classes."""
+    # one image, 3 patches; channels: background, class 0
+    probabilities = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.55, 0.45]]).T.reshape(1, 2, 1, 3)
+    # raw argmax: 0, 0, 0; normalised: background (1, 0.667, 0.611), class 0 (0.222, 0.889, 1)
+    assert patch_labels(probabilities, torch.tensor([[1.0]])).tolist() == [[[0, 1, 1]]]
+
+
+def test_patch_labels_never_take_a_class_the_image_does_not_hold() -> None:
+    # channels: background, class 0, class 1; normalised: bg (1, 0.5), c0 (1, 0.5), c1 (0.25, 1)
+    probabilities = torch.tensor([[0.4, 0.4, 0.1], [0.2, 0.2, 0.4]]).T.reshape(1, 3, 1, 2)
+    assert patch_labels(probabilities, torch.tensor([[1.0, 1.0]])).tolist() == [[[0, 2]]]  # ties: the first
+    assert patch_labels(probabilities, torch.tensor([[1.0, 0.0]])).tolist() == [[[0, 0]]]
+
+
+def test_the_decoder_reads_no_label_on_the_val_split() -> None:
+    """Extraction lists every class for a decoder on val: its softmax over all K + 1, not the labelled ones."""
+    from pipeline.cams.extract import extraction_classes
+    from pipeline.cams.params import CamInferenceParams
+
+    decoder_val = CamInferenceParams(head="decoder", split="val")
+    assert extraction_classes((2,), decoder_val, 4) == [0, 1, 2, 3]
+    assert extraction_classes((2,), CamInferenceParams(head="decoder"), 4) == [2]  # train: the weak labels
+    assert extraction_classes((2,), CamInferenceParams(split="val"), 4) == [2]  # CAMs are per labelled class
+    torch.manual_seed(0)
+    model = Apc(ApcParams(), 3, pretrained=False).eval()
+    images = torch.randn(1, 3, 32, 32)
+    _, levels = model.network.backbone.levels(images, model.params.decoder_levels)
+    torch.testing.assert_close(model.infer_decoder(images, [0, 1, 2]), model.decoder(levels).softmax(dim=1))
 
 
 def test_decoder_fuses_levels_into_class_and_background_logits_per_patch() -> None:

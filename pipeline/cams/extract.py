@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from pipeline.cams.contract import CamMethod
 from pipeline.cams.inputs import inputs_settings
-from pipeline.cams.params import CamParams
+from pipeline.cams.params import CamInferenceParams, CamParams
 from pipeline.cams.registry import CAM_METHODS
 from pipeline.cams.store import CamStoreWriter
 from pipeline.cams.train import describe_backbone, load_cam_method
@@ -39,6 +39,15 @@ def multiscale_cam(
     total, _ = multiscale_sum(lambda batch: F.relu(infer(batch, classes)), image, scales, flip, model.size_multiple)
     total = total.detach()
     return total / (total.amax(dim=(1, 2), keepdim=True) + 1e-5)
+
+
+def extraction_classes(labels: tuple[int, ...], inference: CamInferenceParams, num_classes: int) -> list[int]:
+    """The classes whose maps an image gets: its labels, except for a segmentation decoder on the val split,
+    which reads no label there (every class: its label-free softmax, so no val figure leans on the ground truth
+    labels)."""
+    if inference.head == "decoder" and inference.split == "val":
+        return list(range(num_classes))
+    return list(labels)
 
 
 def inference_settings(cam: CamParams) -> dict:
@@ -80,7 +89,7 @@ class CamJob(ImageJob):
     def compute(self, image_id: str) -> None:
         entry, inference, model = self.by_id[image_id], self.cam.inference, self.model
         image = to_tensor(load_image(self.manifest, entry), (model.input_mean, model.input_std)).to(self.torch_device)
-        classes = list(entry.labels)
+        classes = extraction_classes(entry.labels, inference, len(self.manifest.classes))
         cams = multiscale_cam(model, image, classes, inference.scales, inference.flip, inference.head)
         self.store.write(entry.id, cams.cpu().numpy(), classes, self.background)
 

@@ -16,9 +16,11 @@ Where the paper is silent we chose, and say why:
   describes): the outputs of ``decoder_levels`` ViT blocks evenly spaced up to the last, each projected to
   ``decoder_width`` channels by a linear layer, concatenated, fused by a linear layer + BatchNorm + ReLU, and
   classified into the K classes and the background per patch; logits upsampled bilinearly to the pixels.
-- L_seg's target: the argmax of Z over the background and the image's labelled classes (ViT-PCM's pseudo label:
-  Z times the label vector), detached — a class the image does not hold is never taught to the decoder; each
-  patch's label covers its pixels (nearest upsampling), as the paper says.
+- L_seg's target: the labels extraction makes from Z (ViT-PCM's pseudo label): each channel of the background
+  and the image's labelled classes divided by its max over the image's patches, then the argmax, detached — a
+  class the image does not hold is never taught to the decoder, and the decoder learns the labels the pipeline
+  evaluates (the raw argmax differs: Z = (0.9, 0.1), (0.6, 0.4), (0.55, 0.45) gives 0, 0, 0 raw but 0, 1, 1
+  normalised); each patch's label covers its pixels (nearest upsampling), as the paper says.
 - The contrast runs over each image's labelled classes, on ordered pairs; see the contrast module.
 """
 
@@ -58,9 +60,11 @@ class MultiLevelDecoder(nn.Module):
 
 
 def patch_labels(probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(B, K + 1, h, w) Z and (B, K) image labels → (B, h, w) argmax over the background and labelled classes."""
+    """(B, K + 1, h, w) Z and (B, K) image labels → (B, h, w) argmax over the background and labelled classes of
+    Z with each channel divided by its max over the image (the per-channel normalisation extraction applies)."""
     allowed = background_targets(targets).bool()[:, :, None, None]
-    return probabilities.masked_fill(~allowed, -1.0).argmax(dim=1)
+    normalised = probabilities / probabilities.amax(dim=(2, 3), keepdim=True).clamp(min=1e-12)
+    return normalised.masked_fill(~allowed, -1.0).argmax(dim=1)
 
 
 @CAM_METHODS.register("apc")
@@ -114,7 +118,9 @@ class Apc(PatchClassifierMethod):
     @torch.no_grad()
     def infer_decoder(self, images: torch.Tensor, classes: list[int]) -> torch.Tensor:
         """The decoder's softmax over the background and the listed classes (B, 1 + k, h, w): APC's own
-        single-stage labels are its argmax (``seeds.threshold.background: model``)."""
+        single-stage labels are its argmax (``seeds.threshold.background: model``). Listing every class is the
+        label-free path (the softmax over all K + 1): extraction takes it on the val split
+        (:func:`pipeline.cams.extract.extraction_classes`)."""
         _, levels = self.network.backbone.levels(images, self.params.decoder_levels)
         logits = self.decoder(levels)[:, [0, *(c + 1 for c in classes)]]
         return logits.softmax(dim=1)
