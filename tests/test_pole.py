@@ -35,9 +35,17 @@ def test_eq6_takes_the_candidate_of_highest_cosine_among_the_real_ones() -> None
 
 
 def test_candidates_put_the_ground_truth_name_first_and_list_each_word_once() -> None:
-    words = selection.candidate_words(("diningtable", "cat"), {"diningtable": ["diningtable", "table", "table"],
-                                                               "cat": ["cat", "kitten"]}, {"cat": "kitty"})  # fmt: skip
-    assert words == {"diningtable": ["dining table", "table"], "cat": ["kitty", "kitten"]}
+    synonyms = {"diningtable": ["diningtable", "table", "table"], "cat": ["cat", "kitten"]}
+    words = selection.candidate_words(("diningtable", "cat"), synonyms, {"cat": "kitty"}, None)
+    assert words == {"diningtable": ["dining table", "table"], "cat": ["cat", "kitty", "kitten"]}
+
+
+def test_poles_candidates_are_four_with_the_name_and_person_is_one() -> None:
+    """POLE's chosen prompts for person were player, people, person, human (implementation notes): the name is a
+    candidate beside CLIMS's "player", and the four include it."""
+    synonyms = {"person": ["people", "human", "man", "individual"]}
+    words = selection.candidate_words(("person",), synonyms, {"person": "player"}, 4)
+    assert words == {"person": ["person", "player", "people", "human"]}
 
 
 class ToyClip:
@@ -71,7 +79,8 @@ def test_selection_masks_the_image_by_the_cam_and_picks_the_word_of_what_it_cove
     cams = write_store(tmp_path, {"a": (right, [0]), "b": (left, [0])}, {})
     synonyms = tmp_path / "synonyms.json"
     synonyms.write_text(json.dumps({"synonyms": {"cat": ["cat", "kitten"], "dog": ["dog"]}}))
-    request = {"method": "pole", "template": "a photo of {}.", "class_words": {}, "cams": "cams.zarr.zip"}
+    request = {"method": "pole", "template": "a photo of {}.", "class_words": {}, "cams": "cams.zarr.zip",
+               "candidates": None}
     out, stats_out = tmp_path / "prompts.json", tmp_path / "stats.json"
     assert cams == tmp_path / "cams.zarr.zip"
     stats = selection.select_prompts(request, manifest, tmp_path, synonyms, tmp_path / "clip.json",
@@ -141,7 +150,7 @@ def test_pole_requests_the_first_phases_cams_and_a_selection_but_no_seeds() -> N
     assert request["training"]["method"] == "cam" and request["seeding"]["method"] == "none"
     assert request["inference"] == {"method": "cam", "scales": [1.0, 0.5, 1.5, 2.0], "flip": True}
     assert request["selection"] == {"method": "pole", "template": "a photo of {}.", "class_words": {},
-                                    "cams": "artifacts/coarse/cams.zarr.zip"}  # fmt: skip
+                                    "cams": "artifacts/coarse/cams.zarr.zip", "candidates": None}  # fmt: skip
     clims = coarse_request(PipelineParams.model_validate({"cam": {"method": "clims"}}))
     assert clims["selection"]["method"] == clims["inference"]["method"] == "none"
 

@@ -39,7 +39,8 @@ def coarse_request(params: PipelineParams) -> dict[str, dict[str, Any]]:
             "inference": {"method": method, "scales": list(selection.scales), "flip": selection.flip},
             "seeding": no_seeds,
             "selection": {"method": params.cam.method, "template": selection.template,
-                          "class_words": params.cam.selected().class_words, "cams": selection.cams},
+                          "class_words": params.cam.selected().class_words, "cams": selection.cams,
+                          "candidates": selection.candidates},
         }  # fmt: skip
     if "coarse_seeds" not in selected.extra_inputs:
         return {"training": training, "inference": no_seeds, "seeding": no_seeds, "selection": no_selection}

@@ -21,12 +21,17 @@ class SynonymSelectionParams(Strict):
     split at ``scales`` (and flips), normalised to [0, 1] per class. ``cams`` may name any other CAM store of the
     train split instead — any registered method's, e.g. a CLIP-ES run's ``artifacts/cams.zarr.zip`` kept with
     ``dvc add`` — a path inside the repository (a DVC dependency of ``select_prompts``); ``prompts.json``
-    records which method made it. ``template`` is the paper's (lower-cased)."""
+    records which method made it. ``template`` is the paper's (lower-cased).
+
+    ``candidates``: how many words each class may choose from, its ground-truth name included (the class's
+    natural name first, then its ``class_words`` word, e.g. CLIMS's "player" for person, then the vocab stage's
+    synonyms). The paper's best setting counts 4 with the name (presets); null keeps every synonym."""
 
     template: str = "a photo of {}."
     scales: Scales = (1.0, 0.5, 1.5, 2.0)
     flip: bool = True
     cams: str = FIRST_PHASE_CAMS
+    candidates: int | None = Field(None, ge=1)
 
     @field_validator("cams")
     @classmethod

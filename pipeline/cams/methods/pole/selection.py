@@ -5,8 +5,9 @@ the first phase's CAMs (plain CAM at its multi-scale inference, normalised to [0
 store named by ``selection.cams`` — in CLIP's input space (:func:`pipeline.cams.frozen_clip.masked_views`:
 [0, 1] RGB, CLIP's normalisation, no uint8 overflow — the reference script's two bugs); CLIP embeds M_k and
 the candidate prompts "a photo of {w}." for w in the class's candidates — its ground-truth name (the natural
-name, or ``class_words``) then the vocab stage's synonyms — and the candidate of highest cosine (eq. 6) is the
-image's prompt for k. The softmax the reference takes over those cosines does not change the argmax.
+name), its ``class_words`` word, then the vocab stage's synonyms, ``selection.candidates`` of them — and the
+candidate of highest cosine (eq. 6) is the image's prompt for k. The softmax the reference takes over those
+cosines does not change the argmax.
 
 Output (``artifacts/coarse/prompts.json``, DVC-tracked): the candidates per class, the baseline method, and the
 chosen word per image and class; ``prompt_stats.json``: how often each candidate won, per class, and the
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 
 from pipeline.cams.frozen_clip import masked_views, prompt_words
 from pipeline.cams.store import CamStore
+from pipeline.clip.corpus import class_prompt_name
 from pipeline.clip.models import Clip, load_clip
 from pipeline.clip.vision import encode_image
 from pipeline.data.loading import load_image
@@ -33,15 +35,18 @@ from pipeline.io import inside, write_json
 from pipeline.tracking import progress
 
 
-def candidate_words(class_names: tuple[str, ...], synonyms: dict[str, list[str]], class_words: dict[str, str]):
-    """Per class: its ground-truth prompt word first, then its synonyms (each once, the class name skipped)."""
+def candidate_words(
+    class_names: tuple[str, ...], synonyms: dict[str, list[str]], class_words: dict[str, str], size: int | None
+) -> dict[str, list[str]]:  # fmt: skip
+    """Per class: its ground-truth name first, then its ``class_words`` word, then its synonyms (each once),
+    the first ``size`` of them (all with None)."""
     out = {}
     for name in class_names:
-        words = [prompt_words(name, class_words)]
-        for word in synonyms.get(name, []):
+        words = [class_prompt_name(name)]
+        for word in [prompt_words(name, class_words), *synonyms.get(name, [])]:
             if word != name and word not in words:
                 words.append(word)
-        out[name] = words
+        out[name] = words[:size]
     return out
 
 
@@ -79,7 +84,7 @@ def select_prompts(request: dict[str, Any], manifest: Manifest, root: Path, syno
     (inside ``root``, the repository); the statistics into ``stats_out``."""
     class_names = tuple(manifest.classes)
     candidates = candidate_words(
-        class_names, json.loads(Path(synonyms).read_text())["synonyms"], request["class_words"]
+        class_names, json.loads(Path(synonyms).read_text())["synonyms"], request["class_words"], request["candidates"]
     )
     clip = load_clip(clip_descriptor, device)
     table, valid = candidate_table(clip, request["template"], candidates, class_names)
