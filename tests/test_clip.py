@@ -62,15 +62,37 @@ def test_affinity_averages_the_last_blocks_symmetrises_and_raises_to_the_power()
 
 def test_box_mask_is_the_union_of_the_regions_bounding_boxes() -> None:
     cam = torch.zeros(6, 6)
-    cam[0, 0], cam[1, 1] = 1.0, 0.6  # not 4-connected: two boxes of one pixel each
     cam[3:5, 3] = 0.9
     cam[4, 4] = 0.8  # an L shape: its box is 3:5 × 3:5
+    cam[0, 0] = 1.0
     cam[5, 0] = 0.3  # below 0.4 × max
     expected = torch.zeros(6, 6)
-    expected[0, 0] = expected[1, 1] = 1.0
+    expected[0, 0] = 1.0
     expected[3:5, 3:5] = 1.0
     assert torch.equal(caa.box_mask(cam, 0.4), expected)
     assert not caa.box_mask(torch.zeros(3, 3), 0.4).any()
+
+
+def test_box_mask_follows_clip_es_contours_and_clamped_exclusive_box_ends() -> None:
+    """CLIP-ES's scoremap2bbox: OpenCV's contours join a diagonal pair of cells into one box; a box end is
+    clamped to W − 1 / H − 1 and the slice excludes it, so the last row and column never enter the mask."""
+    diagonal = torch.zeros(6, 6)
+    diagonal[1, 1] = diagonal[2, 2] = 1.0
+    expected = torch.zeros(6, 6)
+    expected[1:3, 1:3] = 1.0  # one 2 × 2 box (4-connected labelling gave two single cells)
+    assert torch.equal(caa.box_mask(diagonal, 0.4), expected)
+
+    corner = torch.zeros(5, 5)
+    corner[2:, 3:] = 1.0  # a region touching the right and bottom borders
+    expected = torch.zeros(5, 5)
+    expected[2:4, 3:4] = 1.0  # rows 2..3, column 3: row 4 and column 4 are never in the mask
+    assert torch.equal(caa.box_mask(corner, 0.4), expected)
+
+    quantised = torch.zeros(4, 4)
+    quantised[1, 1], quantised[2, 2] = 1.0, 0.40  # uint8 255 and 102; OpenCV keeps only > int(0.4 · 255) = 102
+    expected = torch.zeros(4, 4)
+    expected[1, 1] = 1.0
+    assert torch.equal(caa.box_mask(quantised, 0.4), expected)
 
 
 def test_refine_masks_the_affinity_columns_and_min_max_normalises() -> None:
