@@ -140,3 +140,13 @@ def test_the_fma_voc_preset_runs_fma_wsss_voc_configs(tmp_path: Path) -> None:
     cam = PipelineParams.model_validate(applied).cam
     assert (cam.fma_cls.caa.box_threshold, cam.fma.caa.box_threshold) == (0.4, 0.5)
     assert (cam.fma.coarse.alpha, cam.fma.prompts.init_std, cam.fma_cls.prompts.init_std) == (0.6, 0.0125, 0.015)
+
+
+@pytest.mark.parametrize("preset", ["usage_deit", "cam_deit"])
+def test_deit_presets_scale_the_learning_rate_as_mctformer_does(preset: str) -> None:
+    """MCTformer (USAGE's nearest code): lr = 5e-4 × batch × world size / 512: 6.25e-5 at batch 64 on one GPU."""
+    import yaml
+
+    cam = yaml.safe_load((REPO / f"presets/{preset}.yaml").read_text())["cam"]
+    training = cam[cam["method"]]["training"]
+    assert training["lr"] == pytest.approx(5e-4 * training["batch_size"] / 512)
