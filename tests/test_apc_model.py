@@ -59,3 +59,17 @@ def test_training_step_returns_the_three_weighted_terms_of_eq_7() -> None:
     assert weighted["segmentation"] == pytest.approx(0.02 * unit["segmentation"])
     assert weighted["contrast"] == pytest.approx(0.01 * unit["contrast"])
     assert unit["segmentation"] > 0
+
+
+def test_only_the_vits_last_blocks_learn_with_trainable_blocks() -> None:
+    """ViT-PCM's fine-tuning: the last N blocks (and the final norm) of the ViT, the heads; nothing earlier."""
+    torch.manual_seed(0)
+    model = Apc(ApcParams(trainable_blocks=1), 3, pretrained=False).train()
+    vit = model.network.backbone.vit
+    learning = {name for name, p in vit.named_parameters() if p.requires_grad}
+    last = len(vit.blocks) - 1
+    assert learning == {n for n, _ in vit.named_parameters() if n.startswith((f"blocks.{last}.", "norm."))}
+    losses = model.training_step(torch.randn(2, 3, 32, 32), torch.tensor([[1.0, 0, 0], [0, 1, 1]]))
+    sum(losses.values()).backward()
+    assert vit.blocks[0].attn.qkv.weight.grad is None and vit.blocks[last].attn.qkv.weight.grad is not None
+    assert all(p.requires_grad for p in Apc(ApcParams(), 3, pretrained=False).network.backbone.vit.parameters())

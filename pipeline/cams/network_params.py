@@ -96,7 +96,9 @@ class PatchClassifierParams(CamMethodParams):
     Schedule (both papers: Adam at 1e-3 for two epochs, then 1e-4): every group trains at its rate for
     ``high_lr_epochs``, then at ``later_lr_scale`` times it, after a linear warm-up over ``warmup_fraction`` of
     the steps. ``frozen_backbone_epochs`` keeps the ViT fixed at first (ViT-PCM trained only the new heads in
-    its first epoch; neither paper says so, hence 0).
+    its first epoch; neither paper says so, hence 0). ``trainable_blocks``: only the ViT's last N blocks (and its
+    final norm) ever learn, the rest stays at its pretrained weights (ViT-PCM's code: its 1e-3 phase with the
+    backbone frozen, then the last 5 blocks unfrozen; presets/apc_vitb16.yaml, pcc_vitb16.yaml); null: all.
     """
 
     vit: ViTBackboneParams = ViTBackboneParams()
@@ -106,6 +108,7 @@ class PatchClassifierParams(CamMethodParams):
     high_lr_epochs: int = Field(2, ge=0)
     later_lr_scale: float = Field(0.1, gt=0, le=1)
     frozen_backbone_epochs: int = Field(0, ge=0)
+    trainable_blocks: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _crop_fits_patches(self) -> PatchClassifierParams:

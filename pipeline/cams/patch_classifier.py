@@ -149,6 +149,16 @@ class PatchNetwork(nn.Module):
         return refined, self.classifier(refined)
 
 
+def freeze_early_blocks(vit: nn.Module, trainable: int | None) -> None:
+    """Only the last ``trainable`` blocks of a timm ViT and its final norm keep ``requires_grad`` (None: all)."""
+    if trainable is None:
+        return
+    kept = [*vit.blocks[max(0, len(vit.blocks) - trainable) :], vit.norm]
+    learning = {id(p) for module in kept for p in module.parameters()}
+    for parameter in vit.parameters():
+        parameter.requires_grad_(id(parameter) in learning)
+
+
 class PatchClassifierMethod(CamModel):
     """What APC and PCC share as CAM methods: the ViT's normalisation and patch size, the step schedule, and
     CAMs from the patch probabilities. Subclasses set ``self.network`` (a :class:`PatchNetwork`) and
@@ -161,6 +171,7 @@ class PatchClassifierMethod(CamModel):
     def adopt_backbone(self) -> None:
         backbone = self.network.backbone
         self.size_multiple, self.input_mean, self.input_std = backbone.size_multiple, backbone.mean, backbone.std
+        freeze_early_blocks(backbone.vit, self.params.trainable_blocks)
 
     def lr_schedule(self, group: str, training: CamTrainingParams, steps_per_epoch: int) -> Callable[[int], float]:
         frozen = self.params.frozen_backbone_epochs if group == "backbone" else 0
