@@ -8,6 +8,7 @@ and right, and crops the output back, at any scale.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -55,6 +56,30 @@ def multiscale_sum(
         outputs = padded_forward(fn, batch, multiple)
         if flip:
             outputs = torch.stack([outputs[0], outputs[1].flip(-1)])
+        outputs = F.interpolate(outputs, size=(height, width), mode="bilinear", align_corners=False).sum(dim=0)
+        total = outputs if total is None else total + outputs
+        views += len(batch)
+    return total, views
+
+
+def stretched_sum(
+    fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, scales: tuple[float, ...], flip: bool,
+    multiple: int = 1,
+) -> tuple[torch.Tensor, int]:  # fmt: skip
+    """CLIP-ES's views (``generate_cams_voc12.py``): each scaled image stretched (bicubic, antialiased, as PIL
+    resizes) to sides rounded up to multiples of ``multiple``; each output map divided by its own max at the
+    network's resolution, then resized (bilinear, as ``cv2.resize``) to the image's H × W. Returns ((C, H, W)
+    sum, number of views summed): one view's map is the reference's own."""
+    height, width = image.shape[-2:]
+    total, views = None, 0
+    for scale in scales:
+        size = tuple(max(1, math.ceil(side * scale / multiple)) * multiple for side in (height, width))
+        scaled = F.interpolate(image[None], size=size, mode="bicubic", align_corners=False, antialias=True)
+        batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
+        outputs = fn(batch)
+        if flip:
+            outputs = torch.stack([outputs[0], outputs[1].flip(-1)])
+        outputs = outputs / outputs.amax(dim=(-2, -1), keepdim=True).clamp(min=1e-5)
         outputs = F.interpolate(outputs, size=(height, width), mode="bilinear", align_corners=False).sum(dim=0)
         total = outputs if total is None else total + outputs
         views += len(batch)

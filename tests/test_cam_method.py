@@ -100,6 +100,29 @@ def test_multiscale_sum_counts_views_and_flips_back() -> None:
     assert views == 3 and total.shape == (1, 3, 4)
 
 
+def test_stretched_views_are_clip_es_resized_inputs_normalised_before_upsampling() -> None:
+    """CLIP-ES: a 20 × 30 image is stretched to 32 × 32 (sides rounded up to 16), the network's 2 × 2 map divided
+    by its max there, then resized bilinearly to 20 × 30; padding instead shows the network a 32 × 32 input
+    holding the image in its top-left 20 × 30 and re-normalises after upsampling."""
+    import torch.nn.functional as F
+
+    from pipeline.tta import stretched_sum
+
+    seen = []
+
+    def network(batch: torch.Tensor) -> torch.Tensor:  # a 16-pixel patch grid: the mean of each patch's first channel
+        seen.append(tuple(batch.shape[-2:]))
+        return F.avg_pool2d(batch[:, :1], 16) + 1.0
+
+    image = torch.rand(3, 20, 30)
+    total, views = stretched_sum(network, image, (1.0,), flip=False, multiple=16)
+    assert seen == [(32, 32)] and views == 1
+    stretched = F.interpolate(image[None], size=(32, 32), mode="bicubic", align_corners=False, antialias=True)
+    grid = network(stretched)
+    expected = F.interpolate(grid / grid.amax(), size=(20, 30), mode="bilinear", align_corners=False)[0]
+    torch.testing.assert_close(total, expected)
+
+
 def test_padded_forward_crops_back_what_the_network_saw() -> None:
     """A coarse (stride 4) network on a 6×10 input padded to 8×12: the output is resized to 8×12 and cropped."""
     from pipeline.tta import padded_forward
@@ -128,3 +151,14 @@ def test_cams_of_voc_sized_images(backbone: str, shape: tuple[int, int]) -> None
     cams = multiscale_cam(model, torch.rand(3, *shape), [0, 2], (1.0, 0.5), True)
     assert cams.shape == (2, *shape)
     assert float(cams.min()) >= 0 and float(cams.amax(dim=(1, 2)).max()) <= 1.0
+
+
+def test_fmas_coarse_cams_follow_the_inference_fit() -> None:
+    """The coarse CAMs of FMA's first phase are extracted as the main CAMs are (the request names a stretch)."""
+    from pipeline.cams.coarse_request import coarse_request
+    from pipeline.params import PipelineParams
+
+    padded = coarse_request(PipelineParams.model_validate({"cam": {"method": "fma"}}))["inference"]
+    assert "fit" not in padded  # the request of every existing run is unchanged
+    stretched = PipelineParams.model_validate({"cam": {"method": "fma", "inference": {"fit": "stretch"}}})
+    assert coarse_request(stretched)["inference"]["fit"] == "stretch"

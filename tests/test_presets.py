@@ -150,3 +150,13 @@ def test_deit_presets_scale_the_learning_rate_as_mctformer_does(preset: str) -> 
     cam = yaml.safe_load((REPO / f"presets/{preset}.yaml").read_text())["cam"]
     training = cam[cam["method"]]["training"]
     assert training["lr"] == pytest.approx(5e-4 * training["batch_size"] / 512)
+
+
+@pytest.mark.parametrize("preset", ["clip_es_voc", "clip_es_coco", "fma_voc", "fma_coco"])
+def test_clip_es_and_fma_presets_extract_as_their_code_does(preset: str, tmp_path: Path) -> None:
+    """generate_cams_voc12.py resizes each image to sides rounded up to 16 (bicubic) and normalises before
+    upsampling; FMA-WSSS's inference resizes up to a multiple of 16 as well."""
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params_file)
+    applied, _ = apply_presets(params_file, [REPO / "presets/data_voc.yaml", REPO / f"presets/{preset}.yaml"])
+    assert PipelineParams.model_validate(applied).cam.inference.fit == "stretch"

@@ -3,7 +3,7 @@
 A method whose params name a ``coarse_method`` (FMA's segmentation phase: ``fma_cls``) is trained on that
 method's coarse seeds. Three cached stages make them, each depending on one request file written here, so each
 reruns only when what it reads changed: ``train_coarse`` (``training.json``: the first method, its params, its
-inputs' digests, the seed), ``coarse_cams`` (``inference.json``: scales, flip) and ``coarse_seeds``
+inputs' digests, the seed), ``coarse_cams`` (``inference.json``: scales, flip, ``fit``) and ``coarse_seeds``
 (``seeding.json``: SAMS's t_r and α); POLE's ``select_prompts`` reads ``selection.json`` (template, class
 words) and the first phase's CAMs instead of seeds. For every other method the files say ``none``, so
 switching among them never reruns the first phase; a change to the second phase's own params never does either.
@@ -47,7 +47,12 @@ def coarse_request(params: PipelineParams) -> dict[str, dict[str, Any]]:
     coarse = params.cam.selected().coarse
     return {
         "training": training,
-        "inference": {"method": method, "scales": list(coarse.scales), "flip": coarse.flip},
+        "inference": {
+            "method": method,
+            "scales": list(coarse.scales),
+            "flip": coarse.flip,
+            **({"fit": params.cam.inference.fit} if params.cam.inference.fit != "pad" else {}),
+        },
         "seeding": {"method": method, "t_r": coarse.t_r, "alpha": coarse.alpha},
         "selection": no_selection,
     }

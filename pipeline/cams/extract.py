@@ -19,15 +19,17 @@ from pipeline.data.manifest import MANIFEST_NAME, Manifest
 from pipeline.execution.chunks import ImageJob, run_images
 from pipeline.execution.params import ExecutionParams
 from pipeline.io import fingerprint, publish_zip, work_directory
-from pipeline.tta import multiscale_sum
+from pipeline.tta import multiscale_sum, stretched_sum
 
 
 def multiscale_cam(
     model: CamMethod, image: torch.Tensor, classes: list[int], scales: tuple[float, ...], flip: bool,
-    head: str = "cams",
+    head: str = "cams", fit: str = "pad",
 ) -> torch.Tensor:  # fmt: skip
     """Σ over scales (and flips) of ReLU(CAM) resized to the image, divided by each class's max; ``head``
-    ``decoder`` takes the maps from the method's ``infer_decoder`` instead of ``infer_cams``.
+    ``decoder`` takes the maps from the method's ``infer_decoder`` instead of ``infer_cams``; ``fit``
+    ``stretch`` takes CLIP-ES's views instead (:func:`pipeline.tta.stretched_sum`: each view's maps normalised
+    before upsampling, their mean returned).
 
     ``image`` is normalised as the model expects; each view is padded to the model's ``size_multiple``
     (:func:`pipeline.tta.multiscale_sum`). Returns (len(classes), H, W) in [0, 1], after the background map
@@ -36,6 +38,9 @@ def multiscale_cam(
     if not classes:  # an image kept as a negative (data.no_foreground: keep): all background
         return torch.ones(int(model.has_background), *image.shape[-2:], device=image.device)
     infer = model.infer_decoder if head == "decoder" else model.infer_cams
+    if fit == "stretch":
+        total, views = stretched_sum(lambda b: F.relu(infer(b, classes)), image, scales, flip, model.size_multiple)
+        return total.detach() / views
     total, _ = multiscale_sum(lambda batch: F.relu(infer(batch, classes)), image, scales, flip, model.size_multiple)
     total = total.detach()
     return total / (total.amax(dim=(1, 2), keepdim=True) + 1e-5)
@@ -51,9 +56,11 @@ def extraction_classes(labels: tuple[int, ...], inference: CamInferenceParams, n
 
 
 def inference_settings(cam: CamParams) -> dict:
-    """The inference params, ``head`` left out at its default (the keys of CAM stores made before there was a
-    choice of head stay valid, and so does DVC's run-cache)."""
-    return cam.inference.model_dump(mode="json", exclude={"head"} if cam.inference.head == "cams" else set())
+    """The inference params, ``head`` and ``fit`` left out at their defaults (the keys of CAM stores made before
+    there was a choice stay valid, and so does DVC's run-cache)."""
+    defaults = {"head": "cams", "fit": "pad"}
+    inference = cam.inference.model_dump(mode="json")
+    return {key: value for key, value in inference.items() if defaults.get(key, object()) != value}
 
 
 def cam_inputs_key(manifest_dir: Path, checkpoint: Path, cam: CamParams) -> str:
@@ -90,7 +97,7 @@ class CamJob(ImageJob):
         entry, inference, model = self.by_id[image_id], self.cam.inference, self.model
         image = to_tensor(load_image(self.manifest, entry), (model.input_mean, model.input_std)).to(self.torch_device)
         classes = extraction_classes(entry.labels, inference, len(self.manifest.classes))
-        cams = multiscale_cam(model, image, classes, inference.scales, inference.flip, inference.head)
+        cams = multiscale_cam(model, image, classes, inference.scales, inference.flip, inference.head, inference.fit)
         self.store.write(entry.id, cams.cpu().numpy(), classes, self.background)
 
 
@@ -107,7 +114,8 @@ def extract_cams(
         work, {"classes": list(manifest.classes), "method": cam.method, "backbone": describe_backbone(cam),
                "inputs_key": key, **({"background": True} if background else {}), "split": cam.inference.split,
                "scales": list(cam.inference.scales), "flip": cam.inference.flip,
-               **({"head": "decoder"} if cam.inference.head == "decoder" else {})},
+               **({"head": "decoder"} if cam.inference.head == "decoder" else {}),
+               **({"fit": cam.inference.fit} if cam.inference.fit != "pad" else {})},
     )  # fmt: skip
     ids = [entry.id for entry in manifest.entries(cam.inference.split)]
     counts = run_images(stage, CamJob(key, work, manifest_dir, cam, checkpoint, device), ids, execution)

@@ -28,12 +28,16 @@ CAM_PARAMS: Registry[type[BaseModel]] = Registry("CAM method", selected_by="cam"
 
 class CamInferenceParams(Strict):
     """``head``: the maps come from the method's CAM head, or from its segmentation decoder (a single-stage
-    method's own labels: APC's)."""
+    method's own labels: APC's). ``fit``: how a scaled view meets the network's side multiple — ``pad``
+    (zero-padded bottom/right, the maps re-normalised after upsampling and summing) or ``stretch`` (CLIP-ES's and
+    FMA-WSSS's code: resized, bicubic, to sides rounded up to the multiple, each map normalised at the network's
+    resolution before it is upsampled; :func:`pipeline.tta.stretched_sum`)."""
 
     scales: Scales = (1.0, 0.5, 1.5, 2.0)
     flip: bool = True
     split: Literal["train", "val"] = "train"
     head: Literal["cams", "decoder"] = "cams"
+    fit: Literal["pad", "stretch"] = "pad"
 
 
 class CamParams(MethodChoice):
