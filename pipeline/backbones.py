@@ -90,14 +90,20 @@ class FeatureBackbone(nn.Module):
         """The stochastic-depth modules, shallowest first."""
         return [m for m in self.modules() if isinstance(m, StochasticDepth)]
 
+    def drop_path_blocks(self) -> list[list[StochasticDepth]]:
+        """The stochastic-depth modules grouped by the block they share a rate in (a ResNet block has one)."""
+        return [[module] for module in self.drop_paths()]
+
     def dropouts(self) -> list[nn.Dropout]:
         return [m for m in self.modules() if isinstance(m, nn.Dropout)]
 
     def set_adjustment(self, drop_path: float, dropout: float) -> None:
-        """Set the drop-path rate (the deepest block's; shallower ones scale linearly down) and dropout rate."""
-        paths = self.drop_paths()
-        for depth, module in enumerate(paths):
-            module.p = drop_path * depth / max(1, len(paths) - 1)
+        """Set the drop-path rate (the deepest block's; shallower blocks scale linearly down to 0, timm's
+        ``linspace(0, rate, depth)``, both sub-layers of a ViT block at their block's rate) and dropout rate."""
+        blocks = self.drop_path_blocks()
+        for depth, block in enumerate(blocks):
+            for module in block:
+                module.p = drop_path * depth / max(1, len(blocks) - 1)
         for module in self.dropouts():
             module.p = dropout
 
@@ -147,6 +153,10 @@ class ViTFeatures(FeatureBackbone):
         self.channels = self.vit.embed_dim
         self.size_multiple = self.vit.patch_embed.patch_size[0]
         self.mean, self.std = tuple(self.vit.pretrained_cfg["mean"]), tuple(self.vit.pretrained_cfg["std"])
+
+    def drop_path_blocks(self) -> list[list[StochasticDepth]]:
+        """Each transformer block's two drop-path modules (after attention, after the MLP): one rate per block."""
+        return [[block.drop_path1, block.drop_path2] for block in self.vit.blocks]
 
     def dropouts(self) -> list[nn.Dropout]:
         """The ViT's dropout on projections and MLPs (δ); attention dropout stays off."""

@@ -77,6 +77,18 @@ def test_self_adaptive_gap_rises_with_the_learning_status() -> None:
     assert classification_score(scores, targets).item() == pytest.approx(0.5)  # the image without labels skipped
 
 
+def test_vit_drop_path_follows_timms_per_block_rule() -> None:
+    """timm: block i of L drops at rate · i / (L − 1), both its sub-layers alike (not 2L linearly spaced rates)."""
+    model = tiny_method("usage", "vit")
+    backbone = model.student.backbone
+    backbone.set_adjustment(0.3, 0.0)
+    depth = len(backbone.vit.blocks)
+    expected = [0.3 * i / (depth - 1) for i in range(depth)]
+    assert [(b.drop_path1.p, b.drop_path2.p) for b in backbone.vit.blocks] == [
+        (pytest.approx(r), pytest.approx(r)) for r in expected
+    ]
+
+
 def test_training_step_sets_the_gap_updates_the_status_and_the_ema_teacher() -> None:
     model = tiny_method("usage", "resnet").train()
     paths = model.student.backbone.drop_paths()
