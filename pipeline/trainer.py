@@ -29,14 +29,15 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
-def warmup_cosine(steps: int, warmup_fraction: float) -> Callable[[int], float]:
-    """Learning-rate factor per step: linear warm-up over ``warmup_fraction`` of the steps, then cosine to 0."""
+def warmup_cosine(steps: int, warmup_fraction: float, start: float = 0.0, floor: float = 0.0) -> Callable[[int], float]:
+    """Learning-rate factor per step: linear warm-up from ``start`` over ``warmup_fraction`` of the steps, then
+    cosine down to ``floor`` (both fractions of the peak; timm's ``warmup_lr_init`` and ``lr_min`` over it)."""
     warmup = round(steps * warmup_fraction)
 
     def factor(step: int) -> float:
         if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+            return start + (1.0 - start) * (step + 1) / warmup
+        return floor + (1.0 - floor) * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
     return factor
 

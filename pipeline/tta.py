@@ -39,9 +39,10 @@ def padded_forward(fn: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tens
 
 def multiscale_sum(
     fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, scales: tuple[float, ...], flip: bool,
-    multiple: int = 1,
+    multiple: int = 1, square: int | None = None,
 ) -> tuple[torch.Tensor, int]:  # fmt: skip
     """Test-time augmentation: Σ of ``fn`` over the scaled image (and its horizontal flip), and the view count.
+    With ``square`` each view is the image resized to ``square`` × ``square`` times the scale, its aspect not kept.
 
     ``fn`` maps a (B, 3, h, w) batch to (B, C, h', w') maps (already activated: ReLU'd CAMs, softmax); each
     scaled batch goes through :func:`padded_forward`, flipped outputs are flipped back, and every output is
@@ -50,7 +51,8 @@ def multiscale_sum(
     height, width = image.shape[-2:]
     total, views = None, 0
     for scale in scales:
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        sides = (square, square) if square is not None else (height, width)
+        size = (max(1, round(sides[0] * scale)), max(1, round(sides[1] * scale)))
         scaled = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)
         batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
         outputs = padded_forward(fn, batch, multiple)

@@ -153,12 +153,43 @@ def test_cams_of_voc_sized_images(backbone: str, shape: tuple[int, int]) -> None
     assert float(cams.min()) >= 0 and float(cams.amax(dim=(1, 2)).max()) <= 1.0
 
 
-def test_fmas_coarse_cams_follow_the_inference_fit() -> None:
+def test_fmas_coarse_cams_follow_the_inference_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The coarse CAMs of FMA's first phase are extracted as the main CAMs are (the request names a stretch)."""
     from pipeline.cams.coarse_request import coarse_request
+    from pipeline.cams.inputs import METHOD_INPUTS
     from pipeline.params import PipelineParams
+
+    monkeypatch.chdir(tmp_path)  # the request digests the CLIP descriptor the first phase reads
+    (tmp_path / METHOD_INPUTS["clip"]).parent.mkdir(parents=True)
+    (tmp_path / METHOD_INPUTS["clip"]).write_text("{}")
 
     padded = coarse_request(PipelineParams.model_validate({"cam": {"method": "fma"}}))["inference"]
     assert "fit" not in padded  # the request of every existing run is unchanged
     stretched = PipelineParams.model_validate({"cam": {"method": "fma", "inference": {"fit": "stretch"}}})
     assert coarse_request(stretched)["inference"]["fit"] == "stretch"
+
+
+def test_square_views_and_square_training_images() -> None:
+    """ViT-PCM's sizes: a 20 × 30 image is seen as a 32 × 32 square (its aspect not kept), the maps resized back;
+    a training image is resized to the crop before augmentation."""
+    from pipeline.tta import multiscale_sum
+
+    seen = []
+    total, views = multiscale_sum(lambda b: seen.append(tuple(b.shape[-2:])) or b[:, :1], torch.rand(3, 20, 30),
+                                  (1.0, 0.5), flip=False, square=32)  # fmt: skip
+    assert seen == [(32, 32), (16, 16)] and total.shape == (1, 20, 30) and views == 2
+    from pipeline.cams.params import CamInferenceParams
+
+    with pytest.raises(ValueError, match="fit: square takes a square_size"):
+        CamInferenceParams(fit="square")
+
+
+def test_warmup_starts_and_cosine_ends_at_the_given_rates() -> None:
+    """timm's warmup_lr_init and lr_min (MCTformer: 1e-6 and 1e-5) as fractions of the peak; 0 and 0 unchanged."""
+    from pipeline.trainer import warmup_cosine
+
+    factor = warmup_cosine(10, 0.2, start=0.1, floor=0.2)
+    assert [factor(0), factor(1)] == [pytest.approx(0.1 + 0.9 * 0.5), pytest.approx(1.0)]
+    assert factor(2) == pytest.approx(1.0) and factor(10) == pytest.approx(0.2)
+    plain, default = warmup_cosine(10, 0.2), warmup_cosine(10, 0.2, 0.0, 0.0)
+    assert [plain(s) for s in range(11)] == [default(s) for s in range(11)]

@@ -160,3 +160,25 @@ def test_clip_es_and_fma_presets_extract_as_their_code_does(preset: str, tmp_pat
     shutil.copy(REPO / "params.yaml", params_file)
     applied, _ = apply_presets(params_file, [REPO / "presets/data_voc.yaml", REPO / f"presets/{preset}.yaml"])
     assert PipelineParams.model_validate(applied).cam.inference.fit == "stretch"
+
+
+@pytest.mark.parametrize("preset", ["apc_vitb16", "pcc_vitb16"])
+def test_vit_pcm_presets_run_its_recipe(preset: str, tmp_path: Path) -> None:
+    """ViT-PCM (configs/voc12.yaml): IMAGE.SIZE TRAIN 384 / TEST 960, NUM_BLOCK_UNFREEZE 5 after the 1e-3 phase."""
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params_file)
+    applied, _ = apply_presets(params_file, [REPO / "presets/data_voc.yaml", REPO / f"presets/{preset}.yaml"])
+    cam = PipelineParams.model_validate(applied).cam
+    method = cam.selected()
+    assert (cam.inference.fit, cam.inference.square_size, cam.inference.scales) == ("square", 960, (1.0,))
+    assert (method.square_inputs, method.training.crop_size, method.training.scale_range) == (True, 384, (1.0, 1.0))
+    assert (method.trainable_blocks, method.frozen_backbone_epochs, method.high_lr_epochs) == (5, 2, 2)
+
+
+@pytest.mark.parametrize("preset", ["usage_deit", "cam_deit"])
+def test_deit_presets_warm_up_from_and_decay_to_mctformers_rates(preset: str) -> None:
+    import yaml
+
+    cam = yaml.safe_load((REPO / f"presets/{preset}.yaml").read_text())["cam"]
+    training = cam[cam["method"]]["training"]
+    assert (training["warmup_lr"], training["min_lr"]) == (1e-6, 1e-5)

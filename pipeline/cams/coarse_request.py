@@ -51,7 +51,7 @@ def coarse_request(params: PipelineParams) -> dict[str, dict[str, Any]]:
             "method": method,
             "scales": list(coarse.scales),
             "flip": coarse.flip,
-            **({"fit": params.cam.inference.fit} if params.cam.inference.fit != "pad" else {}),
+            **params.cam.inference.model_dump(include={"fit", "square_size"}, exclude_defaults=True),
         },
         "seeding": {"method": method, "t_r": coarse.t_r, "alpha": coarse.alpha},
         "selection": no_selection,

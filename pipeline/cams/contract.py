@@ -28,6 +28,8 @@ through :class:`CamMethod`:
   ``infer_decoder(images, classes)``, the decoder's maps in the same layout (``cam.inference.head: decoder``);
 - ``input_mean`` / ``input_std``: the normalisation its inputs need (ImageNet's, CLIP's, …);
 - ``size_multiple``: the side multiple its inputs need (padded to it at inference);
+- ``square_inputs``: its training images are resized to ``crop_size`` × ``crop_size`` before augmentation
+  (ViT-PCM's 384 × 384) instead of cropped from the image at its aspect (the default);
 - ``saved_state()`` / ``load_saved(state)``: what a checkpoint holds — never a frozen foundation model's
   weights (``frozen_prefixes``), which ``build`` loads again.
 """
@@ -105,6 +107,7 @@ class CamModel(nn.Module):
     input_mean: tuple[float, float, float] = IMAGENET_MEAN
     input_std: tuple[float, float, float] = IMAGENET_STD
     size_multiple: int = 1
+    square_inputs: bool = False
     has_background: bool = False
 
     def parameter_groups(self, training: CamTrainingParams) -> list[dict[str, Any]]:
@@ -116,8 +119,11 @@ class CamModel(nn.Module):
         return [group for group in groups if group["params"]]
 
     def lr_schedule(self, group: str, training: CamTrainingParams, steps_per_epoch: int) -> Callable[[int], float]:
-        """Every group: linear warm-up over ``warmup_fraction`` of the steps, then cosine to 0."""
-        return warmup_cosine(training.epochs * steps_per_epoch, training.warmup_fraction)
+        """Every group: linear warm-up from ``warmup_lr`` over ``warmup_fraction`` of the steps, then cosine to
+        ``min_lr``."""
+        peak = training.lr * (training.backbone_lr_scale if group == "backbone" else 1.0)
+        return warmup_cosine(training.epochs * steps_per_epoch, training.warmup_fraction,
+                             training.warmup_lr / peak, training.min_lr / peak)  # fmt: skip
 
     def optimizer(self, groups: list[dict[str, Any]], training: CamTrainingParams) -> torch.optim.Optimizer:
         """AdamW with the params' weight decay, or SGD with momentum when the schedule chooses ``optimizer: sgd``

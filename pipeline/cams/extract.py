@@ -24,12 +24,12 @@ from pipeline.tta import multiscale_sum, stretched_sum
 
 def multiscale_cam(
     model: CamMethod, image: torch.Tensor, classes: list[int], scales: tuple[float, ...], flip: bool,
-    head: str = "cams", fit: str = "pad",
+    head: str = "cams", fit: str = "pad", square_size: int | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """Σ over scales (and flips) of ReLU(CAM) resized to the image, divided by each class's max; ``head``
     ``decoder`` takes the maps from the method's ``infer_decoder`` instead of ``infer_cams``; ``fit``
     ``stretch`` takes CLIP-ES's views instead (:func:`pipeline.tta.stretched_sum`: each view's maps normalised
-    before upsampling, their mean returned).
+    before upsampling, their mean returned), ``square`` views of ``square_size`` × ``square_size``.
 
     ``image`` is normalised as the model expects; each view is padded to the model's ``size_multiple``
     (:func:`pipeline.tta.multiscale_sum`). Returns (len(classes), H, W) in [0, 1], after the background map
@@ -41,7 +41,9 @@ def multiscale_cam(
     if fit == "stretch":
         total, views = stretched_sum(lambda b: F.relu(infer(b, classes)), image, scales, flip, model.size_multiple)
         return total.detach() / views
-    total, _ = multiscale_sum(lambda batch: F.relu(infer(batch, classes)), image, scales, flip, model.size_multiple)
+    square = square_size if fit == "square" else None
+    total, _ = multiscale_sum(lambda batch: F.relu(infer(batch, classes)), image, scales, flip, model.size_multiple,
+                              square)  # fmt: skip
     total = total.detach()
     return total / (total.amax(dim=(1, 2), keepdim=True) + 1e-5)
 
@@ -58,7 +60,7 @@ def extraction_classes(labels: tuple[int, ...], inference: CamInferenceParams, n
 def inference_settings(cam: CamParams) -> dict:
     """The inference params, ``head`` and ``fit`` left out at their defaults (the keys of CAM stores made before
     there was a choice stay valid, and so does DVC's run-cache)."""
-    defaults = {"head": "cams", "fit": "pad"}
+    defaults = {"head": "cams", "fit": "pad", "square_size": None}
     inference = cam.inference.model_dump(mode="json")
     return {key: value for key, value in inference.items() if defaults.get(key, object()) != value}
 
@@ -97,7 +99,8 @@ class CamJob(ImageJob):
         entry, inference, model = self.by_id[image_id], self.cam.inference, self.model
         image = to_tensor(load_image(self.manifest, entry), (model.input_mean, model.input_std)).to(self.torch_device)
         classes = extraction_classes(entry.labels, inference, len(self.manifest.classes))
-        cams = multiscale_cam(model, image, classes, inference.scales, inference.flip, inference.head, inference.fit)
+        cams = multiscale_cam(model, image, classes, inference.scales, inference.flip, inference.head, inference.fit,
+                              inference.square_size)  # fmt: skip
         self.store.write(entry.id, cams.cpu().numpy(), classes, self.background)
 
 
@@ -115,7 +118,8 @@ def extract_cams(
                "inputs_key": key, **({"background": True} if background else {}), "split": cam.inference.split,
                "scales": list(cam.inference.scales), "flip": cam.inference.flip,
                **({"head": "decoder"} if cam.inference.head == "decoder" else {}),
-               **({"fit": cam.inference.fit} if cam.inference.fit != "pad" else {})},
+               **({"fit": cam.inference.fit} if cam.inference.fit != "pad" else {}),
+               **({"square_size": cam.inference.square_size} if cam.inference.fit == "square" else {})},
     )  # fmt: skip
     ids = [entry.id for entry in manifest.entries(cam.inference.split)]
     counts = run_images(stage, CamJob(key, work, manifest_dir, cam, checkpoint, device), ids, execution)

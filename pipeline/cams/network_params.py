@@ -44,7 +44,9 @@ class ViTBackboneParams(Strict):
 
 class CamTrainingParams(Strict):
     """AdamW with a linear warm-up then cosine decay, per step; ``backbone_lr_scale`` scales the backbone's
-    learning rate against the new heads' (the per-group rates of the contract)."""
+    learning rate against the new heads' (the per-group rates of the contract). The warm-up starts at
+    ``warmup_lr`` and the cosine ends at ``min_lr`` (absolute rates, every group alike, as timm's scheduler in
+    MCTformer / DeiT: 1e-6 and 1e-5; 0 and 0 by default)."""
 
     epochs: int = Field(12, ge=1)
     batch_size: int = Field(16, ge=1)
@@ -54,6 +56,8 @@ class CamTrainingParams(Strict):
     warmup_fraction: float = Field(0.15, ge=0, lt=1)  # of all steps
     crop_size: int = Field(64, ge=16)
     scale_range: tuple[float, float] = (1.0, 1.0)
+    warmup_lr: float = Field(0.0, ge=0)
+    min_lr: float = Field(0.0, ge=0)
 
 
 class OptimizerTrainingParams(CamTrainingParams):
@@ -99,6 +103,8 @@ class PatchClassifierParams(CamMethodParams):
     its first epoch; neither paper says so, hence 0). ``trainable_blocks``: only the ViT's last N blocks (and its
     final norm) ever learn, the rest stays at its pretrained weights (ViT-PCM's code: its 1e-3 phase with the
     backbone frozen, then the last 5 blocks unfrozen; presets/apc_vitb16.yaml, pcc_vitb16.yaml); null: all.
+    ``square_inputs``: train on whole images resized to ``crop_size`` × ``crop_size`` (ViT-PCM's 384 × 384;
+    the presets, with ``cam.inference.fit: square`` at 960 for the CAMs), not on crops at the image's aspect.
     """
 
     vit: ViTBackboneParams = ViTBackboneParams()
@@ -109,6 +115,7 @@ class PatchClassifierParams(CamMethodParams):
     later_lr_scale: float = Field(0.1, gt=0, le=1)
     frozen_backbone_epochs: int = Field(0, ge=0)
     trainable_blocks: int | None = Field(None, ge=0)
+    square_inputs: bool = False
 
     @model_validator(mode="after")
     def _crop_fits_patches(self) -> PatchClassifierParams:

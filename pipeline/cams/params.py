@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from pipeline.registry import Registry
 from pipeline.schema import MethodChoice, ParamsError, Scales, Strict, error_lines
@@ -31,13 +31,21 @@ class CamInferenceParams(Strict):
     method's own labels: APC's). ``fit``: how a scaled view meets the network's side multiple — ``pad``
     (zero-padded bottom/right, the maps re-normalised after upsampling and summing) or ``stretch`` (CLIP-ES's and
     FMA-WSSS's code: resized, bicubic, to sides rounded up to the multiple, each map normalised at the network's
-    resolution before it is upsampled; :func:`pipeline.tta.stretched_sum`)."""
+    resolution before it is upsampled; :func:`pipeline.tta.stretched_sum`) or ``square`` (each view resized to
+    ``square_size`` × ``square_size`` times its scale, as ViT-PCM, APC and PCC infer at 960 × 960)."""
 
     scales: Scales = (1.0, 0.5, 1.5, 2.0)
     flip: bool = True
     split: Literal["train", "val"] = "train"
     head: Literal["cams", "decoder"] = "cams"
-    fit: Literal["pad", "stretch"] = "pad"
+    fit: Literal["pad", "stretch", "square"] = "pad"
+    square_size: int | None = Field(None, ge=16)
+
+    @model_validator(mode="after")
+    def _square_has_a_size(self) -> CamInferenceParams:
+        if (self.fit == "square") != (self.square_size is not None):
+            raise ValueError("fit: square takes a square_size, and only it does")
+        return self
 
 
 class CamParams(MethodChoice):

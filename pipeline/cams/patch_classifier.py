@@ -172,6 +172,7 @@ class PatchClassifierMethod(CamModel):
         backbone = self.network.backbone
         self.size_multiple, self.input_mean, self.input_std = backbone.size_multiple, backbone.mean, backbone.std
         freeze_early_blocks(backbone.vit, self.params.trainable_blocks)
+        self.square_inputs = self.params.square_inputs
 
     def lr_schedule(self, group: str, training: CamTrainingParams, steps_per_epoch: int) -> Callable[[int], float]:
         frozen = self.params.frozen_backbone_epochs if group == "backbone" else 0

@@ -66,7 +66,7 @@ def train_epochs(
     a two-phase method, and the method's per-image inputs), resumable from ``work``; the loss history."""
     dataset = ClassificationDataset(manifest, "train", training.crop_size, training.scale_range, seed,
                                     (model.input_mean, model.input_std), pixel_labels,
-                                    model.per_image_inputs())  # fmt: skip
+                                    model.per_image_inputs(), square=model.square_inputs)  # fmt: skip
     loader = EpochLoader(dataset, training.batch_size, seed)
     groups = model.parameter_groups(training)
     optimizer = model.optimizer(groups, training)

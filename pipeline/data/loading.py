@@ -84,15 +84,17 @@ class ClassificationDataset(Dataset):
     """(image tensor, multi-hot labels) pairs of one split; augmentation when ``crop_size`` is given. With
     ``pixel_labels`` (a label set: PNGs named by image id) each item also holds its label map, augmented alike
     (a two-phase CAM method's coarse seeds); with ``per_image`` (image id → tensor) it holds that tensor last
-    (POLE's prompt choices)."""
+    (POLE's prompt choices). ``square`` resizes each image (and label map) to ``crop_size`` × ``crop_size``
+    before the augmentation, as ViT-PCM trains at 384 × 384."""
 
     def __init__(
         self, manifest: Manifest, split: str, crop_size: int | None = None,
         scale_range: tuple[float, float] = (1.0, 1.0), seed: int = 0,
         normalisation: Normalisation = (IMAGENET_MEAN, IMAGENET_STD), pixel_labels: Path | None = None,
-        per_image: Mapping[str, torch.Tensor] | None = None,
+        per_image: Mapping[str, torch.Tensor] | None = None, square: bool = False,
     ) -> None:  # fmt: skip
         self.manifest = manifest
+        self.square = square
         self.entries = manifest.entries(split)
         self.crop_size = crop_size
         self.scale_range = scale_range
@@ -116,6 +118,11 @@ class ClassificationDataset(Dataset):
         if self.pixel_labels is not None:
             raw = read_training_label(self.pixel_labels, f"{entry.id}.png", entry, self.manifest.num_classes)
             label = torch.from_numpy(raw.astype(np.int64))
+        if self.crop_size is not None and self.square:
+            side = (self.crop_size, self.crop_size)
+            image = F.interpolate(image[None], size=side, mode="bilinear", align_corners=False)[0]
+            if label is not None:
+                label = F.interpolate(label[None, None].float(), size=side, mode="nearest")[0, 0].long()
         if self.crop_size is not None:
             generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
             image, label = augment(image, self.crop_size, self.scale_range, generator, label)
