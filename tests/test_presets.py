@@ -72,6 +72,14 @@ def test_cli_prints_the_overrides_and_refuses_an_invalid_combination(
     assert main(["--params", str(REPO / "params.yaml"), str(bad)]) == 1
 
 
+def preset_params(preset: str, tmp_path: Path) -> PipelineParams:
+    """params.yaml with presets/data_voc.yaml and the named preset applied, validated."""
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params_file)
+    applied, _ = apply_presets(params_file, [REPO / "presets/data_voc.yaml", REPO / f"presets/{preset}.yaml"])
+    return PipelineParams.model_validate(applied)
+
+
 def reference_poly_optimizer_groups(lr: float, weight_decay: float) -> dict:
     """The param group IRN's ``PolyOptimizer`` builds (misc/torchutils.py): ``SGD(params, lr, weight_decay)``
     positionally, the group's own ``weight_decay`` as train_irn.py / train_clims.py give it."""
@@ -85,10 +93,7 @@ def reference_poly_optimizer_groups(lr: float, weight_decay: float) -> dict:
 @pytest.mark.parametrize("preset", ["irn_voc", "clims_voc", "clims_coco", "pole_voc", "pole_coco"])
 def test_presets_run_the_momentum_the_reference_poly_optimizer_ran(preset: str, tmp_path: Path) -> None:
     """IRN's, CLIMS's and POLE's SGD had momentum 1e-4 (the weight decay in the positional momentum slot), not 0.9."""
-    params_file = tmp_path / "params.yaml"
-    shutil.copy(REPO / "params.yaml", params_file)
-    applied, _ = apply_presets(params_file, [REPO / "presets/data_voc.yaml", REPO / f"presets/{preset}.yaml"])
-    params = PipelineParams.model_validate(applied)
+    params = preset_params(preset, tmp_path)
     schedules = [params.refine.irn.training]
     if params.cam.method in ("clims", "pole"):
         schedules.append(params.cam.selected().training)
@@ -110,10 +115,7 @@ REFERENCE_IRN_THRESHOLDS = {
 
 @pytest.mark.parametrize("preset", sorted(REFERENCE_IRN_THRESHOLDS))
 def test_presets_make_irns_seeds_as_the_reference_scripts_do(preset: str, tmp_path: Path) -> None:
-    params_file = tmp_path / "params.yaml"
-    shutil.copy(REPO / "params.yaml", params_file)
-    applied, _ = apply_presets(params_file, [REPO / "presets/data_voc.yaml", REPO / f"presets/{preset}.yaml"])
-    params = PipelineParams.model_validate(applied)
+    params = preset_params(preset, tmp_path)
     threshold = params.seeds.threshold
     found = (threshold.constant.fg_pad, threshold.constant.bg_pad, params.refine.irn.walk.bg_pad)
     assert (params.seeds.method, threshold.crf, found) == ("threshold", "irn", REFERENCE_IRN_THRESHOLDS[preset])
@@ -134,10 +136,7 @@ def test_the_coco_preset_runs_clims_readme_coco_command() -> None:
 def test_the_fma_voc_preset_runs_fma_wsss_voc_configs(tmp_path: Path) -> None:
     """configs/VOC/cls/infer (CAA box threshold CLIP-ES's 0.4; the seg phase's ·5thresh is 0.5), the coarse seeds'
     pow .6 (…/ann,affed/cfg.py) and the segmentation phase's context init std 0.0125 (configs/VOC/seg/cfg.py)."""
-    params_file = tmp_path / "params.yaml"
-    shutil.copy(REPO / "params.yaml", params_file)
-    applied, _ = apply_presets(params_file, [REPO / "presets/data_voc.yaml", REPO / "presets/fma_voc.yaml"])
-    cam = PipelineParams.model_validate(applied).cam
+    cam = preset_params("fma_voc", tmp_path).cam
     assert (cam.fma_cls.caa.box_threshold, cam.fma.caa.box_threshold) == (0.4, 0.5)
     assert (cam.fma.coarse.alpha, cam.fma.prompts.init_std, cam.fma_cls.prompts.init_std) == (0.6, 0.0125, 0.015)
 
@@ -156,19 +155,13 @@ def test_deit_presets_scale_the_learning_rate_as_mctformer_does(preset: str) -> 
 def test_clip_es_and_fma_presets_extract_as_their_code_does(preset: str, tmp_path: Path) -> None:
     """generate_cams_voc12.py resizes each image to sides rounded up to 16 (bicubic) and normalises before
     upsampling; FMA-WSSS's inference resizes up to a multiple of 16 as well."""
-    params_file = tmp_path / "params.yaml"
-    shutil.copy(REPO / "params.yaml", params_file)
-    applied, _ = apply_presets(params_file, [REPO / "presets/data_voc.yaml", REPO / f"presets/{preset}.yaml"])
-    assert PipelineParams.model_validate(applied).cam.inference.fit == "stretch"
+    assert preset_params(preset, tmp_path).cam.inference.fit == "stretch"
 
 
 @pytest.mark.parametrize("preset", ["apc_vitb16", "pcc_vitb16"])
 def test_vit_pcm_presets_run_its_recipe(preset: str, tmp_path: Path) -> None:
     """ViT-PCM (configs/voc12.yaml): IMAGE.SIZE TRAIN 384 / TEST 960, NUM_BLOCK_UNFREEZE 5 after the 1e-3 phase."""
-    params_file = tmp_path / "params.yaml"
-    shutil.copy(REPO / "params.yaml", params_file)
-    applied, _ = apply_presets(params_file, [REPO / "presets/data_voc.yaml", REPO / f"presets/{preset}.yaml"])
-    cam = PipelineParams.model_validate(applied).cam
+    cam = preset_params(preset, tmp_path).cam
     method = cam.selected()
     assert (cam.inference.fit, cam.inference.square_size, cam.inference.scales) == ("square", 960, (1.0,))
     assert (method.square_inputs, method.training.crop_size, method.training.scale_range) == (True, 384, (1.0, 1.0))
