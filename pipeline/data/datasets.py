@@ -12,6 +12,7 @@ refused unless ``data.label_mismatch: allow``. The manifest records both under `
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.lib import format as npy_format
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.data.classes import COCO_CLASSES
@@ -86,21 +88,52 @@ def _label_format(path: Path, raw: dict, num_classes: int) -> str:
     raise DatasetError(f"{path}: unrecognised image-label format; expected {LABEL_FORMATS}")
 
 
+# What a .npy of plain containers and arrays pickles (numpy 1.x and 2.x module names); nothing else is built.
+NPY_PICKLE_GLOBALS = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+})  # fmt: skip
+
+
+class ArrayUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays, numpy scalars and plain containers only: any other global a file names (a
+    function to call, a class to build) is refused before anything runs."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in NPY_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}: only numpy arrays and plain containers")
+
+
+def read_npy(path: Path) -> Any:
+    """A ``.npy`` file's array, an object array (IRN's and PSA's pickled label dicts) read by
+    :class:`ArrayUnpickler`, never by ``pickle`` itself: a crafted file cannot run code."""
+    with path.open("rb") as file:
+        version = npy_format.read_magic(file)
+        read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        _, _, dtype = read_header(file)
+        if dtype.hasobject:
+            return ArrayUnpickler(file).load()
+    return np.load(path, allow_pickle=False)
+
+
 def read_label_file(path: Path, classes: tuple[str, ...]) -> tuple[dict[str, tuple[int, ...]], str] | None:
     """Optional image-level labels (``.json`` or ``.npy``): id → 0-based class indices, and the format read.
 
     The format is recognised for the whole file (see ``LABEL_FORMATS``): one-hot vectors are lists of exactly
     one 0/1 entry per class, so they are never mistaken for index lists. A ``.npy`` file is a pickled dict as
-    IRN and PSA write it; it is unpickled, so only point this at your own dataset's files.
+    IRN and PSA write it, read by :func:`read_npy`, which builds numpy arrays and plain containers only.
     """
     if not path.is_file():
         return None
     if path.suffix == ".npy":
         try:
-            loaded = np.load(path, allow_pickle=True)
-            raw = loaded.item() if loaded.dtype == object and loaded.shape == () else None
-        except (OSError, ValueError, EOFError) as error:
-            raise DatasetError(f"{path}: not a readable .npy file ({error})") from error
+            loaded = read_npy(path)
+            shaped = isinstance(loaded, np.ndarray) and loaded.dtype == object and loaded.shape == ()
+            raw = loaded.item() if shaped else None
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
+            raise DatasetError(f"{path}: not a readable .npy label file ({error})") from error
     else:
         try:
             raw = json.loads(path.read_text())
