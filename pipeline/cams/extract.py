@@ -38,13 +38,15 @@ def multiscale_cam(
     if not classes:  # an image kept as a negative (data.no_foreground: keep): all background
         return torch.ones(int(model.has_background), *image.shape[-2:], device=image.device)
     infer = model.infer_decoder if head == "decoder" else model.infer_cams
+
+    def maps(batch: torch.Tensor) -> torch.Tensor:
+        return F.relu(infer(batch, classes))
+
     if fit == "stretch":
-        total, views = stretched_sum(lambda b: F.relu(infer(b, classes)), image, scales, flip, model.size_multiple)
+        total, views = stretched_sum(maps, image, scales, flip, model.size_multiple)
         return total.detach() / views
     square = square_size if fit == "square" else None
-    total, _ = multiscale_sum(lambda batch: F.relu(infer(batch, classes)), image, scales, flip, model.size_multiple,
-                              square)  # fmt: skip
-    total = total.detach()
+    total = multiscale_sum(maps, image, scales, flip, model.size_multiple, square)[0].detach()
     return total / (total.amax(dim=(1, 2), keepdim=True) + 1e-5)
 
 
@@ -57,12 +59,20 @@ def extraction_classes(labels: tuple[int, ...], inference: CamInferenceParams, n
     return list(labels)
 
 
+# Inference settings added after CAM stores existed, with their defaults: recorded only where they differ, so the
+# keys of the stores made before them stay valid, and so does DVC's run-cache.
+LATER_SETTINGS = {"head": "cams", "fit": "pad", "square_size": None}
+
+
+def later_settings(inference: CamInferenceParams) -> dict:
+    """``head``, ``fit`` and ``square_size`` where they differ from their defaults."""
+    chosen = inference.model_dump(mode="json", include=set(LATER_SETTINGS))
+    return {key: value for key, value in chosen.items() if value != LATER_SETTINGS[key]}
+
+
 def inference_settings(cam: CamParams) -> dict:
-    """The inference params, ``head`` and ``fit`` left out at their defaults (the keys of CAM stores made before
-    there was a choice stay valid, and so does DVC's run-cache)."""
-    defaults = {"head": "cams", "fit": "pad", "square_size": None}
-    inference = cam.inference.model_dump(mode="json")
-    return {key: value for key, value in inference.items() if defaults.get(key, object()) != value}
+    """The inference params, the later ones left out at their defaults."""
+    return {**cam.inference.model_dump(mode="json", exclude=set(LATER_SETTINGS)), **later_settings(cam.inference)}
 
 
 def cam_inputs_key(manifest_dir: Path, checkpoint: Path, cam: CamParams) -> str:
@@ -116,10 +126,7 @@ def extract_cams(
     store = CamStoreWriter(
         work, {"classes": list(manifest.classes), "method": cam.method, "backbone": describe_backbone(cam),
                "inputs_key": key, **({"background": True} if background else {}), "split": cam.inference.split,
-               "scales": list(cam.inference.scales), "flip": cam.inference.flip,
-               **({"head": "decoder"} if cam.inference.head == "decoder" else {}),
-               **({"fit": cam.inference.fit} if cam.inference.fit != "pad" else {}),
-               **({"square_size": cam.inference.square_size} if cam.inference.fit == "square" else {})},
+               "scales": list(cam.inference.scales), "flip": cam.inference.flip, **later_settings(cam.inference)},
     )  # fmt: skip
     ids = [entry.id for entry in manifest.entries(cam.inference.split)]
     counts = run_images(stage, CamJob(key, work, manifest_dir, cam, checkpoint, device), ids, execution)

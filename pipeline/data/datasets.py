@@ -115,7 +115,8 @@ def read_npy(path: Path) -> Any:
         _, _, dtype = read_header(file)
         if dtype.hasobject:
             return ArrayUnpickler(file).load()
-    return np.load(path, allow_pickle=False)
+        file.seek(0)
+        return npy_format.read_array(file, allow_pickle=False)
 
 
 def read_label_file(path: Path, classes: tuple[str, ...]) -> tuple[dict[str, tuple[int, ...]], str] | None:
