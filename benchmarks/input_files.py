@@ -32,6 +32,7 @@ from PIL import Image
 from pipeline.input_files import DigestCache, write_input_files
 from pipeline.io import write_label_png
 from pipeline.params import PipelineParams
+from pipeline.schema import read_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -69,7 +70,7 @@ def project(directory: Path, voc: Path) -> Path:
             shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, directory / name)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = read_yaml((REPO / "params.yaml").read_text())
     params["data"].update(source="voc", voc={**params["data"]["voc"], "root": str(voc)})
     (directory / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.copy2(REPO / ".dvcignore", directory / ".dvcignore")

@@ -11,7 +11,11 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{name}' was requested but CUDA is not available on this machine")
+        raise RuntimeError(f"device: '{name}' was requested but CUDA is not available on this machine (set device: "
+                           f"auto or cpu)")  # fmt: skip
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise RuntimeError(f"device: '{name}' was requested but this machine has {torch.cuda.device_count()} CUDA "
+                           f"device(s), numbered from 0")  # fmt: skip
     return device
 
 

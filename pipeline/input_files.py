@@ -108,12 +108,18 @@ def dataset_files(params: PipelineParams, cache: DigestCache) -> list[Path | str
     from pipeline.data.layouts import dataset_layout, listed_ids
 
     layout = dataset_layout(params.data, check=False)  # the lists and folders named in params stay inside
-    files = [*layout.lists.values(), layout.label_file]
+    files: list[Path | str] = [*layout.lists.values(), *([layout.label_file] if layout.label_file else [])]
     root = str(layout.root)
     for split, listing in layout.lists.items():
         if listing.is_file():  # ids with a path separator, "..", NUL … are refused by prepare_data: not read here
-            ids = [image_id for image_id in listed_ids(listing) if not id_problem(image_id)]
+            try:
+                ids = [image_id for image_id in listed_ids(listing) if not id_problem(image_id)]
+            except UnicodeDecodeError:
+                continue  # prepare_data refuses the list, naming it
             files += [os.path.join(root, part(split, i)) for i in ids for part in (layout.image, layout.mask)]
+    if params.data.symlinks == "inside":  # linked out of the root: refused by prepare_data, not read here
+        base = os.path.realpath(root) + os.sep
+        files = [path for path in files if os.path.realpath(path).startswith(base)]
     return files
 
 

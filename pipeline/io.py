@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import tempfile
+import unicodedata
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,11 +29,13 @@ class UnsafePathError(ValueError):
 
 
 FORBIDDEN_ID_CHARACTERS = frozenset("/\\\0") | frozenset(chr(c) for c in range(32))
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})  # control, format, line separators
 
 
 def id_problem(image_id: str) -> str | None:
-    """Why ``image_id`` cannot name files (path separators, NUL or control characters, ``.``/``..``, a leading
-    dot that would collide with staging files, empty), or None when it is safe."""
+    """Why ``image_id`` cannot name files (path separators, NUL, control, format or line-separator characters
+    such as U+2028 or a byte order mark, ``.``/``..``, a leading dot that would collide with staging files,
+    empty), or None when it is safe."""
     if not image_id:
         return "empty id"
     if image_id in (".", ".."):
@@ -41,6 +44,9 @@ def id_problem(image_id: str) -> str | None:
         return f"id {image_id!r} contains a path separator, NUL or control character"
     if image_id.startswith("."):
         return f"id {image_id!r} starts with a dot (reserved for staging files)"
+    invisible = [c for c in image_id if unicodedata.category(c) in INVISIBLE_CATEGORIES]
+    if invisible:
+        return f"id {image_id!r} contains the invisible character U+{ord(invisible[0]):04X}"
     return None
 
 
@@ -59,16 +65,33 @@ def inside(root: Path, *parts: str) -> Path:
     return root.joinpath(*parts)
 
 
+def link_target_inside(root: Path, path: Path, links: str = "inside") -> None:
+    """Refuse ``path`` (inside ``root`` as written) when symbolic links take it outside ``root``, unless
+    ``links`` is ``follow`` (``data.symlinks``): nothing outside a dataset's root is read unless asked for."""
+    if links == "follow":
+        return
+    base, real = os.path.realpath(root), os.path.realpath(path)
+    if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
+        raise UnsafePathError(f"{path}: a symbolic link leads outside {root} (to {real}); copy the file in, or "
+                              f"set data.symlinks: follow to read linked files wherever they are")  # fmt: skip
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary sibling path; rename it onto ``target`` only if the block succeeds."""
+    """Yield a temporary sibling path; rename it onto ``target`` only if the block succeeds. A write that fails
+    without naming its file (a full disk) is reported with ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as error:
+            if error.filename is None and error.errno is not None:
+                raise OSError(error.errno, f"{error.strerror or error} (writing {target})", str(target)) from error
+            raise
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
@@ -115,8 +138,15 @@ def write_label_png(path: Path, label: np.ndarray) -> None:
         image.save(tmp, format="PNG")
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def decode_label_png(data: bytes, location: Path | str) -> np.ndarray:
-    """A palette or grayscale PNG's raw class indices; errors name ``location``."""
+    """A palette or grayscale PNG's raw class indices, checked by content (a JPEG saved as ``.png`` is refused:
+    its grey values are not labels); errors name ``location``."""
+    if not data.startswith(PNG_SIGNATURE):
+        found = "a JPEG" if data.startswith(b"\xff\xd8\xff") else "not a PNG"
+        raise ValueError(f"{location}: label masks must be PNG files (lossless class indices); this file is {found}")
     with Image.open(io.BytesIO(data)) as image:
         if image.mode not in ("P", "L"):
             raise ValueError(f"{location}: label PNG must be palette or grayscale, got mode {image.mode}")

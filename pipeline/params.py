@@ -9,17 +9,30 @@ method's section is validated by its own params model, imported only when read (
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from pipeline.cams.params import CamParams
 from pipeline.clip.params import ClipParams
 from pipeline.execution.params import ExecutionParams
-from pipeline.schema import MethodChoice, ParamsError, Scales, Strict, format_errors
+from pipeline.redaction import redact_url
+from pipeline.schema import (
+    InsidePath,
+    MethodChoice,
+    ParamsError,
+    Scales,
+    Strict,
+    format_errors,
+    read_yaml,
+    validate_strictly,
+)
 
 __all__ = ["ParamsError", "PipelineParams", "load_params", "validate_params"]
+
+DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:[0-9]+)$"
 
 
 # --- data ------------------------------------------------------------------------------------------------
@@ -50,30 +63,33 @@ class VocDataParams(Strict):
     """PASCAL VOC 2012 with SegmentationClassAug (train_aug: 10,582 images)."""
 
     root: str = "data/VOCdevkit/VOC2012"
-    train_list: str = "train_aug"
-    val_list: str = "val"
-    mask_dir: str = "SegmentationClassAug"
-    label_file: str = "cls_labels.json"  # optional, inside root: .json or IRN's .npy; absent → labels from masks
+    train_list: InsidePath = "train_aug"
+    val_list: InsidePath = "val"
+    mask_dir: InsidePath = "SegmentationClassAug"
+    label_file: InsidePath | None = None  # inside root: .json or IRN's .npy; null → labels from masks
 
 
 class CocoDataParams(Strict):
     """COCO 2014 in the usual WSSS layout (images, class-index PNG masks, image lists)."""
 
     root: str = "data/coco2014"
-    train_list: str = "train"
-    val_list: str = "val"
-    label_file: str = "cls_labels.json"  # optional, inside root: .json or .npy; absent → labels from masks
+    train_list: InsidePath = "train"
+    val_list: InsidePath = "val"
+    label_file: InsidePath | None = None  # inside root: .json or .npy; null → labels from masks
 
 
 class DataParams(Strict):
     """``no_foreground``: what to do with an image whose mask has no foreground class (a tiny object lost under
     its 255 border, a COCO image without annotations) — ``drop`` it (counted in the manifest and the report),
     ``keep`` it as a negative, or stop (``error``). ``label_mismatch``: image-level labels that contradict the
-    mask stop prepare_data (``error``) or are counted and used as given (``allow``)."""
+    mask stop prepare_data (``error``) or are counted and used as given (``allow``).
+    ``symlinks``: a link inside the dataset root must point inside it (``inside``), or may point anywhere
+    (``follow``: an image folder linked from a shared disk)."""
 
     source: Literal["synthetic", "voc", "coco"] = "synthetic"
     no_foreground: Literal["drop", "keep", "error"] = "drop"
     label_mismatch: Literal["error", "allow"] = "error"
+    symlinks: Literal["inside", "follow"] = "inside"
     synthetic: SyntheticDataParams = SyntheticDataParams()
     voc: VocDataParams = VocDataParams()
     coco: CocoDataParams = CocoDataParams()
@@ -352,7 +368,7 @@ class EmbeddingVocabParams(Strict):
     """Offline provider: MiniLM embeddings, agglomerative clusters, WordNet or vocabulary-file synonyms."""
 
     distance_threshold: float = Field(0.6, gt=0, le=2)
-    vocabulary_file: str = "pipeline/vocab/vocabulary.txt"
+    vocabulary_file: InsidePath = "pipeline/vocab/vocabulary.txt"
     use_wordnet: bool = True
 
 
@@ -368,10 +384,24 @@ class OpenAIVocabParams(Strict):
     max_retries: int = Field(4, ge=0)
     max_invalid: int = Field(2, ge=0)
 
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        """Params are stored (dvc.lock, the DVC cache, Prefect): a secret in the URL would be written everywhere."""
+        url = urlsplit(value)
+        if url.username is not None or url.password is not None:
+            raise ValueError(f"{redact_url(value)}: credentials in the URL would be stored with the params; "
+                             f"put the key in the environment variable named by api_key_env")  # fmt: skip
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"not an http(s) URL with a host: {value}")
+        if url.query or url.fragment:
+            raise ValueError(f"{redact_url(value)}: no query or fragment (a key there would be stored)")
+        return value
+
 
 class FileVocabParams(Strict):
-    synonyms: str = "vocab/synonyms.json"
-    clusters: str = "vocab/clusters.json"
+    synonyms: InsidePath = "vocab/synonyms.json"
+    clusters: InsidePath = "vocab/clusters.json"
 
 
 class VocabParams(Strict):
@@ -379,7 +409,7 @@ class VocabParams(Strict):
     num_synonyms: int = Field(4, ge=1)
     stable_rounds: int = Field(1, ge=1)
     max_rounds: int = Field(5, ge=1)
-    cache_dir: str = ".cache/llm"
+    cache_dir: InsidePath = ".cache/llm"  # this section's paths are relative to the repository, inside it
     embedding: EmbeddingVocabParams = EmbeddingVocabParams()
     openai: OpenAIVocabParams = OpenAIVocabParams()
     file: FileVocabParams = FileVocabParams()
@@ -387,7 +417,7 @@ class VocabParams(Strict):
 
 class PipelineParams(Strict):
     seed: int = 0
-    device: str = "auto"
+    device: Annotated[str, StringConstraints(pattern=DEVICE_PATTERN)] = "auto"  # auto | cpu | cuda | cuda:N
     data: DataParams = DataParams()
     cam: CamParams = CamParams()
     clip: ClipParams = ClipParams()
@@ -420,7 +450,7 @@ def validate_params(raw: dict, path: Path | str, context: str = "", methods: boo
     """Validate a parsed params mapping; ``methods`` also every CAM method's section. Raise ParamsError naming
     the file and every bad key path."""
     try:
-        params = PipelineParams.model_validate(raw)
+        params = validate_strictly(PipelineParams, raw)
     except ValidationError as error:
         raise ParamsError(format_errors(path, error, context)) from None
     problems = params.method_problems() if methods else []
@@ -437,7 +467,7 @@ def load_params(path: Path | str = "params.yaml", methods: bool = True) -> Pipel
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML: {error}") from error
     return validate_params(raw, path, methods=methods)

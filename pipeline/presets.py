@@ -19,11 +19,12 @@ from typing import Any
 import yaml
 
 from pipeline.params import ParamsError, validate_params
+from pipeline.schema import read_yaml
 
 
 def read_preset(path: Path) -> dict[str, Any]:
     """A preset file: a mapping shaped like params.yaml (only the keys it sets)."""
-    data = yaml.safe_load(Path(path).read_text())
+    data = read_yaml(Path(path).read_text())
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: a preset must be a mapping of params.yaml keys")
     return data
@@ -65,7 +66,7 @@ def override(key: str, value: Any) -> str:
 
 def apply_presets(params_path: Path, presets: list[Path]) -> tuple[dict[str, Any], list[str]]:
     """(params with the presets applied, validated; the ``-S`` overrides that apply them)."""
-    params = yaml.safe_load(Path(params_path).read_text()) or {}
+    params = read_yaml(Path(params_path).read_text()) or {}
     original = {key for key, _ in leaves(params)}
     overrides: dict[str, Any] = {}
     for path in presets:

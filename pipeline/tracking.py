@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
+from pipeline import redaction
+
 T = TypeVar("T")
 log = logging.getLogger("pipeline")
 PROGRESS_SECONDS_ENV = "WSSS_PROGRESS_SECONDS"  # how often Prefect progress artifacts are updated (default 2 s)
@@ -232,9 +234,11 @@ def run_stage(
     The flow run gets :func:`run_tags` and, as parameters, the stage's params sections and ``choices`` (the
     run's method choices, flat: ``cam_method``), and is nested under the pipeline's task that launched it, if any;
     ``task_runner`` (a per-image stage's Dask runner) runs its chunk tasks. Expected failures (bad params, bad
-    data, missing weights, unreadable or unwritable files) print one clear line naming the file or key and
-    exit non-zero.
+    data, missing weights, unreadable or unwritable files, a diverged loss) print one clear line naming the file
+    or key and exit non-zero, with or without Prefect (where the flow run is marked failed with that line, no
+    traceback). No secret reaches the terminal, a log or Prefect (pipeline/redaction.py).
     """
+    redaction.install()
     _terminal_logging()
     choices = choices or {}
     try:
@@ -243,10 +247,17 @@ def run_stage(
             _run_as_flow(name, body, {**flat, **parameters}, run_tags(name, choices), task_runner)
         else:
             body()
-    except (ValueError, OSError, RuntimeError) as error:  # OSError: missing files, permissions, a full disk
+    except EXPECTED_FAILURES as error:
         print(f"{name}: error: {_error_message(error)}", file=sys.stderr)
         return 1
     return 0
+
+
+EXPECTED_FAILURES = (ValueError, OSError, RuntimeError)  # OSError: missing files, permissions, a full disk
+
+
+class StageFailed(RuntimeError):
+    """An expected failure inside a stage's Prefect flow run, its message already the one line to print."""
 
 
 def _run_as_flow(name: str, body: Callable[[], Any], parameters: dict[str, Any], tags: list[str], runner: Any) -> None:
@@ -258,8 +269,16 @@ def _run_as_flow(name: str, body: Callable[[], Any], parameters: dict[str, Any],
     from prefect.flow_engine import run_flow
 
     def stage_flow(**parameters: Any) -> Any:
+        from prefect.states import Failed
+
         with forward_warnings():
-            return body()
+            try:
+                return body()
+            except EXPECTED_FAILURES as error:  # the run fails with the line, not a logged traceback
+                return Failed(message=_error_message(error))
+            except Exception as error:  # unexpected: Prefect keeps the traceback; its message stored redacted
+                error.args = tuple(redaction.redact(a) if isinstance(a, str) else a for a in error.args)
+                raise
 
     # one named parameter per section and choice, so the UI lists each on its own row
     stage_flow.__signature__ = inspect.Signature(
@@ -271,12 +290,14 @@ def _run_as_flow(name: str, body: Callable[[], Any], parameters: dict[str, Any],
     with get_client(sync_client=True) as client:
         flow_run = client.create_flow_run(stage, parameters=parameters, tags=tags,
                                           parent_task_run_id=UUID(parent) if parent else None)  # fmt: skip
-    run_flow(stage, flow_run=flow_run, parameters=parameters)
+    state = run_flow(stage, flow_run=flow_run, parameters=parameters, return_type="state")
+    if state.is_failed():
+        raise StageFailed(state.message or f"flow run {flow_run.id} failed")
 
 
 def _error_message(error: BaseException) -> str:
-    """The error's message; an OSError whose text does not name its file gets the file appended."""
+    """The error's message, redacted; an OSError whose text does not name its file gets the file appended."""
     text = str(error)
     if isinstance(error, OSError) and error.filename and str(error.filename) not in text:
         text = f"{text}: {error.filename}"
-    return text
+    return redaction.redact(text)

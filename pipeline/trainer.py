@@ -58,6 +58,17 @@ class EpochLoader:
         return DataLoader(self.dataset, self.batch_size, shuffle=True, generator=order, drop_last=self.drop_last)
 
 
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite: the stage stops (non-zero exit) instead of training on garbage; the last
+    epoch's checkpoint stays for a resume once the cause (a learning rate too high, bad data) is fixed."""
+
+    def __init__(self, name: str, epoch: int, losses: dict[str, torch.Tensor], checkpoint: Path | None) -> None:
+        terms = ", ".join(f"{key} {value.item():.4g}" for key, value in losses.items())
+        kept = f"the checkpoint of epoch {epoch - 1} stays at {checkpoint}" if checkpoint else "no epoch finished"
+        super().__init__(f"{name}: the loss is not finite in epoch {epoch} ({terms}); lower the learning rate or "
+                         f"check the inputs; {kept}")  # fmt: skip
+
+
 def run_epochs(
     name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler, loader: Callable[[int], Iterable], step: Step, epochs: int,
@@ -80,34 +91,36 @@ def run_epochs(
         start, history = state["epoch"], state["history"]
         info(f"{name}: resuming after epoch {start}/{epochs} from {checkpoint}")
     batches = getattr(loader, "batches", None)  # per epoch, when the loader knows
-    bar = ProgressBar(total=batches * (epochs - start) if batches else None, desc=name, unit="batches")
-    for epoch in range(start, epochs):
-        torch.manual_seed(epoch_seed(seed, epoch))
-        model.train()
-        sums: dict[str, float] = {}
-        total_weight = 0
-        for batch in loader(epoch):
-            bar.advance()
-            losses, weight = step(batch)
-            loss = sum(losses.values())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            if after_step is not None:
-                after_step()
-            for key, value in {"loss": loss, **losses}.items():
-                sums[key] = sums.get(key, 0.0) + value.item() * weight
-            total_weight += weight
-        history.append({"epoch": epoch + 1, **{k: v / max(total_weight, 1) for k, v in sums.items()},
-                        **(after_epoch(epoch + 1) if after_epoch is not None else {})})  # fmt: skip
-        terms = " ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k != "epoch")
-        info(f"{name}: epoch {epoch + 1}/{epochs} {terms}")
-        metrics_table(f"{name} metrics", history)
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history}  # fmt: skip
-        write_torch(checkpoint, state)
-    bar.close()
+    total = batches * (epochs - start) if batches else None
+    with ProgressBar(total=total, desc=name, unit="batches") as bar:  # closed on an error too: its line ends
+        for epoch in range(start, epochs):
+            torch.manual_seed(epoch_seed(seed, epoch))
+            model.train()
+            sums: dict[str, float] = {}
+            total_weight = 0
+            for batch in loader(epoch):
+                bar.advance()
+                losses, weight = step(batch)
+                loss = sum(losses.values())
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(name, epoch + 1, losses, checkpoint if start or epoch else None)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                if after_step is not None:
+                    after_step()
+                for key, value in {"loss": loss, **losses}.items():
+                    sums[key] = sums.get(key, 0.0) + value.item() * weight
+                total_weight += weight
+            history.append({"epoch": epoch + 1, **{k: v / max(total_weight, 1) for k, v in sums.items()},
+                            **(after_epoch(epoch + 1) if after_epoch is not None else {})})  # fmt: skip
+            terms = " ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k != "epoch")
+            info(f"{name}: epoch {epoch + 1}/{epochs} {terms}")
+            metrics_table(f"{name} metrics", history)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history}  # fmt: skip
+            write_torch(checkpoint, state)
     return history
 
 

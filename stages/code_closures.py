@@ -17,6 +17,7 @@ from pipeline.code_closure import ClosureFinder, params_selector, stage_modules
 from pipeline.io import publish_directory, sha256_file, work_directory, write_json
 from pipeline.layout import CODE
 from pipeline.params import PipelineParams
+from pipeline.schema import read_yaml
 
 CHOICES = ("cam", "proposals", "refine")  # the sections whose ``method`` picks code (dvc.yaml: this stage's params)
 
@@ -25,7 +26,7 @@ def choice_params(path: Path) -> PipelineParams | None:
     """The params of the method choices alone (the rest of the file is check_params's to judge, after this
     stage); None when a choice itself is invalid (then every implementation counts until it is fixed)."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path.read_text()) or {}
         chosen = {name: {"method": raw[name]["method"]} for name in CHOICES if "method" in (raw.get(name) or {})}
         return PipelineParams.model_validate(chosen)
     except (OSError, yaml.YAMLError, TypeError, ValidationError):

@@ -63,8 +63,11 @@ def make_voc(root: Path, ids: list[str], size=(20, 16)) -> None:
     (root / "ImageSets/Segmentation/val.txt").write_text(ids[-1] + "\n")
 
 
-def voc_params(root: Path) -> DataParams:
-    return DataParams(source="voc", voc={"root": str(root)})
+def voc_params(root: Path, **voc) -> DataParams:
+    return DataParams(source="voc", voc={"root": str(root), **voc})
+
+
+LABELLED = {"label_file": "cls_labels.json"}
 
 
 def test_voc_reader_derives_labels_from_masks(tmp_path: Path) -> None:
@@ -96,7 +99,7 @@ def test_coco_reader_layout_and_label_file(tmp_path: Path) -> None:
     with pytest.raises(
         DatasetError, match=r"cls_labels\.json: image 'COCO_val2014_000000000001' has unknown class 'unicorn'"
     ):
-        prepare_dataset(DataParams(source="coco", coco={"root": str(root)}), tmp_path / "out2")
+        prepare_dataset(DataParams(source="coco", coco={"root": str(root), **LABELLED}), tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
 
 
@@ -161,8 +164,8 @@ def test_unsafe_ids_fail_naming_list_and_line(tmp_path: Path, line: str, message
 def test_params_paths_cannot_leave_the_dataset_root(tmp_path: Path) -> None:
     root = tmp_path / "VOC2012"
     make_voc(root, ["2007_000001", "2007_000002", "2007_000003"])
-    for key, value in (("train_list", "../../../outside"), ("mask_dir", "../elsewhere"), ("label_file", "/etc/x")):
-        with pytest.raises(ValueError, match="leads outside this directory"):
+    for key, value in (("train_list", "../../../outside"), ("mask_dir", "a/../../elsewhere"), ("label_file", "/etc/x")):
+        with pytest.raises(ValueError, match=rf"voc\.{key}\n.*path '{value}' leads outside the folder"):
             prepare_dataset(DataParams(source="voc", voc={"root": str(root), key: value}), tmp_path / "out")
 
 
@@ -186,7 +189,7 @@ def test_irn_one_hot_labels_are_read_as_one_hot(tmp_path: Path) -> None:
     make_voc(root, IDS)
     one_hot = {image_id: [1 if c == i else 0 for c in range(20)] for i, image_id in enumerate(IDS)}
     (root / "cls_labels.json").write_text(json.dumps(one_hot))
-    manifest = prepare_dataset(voc_params(root), tmp_path / "out")
+    manifest = prepare_dataset(voc_params(root, **LABELLED), tmp_path / "out")
     assert [e.labels for e in manifest.entries("train")] == [(0,), (1,)]
     assert manifest.labels["label_format"] == "onehot"
     # IRN's cls_labels.npy: a pickled dict, VOC ids encoded as integers, float32 one-hot vectors
@@ -202,23 +205,30 @@ def test_index_lists_and_unknown_formats(tmp_path: Path) -> None:
     root = tmp_path / "VOC2012"
     make_voc(root, IDS)
     (root / "cls_labels.json").write_text(json.dumps({i: [n] for n, i in enumerate(IDS)}))
-    manifest = prepare_dataset(voc_params(root), tmp_path / "out")
+    manifest = prepare_dataset(voc_params(root, **LABELLED), tmp_path / "out")
     assert manifest.labels["label_format"] == "indices"
     assert [e.labels for e in manifest.entries("train")] == [(0,), (1,)]
     (root / "cls_labels.json").write_text(json.dumps({i: {"cls": 1} for i in IDS}))
     with pytest.raises(DatasetError, match="unrecognised image-label format; expected .*one-hot"):
-        prepare_dataset(voc_params(root), tmp_path / "out")
+        prepare_dataset(voc_params(root, **LABELLED), tmp_path / "out")
 
 
 def test_labels_contradicting_masks_are_counted_and_stop_unless_allowed(tmp_path: Path) -> None:
     root = tmp_path / "VOC2012"
     make_voc(root, IDS)
-    labels = {"2007_000001": ["aeroplane", "dog"], "2007_000002": ["bicycle"], "2007_000003": ["cat"]}
+    labels = {"2007_000001": ["aeroplane", "dog"], "2007_000002": ["bicycle"], "2007_000003": ["bird"]}
     (root / "cls_labels.json").write_text(json.dumps(labels))
-    with pytest.raises(DatasetError, match=r"contradict the masks: 2 labelled classes without pixels, 1 classes"):
-        prepare_dataset(voc_params(root), tmp_path / "out")
+    with pytest.raises(DatasetError, match=r"contradict the masks: 1 labelled classes without pixels, 0 .*: allow"):
+        prepare_dataset(voc_params(root, **LABELLED), tmp_path / "out")
+    # contradicting most masks: a misread file, and `allow` is not suggested
+    labels["2007_000003"] = ["cat"]
+    (root / "cls_labels.json").write_text(json.dumps(labels))
+    with pytest.raises(DatasetError, match=r"read as 'names', the labels contradict the masks of 2 of 3 images: 2 "
+                                           r"labelled classes without pixels, 1 classes .*another format") as error:
+        prepare_dataset(voc_params(root, **LABELLED), tmp_path / "out")
+    assert "allow" not in str(error.value)
     assert not (tmp_path / "out").exists()
-    allowed = DataParams(source="voc", label_mismatch="allow", voc={"root": str(root)})
+    allowed = DataParams(source="voc", label_mismatch="allow", voc={"root": str(root), **LABELLED})
     manifest = prepare_dataset(allowed, tmp_path / "out")
     assert manifest.entries("train")[0].labels == (0, 11)  # the labels as given
     assert manifest.labels["labels_without_pixels"] == {"train": 1, "val": 1}
@@ -246,7 +256,7 @@ def test_missing_image_is_blamed_on_the_image_not_the_label_file(tmp_path: Path)
     (root / "cls_labels.json").write_text(json.dumps({"2007_000001": ["aeroplane"]}))
     (root / "JPEGImages/2007_000002.jpg").unlink()
     with pytest.raises(DatasetError, match=r"2007_000002\.jpg: image file not found"):
-        prepare_dataset(voc_params(root), tmp_path / "out")
+        prepare_dataset(voc_params(root, **LABELLED), tmp_path / "out")
 
 
 def test_kept_negatives_flow_through_cams_seeds_refinement_and_evaluation(tmp_path: Path) -> None:

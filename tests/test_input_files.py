@@ -12,7 +12,7 @@ import torch
 import torchvision
 import yaml
 
-from pipeline.input_files import MISSING, READERS, DigestCache, write_input_files
+from pipeline.input_files import READERS, DigestCache, write_input_files
 from pipeline.params import PipelineParams
 from tests.conftest import REPO, dvc, edit_params
 from tests.test_datasets import make_voc
@@ -41,7 +41,7 @@ def test_a_no_op_run_hashes_nothing_and_an_edit_rehashes_only_that_file(tmp_path
     assert write_input_files(params, out, DigestCache(cache_file)) == everything
     first = (out / "prepare_data.json").read_bytes()
     digests = json.loads(first)["files"]
-    assert digests[str(root.resolve() / "cls_labels.json")] == MISSING  # optional, absent: its arrival counts
+    assert str(root.resolve() / "cls_labels.json") not in digests  # label_file null: labels from the masks
     assert write_input_files(params, out, DigestCache(cache_file)) == 0
     assert (out / "prepare_data.json").read_bytes() == first
 
@@ -61,7 +61,7 @@ def test_ids_leaving_the_root_are_not_read(tmp_path: Path) -> None:
     (root / "ImageSets/Segmentation/val.txt").write_text("../../secret\n")
     files = READERS["prepare_data"](voc_params(root), DigestCache(tmp_path / "cache.json"))
     assert all(Path(path).resolve().is_relative_to(root.resolve()) for path in files)
-    assert len(files) == 3 + 3 * 2  # the lists, the label file, the 3 train ids' images and masks
+    assert len(files) == 2 + 3 * 2  # the lists, the 3 train ids' images and masks
 
 
 def test_checkpoints_follow_the_selected_methods(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,7 +140,6 @@ def test_an_edited_dataset_vocabulary_or_checkpoint_file_makes_its_reader_stale(
     edited(root / "SegmentationClassAug" / f"{VOC_IDS[0]}.png", "prepare_data")
     edited(root / "JPEGImages" / f"{VOC_IDS[2]}.jpg", "prepare_data")
     edited(root / "ImageSets/Segmentation/train_aug.txt", "prepare_data")
-    edited(root / "cls_labels.json", "prepare_data")  # an optional file that appears
     edited(project / "tiny_vocabulary.txt", "vocab")
     edited(checkpoint, "train_segmenter_fullsup")
     (root / "JPEGImages/2008_000009.jpg").write_bytes(b"not listed")  # a file no list names: nothing

@@ -52,7 +52,7 @@ class ChatServer:
                         "choices": [{"index": 0, "finish_reason": "stop",
                                      "message": {"role": "assistant", "content": content}}],
                     })  # fmt: skip
-                return self._send(action[0], {"error": {"message": "scripted failure"}})
+                return self._send(action[0], action[1] or {"error": {"message": "scripted failure"}})
 
             def _send(self, status: int, payload: dict) -> None:
                 data = json.dumps(payload).encode()
@@ -83,12 +83,13 @@ class ChatServer:
 def params(tmp_path: Path, url: str, **openai) -> VocabParams:
     settings = {"base_url": url, "model": "scripted", "timeout": 2.0, "max_retries": 2, **openai}
     return VocabParams(provider="openai", num_synonyms=2, stable_rounds=1, max_rounds=4,
-                       cache_dir=str(tmp_path / "cache"), openai=settings)  # fmt: skip
+                       cache_dir="cache", openai=settings)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
-def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def api_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.chdir(tmp_path)  # vocab paths are relative to the repository: here the test's folder
 
 
 def run_openai(tmp_path: Path, script: list[tuple], **openai):
@@ -153,7 +154,7 @@ def test_an_answer_that_stays_invalid_is_never_accepted(tmp_path: Path) -> None:
 
 def test_invalid_answers_are_never_cached_so_a_fixed_server_is_asked_again(tmp_path: Path) -> None:
     broken = [("ok", {"synonyms": {"cat": ["kitty"]}})] * 2  # always missing classes
-    with pytest.raises(VocabError, match=rf"Invalid answers are not cached.*{tmp_path / 'cache'}.*delete that folder"):
+    with pytest.raises(VocabError, match=r"Invalid answers are not cached.*kept in cache; delete that folder"):
         run_openai(tmp_path, broken, max_invalid=1)
     assert not list((tmp_path / "cache").glob("*.json"))
     vocabulary, server = run_openai(tmp_path, [("ok", GOOD_SYNONYMS), ("ok", CLUSTERS_A), ("ok", CLUSTERS_A)])
@@ -198,7 +199,7 @@ def test_missing_api_key_is_explained(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_file_provider_validates(tmp_path: Path) -> None:
     (tmp_path / "s.json").write_text(json.dumps(GOOD_SYNONYMS))
     (tmp_path / "c.json").write_text(json.dumps(CLUSTERS_A))
-    files = {"synonyms": str(tmp_path / "s.json"), "clusters": str(tmp_path / "c.json")}
+    files = {"synonyms": "s.json", "clusters": "c.json"}  # relative to the repository (here the test's folder)
     settings = VocabParams(provider="file", num_synonyms=2, file=files)
     vocabulary = VOCAB_PROVIDERS.get("file")(CLASSES, settings)
     assert vocabulary.clusters["vehicle"] == ["car", "bus"]
@@ -210,7 +211,7 @@ def test_file_provider_validates(tmp_path: Path) -> None:
 def test_embedding_provider_offline(tmp_path: Path) -> None:
     words = tmp_path / "words.txt"
     words.write_text("# test words\nkitten\nfeline\npuppy\nhound\nautomobile\nvehicle\ncoach\nminibus\ncats\n")
-    embedding = {"vocabulary_file": str(words), "use_wordnet": False, "distance_threshold": 0.6}
+    embedding = {"vocabulary_file": words.name, "use_wordnet": False, "distance_threshold": 0.6}
     settings = VocabParams(provider="embedding", num_synonyms=2, embedding=embedding)
     vocabulary = VOCAB_PROVIDERS.get("embedding")(CLASSES, settings)
     assert vocabulary.synonyms["cat"][0] == "cat" and "cats" not in vocabulary.synonyms["cat"]

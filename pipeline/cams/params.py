@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from pipeline.registry import Registry
-from pipeline.schema import MethodChoice, ParamsError, Scales, Strict, error_lines
+from pipeline.schema import MethodChoice, ParamsError, Scales, Strict, error_lines, validate_strictly
 
 CAM_PARAMS: Registry[type[BaseModel]] = Registry("CAM method", selected_by="cam", loaders={
     "apc": "pipeline.cams.methods.apc.params", "clims": "pipeline.cams.methods.clims.params",
@@ -52,7 +52,7 @@ class CamParams(MethodChoice):
     """``cam.method`` and ``cam.inference``; every other key is a method's section (``cam.pole``), kept as given
     and validated by that method's params model when read (absent: the model's defaults)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
     kind = "CAM method"
     shared = ("inference",)
     method: str = "cam"
@@ -82,7 +82,7 @@ class CamParams(MethodChoice):
         key = f"{name} {json.dumps(raw, sort_keys=True, default=str)}"  # a model_copy shares this cache
         if key not in self._sections:
             try:
-                self._sections[key] = model.model_validate(raw)
+                self._sections[key] = validate_strictly(model, raw)
             except ValidationError as error:
                 raise ParamsError("\n".join(["invalid parameters", *error_lines(error, f"cam.{name}")])) from None
         return self._sections[key]

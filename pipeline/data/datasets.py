@@ -24,35 +24,37 @@ from numpy.lib import format as npy_format
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.data.classes import COCO_CLASSES
-from pipeline.data.layouts import dataset_layout
+from pipeline.data.layouts import dataset_layout, list_lines
 from pipeline.data.manifest import MANIFEST_NAME, DatasetError, Entry, Manifest, load_manifest
 from pipeline.data.synthetic import write_synthetic_voc
-from pipeline.io import fingerprint, id_problem, inside, pack_zip, read_label_png, write_json
+from pipeline.io import fingerprint, id_problem, inside, link_target_inside, pack_zip, read_label_png, write_json
 from pipeline.params import DataParams
 from pipeline.registry import Registry
 from pipeline.voc import IGNORE_INDEX, VOC_CLASSES
 
 
-def read_ids(path: Path) -> list[str]:
-    """The image ids of a split list (first column of each non-blank line), each checked to be a safe file
-    name and listed once; errors name the list file and line."""
+def read_ids(path: Path) -> dict[str, int]:
+    """The image ids of a split list (first column of each non-blank line) with their line numbers, each
+    checked to be a safe file name and listed once; errors name the list file and line."""
     if not path.is_file():
         raise DatasetError(f"{path}: image list not found")
-    ids: list[str] = []
-    seen: dict[str, int] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        image_id = line.split()[0]
+    try:
+        rows = list_lines(path)
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{path}: not a UTF-8 text file ({error})") from None
+    ids: dict[str, int] = {}
+    for number, columns in rows:
+        image_id = columns[0]
         problem = id_problem(image_id)
+        if problem and len(columns) > 1 and "/" in image_id:
+            problem += (" — a DeepLab-style list (image path, mask path)? only an id per line is read "
+                        "(e.g. 2007_000032): cut -d' ' -f1 LIST | xargs -n1 basename | sed 's/\\.jpg$//'")  # fmt: skip
         if problem:
             raise DatasetError(f"{path}:{number}: bad image id: {problem}")
-        if image_id in seen:
-            raise DatasetError(
-                f"{path}:{number}: image id '{image_id}' is listed twice (first on line {seen[image_id]})"
-            )
-        seen[image_id] = number
-        ids.append(image_id)
+        if image_id in ids:
+            first = ids[image_id]
+            raise DatasetError(f"{path}:{number}: image id '{image_id}' is listed twice (first on line {first})")
+        ids[image_id] = number
     if not ids:
         raise DatasetError(f"{path}: image list is empty")
     return ids
@@ -60,7 +62,8 @@ def read_ids(path: Path) -> list[str]:
 
 LABEL_FORMATS = (
     "a JSON object or .npy dict mapping each image id to a list of class names, a list of 0-based class "
-    "indices (background excluded), or a one-hot vector of one entry per class (IRN / PSA cls_labels)"
+    "indices (background excluded), a one-hot vector of one entry per class (IRN / PSA cls_labels), or one of "
+    "one entry per class after a first background entry"
 )
 
 
@@ -73,7 +76,9 @@ def _decode_key(key: object) -> str:
 
 
 def _label_format(path: Path, raw: dict, num_classes: int) -> str:
-    """``names``, ``onehot`` or ``indices``, decided for the whole file; anything else is rejected."""
+    """``names``, ``onehot``, ``onehot_background`` (C + 1 entries, the background's first, as VOC numbers
+    its masks) or ``indices``, decided for the whole file; anything else is rejected. Index lists hold each
+    class once, so a 0/1 vector of C or C + 1 entries is never one of them."""
     values = [list(v) if isinstance(v, (list, tuple, np.ndarray)) else v for v in raw.values()]
     if not all(isinstance(v, list) for v in values):
         raise DatasetError(f"{path}: unrecognised image-label format; expected {LABEL_FORMATS}")
@@ -81,8 +86,11 @@ def _label_format(path: Path, raw: dict, num_classes: int) -> str:
     if items and all(isinstance(x, str) for x in items):
         return "names"
     numbers = all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) for x in items)
-    if numbers and all(len(v) == num_classes for v in values) and all(float(x) in (0.0, 1.0) for x in items):
+    binary = numbers and all(float(x) in (0.0, 1.0) for x in items)
+    if binary and all(len(v) == num_classes for v in values):
         return "onehot"
+    if binary and all(len(v) == num_classes + 1 for v in values):
+        return "onehot_background"
     if numbers and all(float(x).is_integer() for x in items):
         return "indices"
     raise DatasetError(f"{path}: unrecognised image-label format; expected {LABEL_FORMATS}")
@@ -119,15 +127,17 @@ def read_npy(path: Path) -> Any:
         return npy_format.read_array(file, allow_pickle=False)
 
 
-def read_label_file(path: Path, classes: tuple[str, ...]) -> tuple[dict[str, tuple[int, ...]], str] | None:
-    """Optional image-level labels (``.json`` or ``.npy``): id → 0-based class indices, and the format read.
+def read_label_file(path: Path, classes: tuple[str, ...]) -> tuple[dict[str, tuple[int, ...]], str]:
+    """Image-level labels (``.json`` or ``.npy``): id → 0-based class indices, and the format read.
 
     The format is recognised for the whole file (see ``LABEL_FORMATS``): one-hot vectors are lists of exactly
-    one 0/1 entry per class, so they are never mistaken for index lists. A ``.npy`` file is a pickled dict as
-    IRN and PSA write it, read by :func:`read_npy`, which builds numpy arrays and plain containers only.
+    one 0/1 entry per class (or per class and background), so they are never mistaken for index lists. A
+    ``.npy`` file is a pickled dict as IRN and PSA write it, read by :func:`read_npy`, which builds numpy arrays
+    and plain containers only. A file named in params that does not exist is an error, never "no labels".
     """
     if not path.is_file():
-        return None
+        raise DatasetError(f"{path}: label file not found (data.<source>.label_file; null takes the labels from "
+                           f"the masks)")  # fmt: skip
     if path.suffix == ".npy":
         try:
             loaded = read_npy(path)
@@ -146,8 +156,8 @@ def read_label_file(path: Path, classes: tuple[str, ...]) -> tuple[dict[str, tup
     labels = {}
     for key, value in raw.items():
         image_id = _decode_key(key)
-        if fmt == "onehot":
-            indices = [i for i, x in enumerate(value) if float(x) == 1.0]
+        if fmt in ("onehot", "onehot_background"):
+            indices = [i for i, x in enumerate(value[1:] if fmt == "onehot_background" else value) if float(x) == 1]
         else:
             indices = []
             for item in value:
@@ -161,6 +171,9 @@ def read_label_file(path: Path, classes: tuple[str, ...]) -> tuple[dict[str, tup
     return labels, fmt
 
 
+MISREAD_FRACTION = 0.5  # labels contradicting more masks than this are a misread file, not noisy labels
+
+
 @dataclass
 class LabelReport:
     """What validation found about image-level labels, written into the manifest and the stage report."""
@@ -172,8 +185,10 @@ class LabelReport:
     labels_without_pixels: dict[str, int] = field(default_factory=dict)  # image-class pairs, per split
     pixels_without_labels: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
+    images_mismatched: int = 0
 
     def note_mismatch(self, split: str, image_id: str, missing: set[int], extra: set[int]) -> None:
+        self.images_mismatched += 1
         for counts, found in ((self.labels_without_pixels, missing), (self.pixels_without_labels, extra)):
             if found:
                 counts[split] = counts.get(split, 0) + len(found)
@@ -196,14 +211,19 @@ class LabelReport:
         }  # fmt: skip
 
 
-def validate_entry(root: Path, image_rel: str, mask_rel: str, image_id: str, classes: tuple[str, ...]) -> tuple[
-    Entry, tuple[int, ...]
-]:  # fmt: skip
+def validate_entry(
+    root: Path, image_rel: str, mask_rel: str, image_id: str, classes: tuple[str, ...], links: str = "inside",
+    listed: str = "",
+) -> tuple[Entry, tuple[int, ...]]:  # fmt: skip
     """Open the image and its mask, check sizes and label values; return the entry (labels from the mask)
-    and the classes with pixels in the mask."""
+    and the classes with pixels in the mask. ``links`` is ``data.symlinks``; ``listed`` (``list:line``) is
+    added to a missing file's message."""
     image_path, mask_path = inside(root, image_rel), inside(root, mask_rel)
+    for path in (image_path, mask_path):
+        link_target_inside(root, path, links)
+    where = f" (listed in {listed})" if listed else ""
     if not image_path.is_file():
-        raise DatasetError(f"{image_path}: image file not found")
+        raise DatasetError(f"{image_path}: image file not found{where}")
     try:
         with Image.open(image_path) as image:
             image.load()
@@ -211,7 +231,7 @@ def validate_entry(root: Path, image_rel: str, mask_rel: str, image_id: str, cla
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise DatasetError(f"{image_path}: corrupt or unreadable image ({error})") from error
     if not mask_path.is_file():
-        raise DatasetError(f"{mask_path}: mask file not found")
+        raise DatasetError(f"{mask_path}: mask file not found{where}")
     try:
         mask = read_label_png(mask_path)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
@@ -231,12 +251,14 @@ def validate_entry(root: Path, image_rel: str, mask_rel: str, image_id: str, cla
 
 def _build_splits(
     root: Path, classes: tuple[str, ...], lists: dict[str, Path], image_rel: Callable[[str, str], str],
-    mask_rel: Callable[[str, str], str], label_file: Path, params: DataParams, progress=None,
+    mask_rel: Callable[[str, str], str], label_file: Path | None, params: DataParams, progress=None,
 ) -> tuple[dict[str, list[Entry]], LabelReport]:  # fmt: skip
-    """Validate every listed image; apply ``no_foreground`` and ``label_mismatch`` (see DataParams)."""
-    read = read_label_file(label_file, classes)
-    labels, fmt = read if read is not None else (None, "from masks")
-    report = LabelReport(label_file=label_file.name if read is not None else "", label_format=fmt)
+    """Validate every listed image; apply ``no_foreground``, ``label_mismatch`` and ``symlinks`` (see
+    DataParams). ``label_file`` None: the labels are the classes in each mask."""
+    for path in [*lists.values(), *([label_file] if label_file is not None else [])]:
+        link_target_inside(root, path, params.symlinks)
+    labels, fmt = read_label_file(label_file, classes) if label_file is not None else (None, "from masks")
+    report = LabelReport(label_file=label_file.name if label_file is not None else "", label_format=fmt)
     ids_by_split = {split: read_ids(path) for split, path in lists.items()}
     _check_disjoint(lists, ids_by_split)
     splits = {}
@@ -245,8 +267,9 @@ def _build_splits(
         entries = []
         for image_id in items:
             entry, present = validate_entry(
-                root, image_rel(split, image_id), mask_rel(split, image_id), image_id, classes
-            )
+                root, image_rel(split, image_id), mask_rel(split, image_id), image_id, classes, params.symlinks,
+                f"{lists[split]}:{ids[image_id]}",
+            )  # fmt: skip
             if not present:
                 if params.no_foreground == "error":
                     raise DatasetError(
@@ -272,10 +295,19 @@ def _build_splits(
             raise DatasetError(f"{lists[split]}: no image of the {split} split has a foreground class")
         splits[split] = entries
     if report.mismatches() and params.label_mismatch == "error":
+        counts = (f"{sum(report.labels_without_pixels.values())} labelled classes without pixels, "
+                  f"{sum(report.pixels_without_labels.values())} classes with pixels but no label "
+                  f"(e.g. {report.examples[0]})")  # fmt: skip
+        images = sum(len(entries) for entries in splits.values())
+        if report.images_mismatched > MISREAD_FRACTION * images:
+            raise DatasetError(
+                f"{label_file}: read as '{fmt}', the labels contradict the masks of {report.images_mismatched} of "
+                f"{images} images: {counts}; the file is probably in another format or class order (expected "
+                f"{LABEL_FORMATS}, classes in the order {', '.join(classes[:3])}, …); fix or convert it"
+            )
         raise DatasetError(
-            f"{label_file}: image labels contradict the masks: {sum(report.labels_without_pixels.values())} "
-            f"labelled classes without pixels, {sum(report.pixels_without_labels.values())} classes with pixels "
-            f"but no label (e.g. {report.examples[0]}); set data.label_mismatch: allow to train on the labels as given"
+            f"{label_file}: image labels contradict the masks: {counts}; set data.label_mismatch: allow to "
+            f"train on the labels as given"
         )
     return splits, report
 

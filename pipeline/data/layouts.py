@@ -27,26 +27,31 @@ class DatasetLayout:
     lists: dict[str, Path]
     image: Callable[[str, str], str]  # (split, id) → relative path
     mask: Callable[[str, str], str]
-    label_file: Path
+    label_file: Path | None  # None: labels from the masks
 
 
-def voc_layout(root: Path, train_list: str, val_list: str, mask_dir: str, label_file: str) -> DatasetLayout:
+def _label_path(root: Path, label_file: str | None) -> Path | None:
+    return inside(root, label_file) if label_file is not None else None
+
+
+def voc_layout(root: Path, train_list: str, val_list: str, mask_dir: str, label_file: str | None) -> DatasetLayout:
     """PASCAL VOC 2012: ``JPEGImages``, ``{mask_dir}`` PNGs, ``ImageSets/Segmentation/{list}.txt``."""
     lists = {split: inside(root, "ImageSets", "Segmentation", f"{name}.txt")
              for split, name in zip(SPLITS, (train_list, val_list), strict=True)}  # fmt: skip
     inside(root, mask_dir)
     return DatasetLayout(root, lists, lambda _split, i: f"JPEGImages/{i}.jpg", lambda _split, i: f"{mask_dir}/{i}.png",
-                         inside(root, label_file))  # fmt: skip
+                         _label_path(root, label_file))  # fmt: skip
 
 
-def coco_layout(root: Path, train_list: str, val_list: str, label_file: str) -> DatasetLayout:
+def coco_layout(root: Path, train_list: str, val_list: str, label_file: str | None) -> DatasetLayout:
     """COCO 2014, WSSS layout: ``{train,val}2014/{id}.jpg``, ``SegmentationClass/{train,val}2014/{id}.png``,
     lists ``ImageSets/{list}.txt``."""
     folder = {"train": "train2014", "val": "val2014"}
     lists = {split: inside(root, "ImageSets", f"{name}.txt")
              for split, name in zip(SPLITS, (train_list, val_list), strict=True)}  # fmt: skip
     return DatasetLayout(root, lists, lambda s, i: f"{folder[s]}/{i}.jpg",
-                         lambda s, i: f"SegmentationClass/{folder[s]}/{i}.png", inside(root, label_file))  # fmt: skip
+                         lambda s, i: f"SegmentationClass/{folder[s]}/{i}.png",
+                         _label_path(root, label_file))  # fmt: skip
 
 
 def dataset_layout(params: DataParams, check: bool = True) -> DatasetLayout:
@@ -66,6 +71,20 @@ def dataset_layout(params: DataParams, check: bool = True) -> DatasetLayout:
     return layout
 
 
+def list_lines(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, its columns) of each non-blank line of a split list: UTF-8 with or without a byte
+    order mark, lines ended by ``\n`` (or ``\r\n``) only, so a U+2028 inside an id stays in it and is refused."""
+    text = path.read_bytes().decode("utf-8-sig")
+    rows = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        columns = line.split(" ") if line.strip(" \t") else []
+        columns = [c for part in columns for c in part.split("\t") if c]
+        if columns:
+            rows.append((number, columns))
+    return rows
+
+
 def listed_ids(path: Path) -> list[str]:
     """The first column of each non-blank line of a split list, unchecked (the reader checks them)."""
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    return [columns[0] for _, columns in list_lines(path)]

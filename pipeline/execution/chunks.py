@@ -231,6 +231,9 @@ def gpu_resources(client) -> dict[str, int] | None:
 def local_cluster_options(execution: ExecutionParams) -> dict:
     """A LocalCluster of single-threaded worker processes (one model each), quiet, no dashboard.
 
+    Dask always opens an HTTP endpoint per scheduler and worker; here it has no routes (every request is a 404)
+    and listens on 127.0.0.1 at a free port, never on the dashboard's 8787.
+
     Its workers keep glibc's adaptive malloc: Dask's default ``MALLOC_TRIM_THRESHOLD_=65536`` (set before it
     spawns a worker) turns each large numpy temporary into an mmap/munmap pair, which made the superpixel
     proposals 25 % slower here (system time ×4). The setting is unset in this process's Dask config.
@@ -239,9 +242,11 @@ def local_cluster_options(execution: ExecutionParams) -> dict:
 
     import dask
 
-    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
+    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                     "distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []})  # fmt: skip
     return {"n_workers": execution.workers or os.cpu_count() or 1, "threads_per_worker": 1, "processes": True,
-            "dashboard_address": None, "silence_logs": logging.ERROR}  # fmt: skip
+            "dashboard_address": "127.0.0.1:0", "scheduler_kwargs": {"dashboard": False},
+            "silence_logs": logging.ERROR}  # fmt: skip
 
 
 @contextmanager
@@ -253,7 +258,12 @@ def dask_client(execution: ExecutionParams):
         with LocalCluster(**local_cluster_options(execution)) as cluster, Client(cluster) as client:
             yield client
     else:
-        with Client(execution.runner, timeout="60s") as client:
+        try:
+            client = Client(execution.runner, timeout=f"{execution.connect_timeout}s")
+        except OSError as error:  # distributed raises OSError (a TimeoutError) when nothing answers in time
+            raise OSError(f"execution.runner: no Dask scheduler answered at {execution.runner} within "
+                          f"{execution.connect_timeout:g} s ({error}); start it, or set runner: local") from None
+        with client:
             yield client
 
 
@@ -265,4 +275,4 @@ def task_runner(execution: ExecutionParams):
 
     if execution.runner == "local":
         return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=local_cluster_options(execution))
-    return DaskTaskRunner(address=execution.runner)
+    return DaskTaskRunner(address=execution.runner, client_kwargs={"timeout": f"{execution.connect_timeout}s"})

@@ -24,6 +24,7 @@ class ExecutionParams(Strict):
     workers: int = Field(0, ge=0)  # local: worker processes (0: one per core)
     chunk_size: int = Field(8, ge=1)  # images per chunk task (one progress step, one retry unit)
     retries: int = Field(2, ge=0)  # retries of a chunk that failed as a whole (a lost worker, an OOM)
+    connect_timeout: float = Field(5.0, gt=0)  # seconds to wait for the scheduler at a runner address
 
     @field_validator("runner")
     @classmethod

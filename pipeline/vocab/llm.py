@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from pipeline.io import write_json
 from pipeline.params import OpenAIVocabParams
+from pipeline.redaction import redact, register_secret
 from pipeline.tracking import info
 from pipeline.vocab import VocabError, prompt_text
 
@@ -58,6 +59,7 @@ class OpenAIChat:
     def __init__(self, params: OpenAIVocabParams, cache: ChatCache) -> None:
         from openai import OpenAI
 
+        register_secret(params.api_key_env)
         api_key = os.environ.get(params.api_key_env)
         if not api_key:
             raise VocabError(f"environment variable {params.api_key_env} is not set (the API key is read from it)")
@@ -86,9 +88,9 @@ class OpenAIChat:
                 model=self.params.model, messages=messages, temperature=self.params.temperature, seed=self.params.seed
             )
         except APIError as error:
-            failure = f"{type(error).__name__}: {error}"
+            failure = redact(f"{type(error).__name__}: {error}")  # a server may echo the key in its error body
             raise VocabError(f"{self.params.base_url}: request '{tag}' failed: {failure}") from None
-        return response.choices[0].message.content or ""
+        return redact(response.choices[0].message.content or "")
 
 
 def parse_json(text: str) -> Any:
