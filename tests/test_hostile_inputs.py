@@ -70,6 +70,26 @@ def test_irns_label_dict_and_plain_arrays_still_load(tmp_path: Path) -> None:
     assert read_npy(tmp_path / "plain.npy").tolist() == [[0, 1, 2], [3, 4, 5]]
 
 
+def test_a_crafted_sam_checkpoint_runs_nothing_and_a_wrong_model_type_is_named(tmp_path: Path) -> None:
+    """segment-anything's own loader calls ``torch.load`` without ``weights_only``; ours never unpickles code."""
+    import torch
+    from segment_anything import sam_model_registry
+
+    from pipeline.proposals.sam import load_sam
+
+    marker, checkpoint = tmp_path / "ran", tmp_path / "sam_vit_b_01ec64.pth"
+    torch.save({"image_encoder.pos_embed": RunsCode(marker)}, checkpoint)
+    with pytest.raises(ValueError, match=r"sam_vit_b_01ec64\.pth: not a SAM vit_b state dict loadable without"):
+        load_sam("vit_b", checkpoint, torch.device("cpu"))
+    assert not marker.exists()
+    state = sam_model_registry["vit_b"]().state_dict()  # SAM's .pth format, random weights
+    torch.save({key: value for key, value in state.items() if not key.startswith("mask_decoder.")}, checkpoint)
+    with pytest.raises(ValueError, match=r"does not fit SAM vit_b \(\d+ weights missing, e\.g\. \['mask_decoder"):
+        load_sam("vit_b", checkpoint, torch.device("cpu"))
+    torch.save(state, checkpoint)
+    assert load_sam("vit_b", checkpoint, torch.device("cpu")).image_encoder.pos_embed.shape[-1] == 768
+
+
 # --- silent misreads ---------------------------------------------------------------------------------------
 IDS = ["2007_000001", "2007_000002", "2007_000003"]  # make_voc: one class each, 0 (aeroplane), 1, 2
 

@@ -154,3 +154,63 @@ def assert_chunked_stage_is_nested_and_watched(project: Path, url: str, env: dic
     assert any(f"execution.workers is {workers}" in entry["message"] and "UserWarning" in entry["message"]
                for entry in logs)  # fmt: skip
     assert any(" images on tcp://" in entry["message"] for entry in logs)  # the chunk task's worker
+
+
+PLANTED_KEY = "sk-planted-NEVER-WRITTEN-31337"
+
+
+def test_expected_failures_and_secrets_under_prefect(project: Path, prefect_api, tmp_path: Path) -> None:
+    """An expected failure prints the same one line as without Prefect, and its flow run fails with it; an API
+    key the LLM server echoes in a 401 is written nowhere: not on the terminal, in the repository, `.dvc/`, the
+    DVC cache and run-cache, the LLM cache or the Prefect database, after a failing and a succeeding run."""
+    from pipeline.voc import VOC_CLASSES
+    from tests.test_vocab import ChatServer
+
+    url, env = prefect_api
+    env = {**env, "PREFECT_API_URL": url, "OPENAI_API_KEY": PLANTED_KEY}
+    edit_params(project, lambda p: p["data"].update(source="voc", voc={**p["data"]["voc"], "root": "no/such/root"}))
+    result = run([sys.executable, "-m", "stages.prepare_data"], project, env=env, check=False)
+    line = "prepare_data: error: " + str((project / "no/such/root").resolve()) + ": VOC root not found"
+    assert result.returncode == 1 and line in result.stderr and "Traceback" not in result.stderr
+    (failed,) = flow_runs(url, "prepare_data")
+    assert failed["state"]["type"] == "FAILED" and "VOC root not found" in failed["state"]["message"]
+    plain = run([sys.executable, "-m", "stages.prepare_data"], project, env={**env, "PREFECT_API_URL": ""}, check=False)
+    assert plain.returncode == 1 and line in plain.stderr
+
+    edit_params(project, lambda p: (p["data"].update(source="synthetic"), p["vocab"].update(provider="openai")))
+    echo = {"error": {"message": f"Incorrect API key provided: {PLANTED_KEY}", "type": "invalid_request_error"}}
+    outputs = []
+    with ChatServer([(401, echo)]) as server:
+        edit_params(project, lambda p: p["vocab"]["openai"].update(base_url=server.url, max_retries=0, timeout=5.0))
+        result = dvc_with(project, env, "repro", "vocab")
+        outputs.append(result.stdout + result.stderr)
+        assert result.returncode != 0 and "vocab: error: " in result.stderr
+        assert "Incorrect API key provided: ***" in result.stderr
+    clusters = ("ok", {"clusters": {"everything": list(VOC_CLASSES)}})
+    script = [("ok", {"synonyms": {cls: [f"a kind of {cls}"] for cls in VOC_CLASSES}}), clusters, clusters]
+    with ChatServer(script) as server:
+        edit_params(project, lambda p: p["vocab"]["openai"].update(base_url=server.url))
+        result = dvc_with(project, env, "repro", "vocab")
+        outputs.append(result.stdout + result.stderr)
+        assert result.returncode == 0, result.stderr
+        assert server.requests[0]["authorization"] == f"Bearer {PLANTED_KEY}"  # it was sent, as it must be
+    states = sorted(r["state"]["type"] for r in flow_runs(url, "vocab"))
+    assert states == ["COMPLETED", "FAILED"] and "Incorrect API key provided: ***" in stored_messages(url, "vocab")
+    assert not any(PLANTED_KEY in text for text in outputs)
+    places = [project, Path(env["PREFECT_HOME"])]
+    holding = [str(path) for place in places for path in place.rglob("*")
+               if path.is_file() and PLANTED_KEY.encode() in path.read_bytes()]  # fmt: skip
+    assert holding == []
+    assert (project / ".dvc/cache").is_dir() and list((project / ".cache/llm").glob("*.json"))  # the places exist
+
+
+def stored_messages(url: str, flow_name: str) -> str:
+    """Every state message and log line of the flow's runs, joined (what the Prefect database holds)."""
+    runs = flow_runs(url, flow_name)
+    ids = [r["id"] for r in runs]
+    logs = httpx.post(f"{url}/logs/filter", json={"logs": {"flow_run_id": {"any_": ids}}}).json()
+    return "\n".join([*(r["state"]["message"] or "" for r in runs), *(entry["message"] for entry in logs)])
+
+
+def dvc_with(project: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return run([str(Path(sys.executable).parent / "dvc"), *args], project, env=env, check=False)

@@ -15,6 +15,7 @@ box NMS that prefers unchanged masks. Built on segment-anything 1.0's generator 
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -155,7 +156,8 @@ class LevelledMaskGenerator(SamAutomaticMaskGenerator):
 
 
 def load_sam(model_type: str, checkpoint: Path, device: torch.device) -> Sam:
-    """A SAM model from a local checkpoint (never downloaded); a clear error when the file is missing."""
+    """A SAM model from a local checkpoint (never downloaded), loaded with ``weights_only``; a clear error when the
+    file is missing, holds anything but tensors, or does not fit ``model_type``."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(
@@ -163,7 +165,19 @@ def load_sam(model_type: str, checkpoint: Path, device: torch.device) -> Sam:
             f"{CHECKPOINT_URLS[model_type]} on a connected machine, put it at this path (or set "
             f"proposals.sam.checkpoint), or use proposals.method: superpixels"
         )
-    return sam_model_registry[model_type](checkpoint=str(checkpoint)).to(device).eval()
+    model = sam_model_registry[model_type]()
+    try:  # segment-anything's own loader calls torch.load without weights_only: a crafted file would run code
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError) as error:
+        first = " ".join(str(error).split())[:300]
+        message = f"{checkpoint}: not a SAM {model_type} state dict loadable without running code ({first})"
+        raise ValueError(message) from None
+    if missing or unexpected:
+        raise ValueError(f"{checkpoint}: does not fit SAM {model_type} ({len(missing)} weights missing, e.g. "
+                         f"{missing[:1]}, {len(unexpected)} unexpected, e.g. {unexpected[:1]}); check "
+                         f"proposals.sam.model_type")  # fmt: skip
+    return model.to(device).eval()
 
 
 @PROPOSAL_METHODS.register("sam")
