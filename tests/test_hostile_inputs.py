@@ -310,21 +310,19 @@ def test_a_byte_order_mark_in_a_list_is_read_and_a_missing_file_names_its_list_l
         prepare_dataset(voc_params(root), tmp_path / "out")
 
 
-def test_deeplabs_two_column_list_gets_a_hint(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("/JPEGImages/2007_000001.jpg /SegmentationClassAug/2007_000001.png\n", r":1: .*DeepLab-style list"),
+        ("2007_000001\n2007_000002\u20282007_000001\n", r":2: .*invisible character U\+2028"),  # not "listed twice"
+    ],
+    ids=["deeplab-two-columns", "line-separator-in-an-id"],
+)
+def test_a_bad_list_line_is_named_with_what_to_do(tmp_path: Path, text: str, message: str) -> None:
     root = tmp_path / "VOC2012"
     make_voc(root, IDS)
-    listing = root / "ImageSets/Segmentation/train_aug.txt"
-    listing.write_text("/JPEGImages/2007_000001.jpg /SegmentationClassAug/2007_000001.png\n")
-    with pytest.raises(DatasetError, match=r"train_aug\.txt:1: bad image id: .*DeepLab-style list .*only an id per "):
-        prepare_dataset(voc_params(root), tmp_path / "out")
-
-
-def test_a_line_separator_inside_an_id_is_named_not_listed_twice(tmp_path: Path) -> None:
-    root = tmp_path / "VOC2012"
-    make_voc(root, IDS)
-    listing = root / "ImageSets/Segmentation/train_aug.txt"
-    listing.write_text("2007_000001\n2007_000002\u20282007_000001\n")
-    with pytest.raises(DatasetError, match=r"train_aug\.txt:2: bad image id: .*invisible character U\+2028"):
+    (root / "ImageSets/Segmentation/train_aug.txt").write_text(text)
+    with pytest.raises(DatasetError, match=rf"train_aug\.txt{message}"):
         prepare_dataset(voc_params(root), tmp_path / "out")
 
 
