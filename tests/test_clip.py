@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import pytest
 import torch
 from pydantic import ValidationError
@@ -22,7 +23,7 @@ from pipeline.clip.request import clip_request
 from pipeline.clip.vision import embed_tokens, encode_image, resized_positions, vision_pass
 from pipeline.data.datasets import prepare_dataset
 from pipeline.params import DataParams, ParamsError, PipelineParams, validate_params
-from tests.clip_fixtures import write_tiny_clip
+from tests.clip_fixtures import register_tiny_open_clip, write_openai_torchscript, write_tiny_clip
 
 
 def test_softmax_runs_over_the_present_classes_and_the_background_prompts_only() -> None:
@@ -197,8 +198,11 @@ def test_pretrain_clip_writes_a_loadable_stand_in_and_its_curve(tmp_path: Path) 
     header = "epoch,loss,val_zero_shot_mAP,val_zero_shot_mAP_cosine\n"
     assert none == {"source": "none"} and (tmp_path / "none/curve.csv").read_text() == header
     # A real CLIP is described with its weights' digest: new weights change the descriptor the CLIP stages read.
-    real = clip_request(PipelineParams.model_validate({"cam": {"method": "clip_es"}, "clip": {"source": "open_clip"}}))
+    name = register_tiny_open_clip(tmp_path / "configs")
+    write_openai_torchscript(open_clip.create_model(name).state_dict(), tmp_path / "w.pt")
+    real = clip_request(PipelineParams.model_validate({"cam": {"method": "clip_es"}, "clip": {
+        "source": "open_clip", "open_clip": {"model": name, "checkpoint": str(tmp_path / "w.pt")}}}))  # fmt: skip
     for digest in ("a" * 64, "b" * 64):
         build_clip(real, manifest, tmp_path / "dataset", torch.device("cpu"), tmp_path / "real", {"w.pt": digest})
         descriptor = json.loads((tmp_path / "real/model/clip.json").read_text())
-        assert descriptor["weights_sha256"] == {"w.pt": digest} and descriptor["open_clip"]["model"] == "ViT-B-16"
+        assert descriptor["weights_sha256"] == {"w.pt": digest} and descriptor["open_clip"]["model"] == name

@@ -1,5 +1,5 @@
-"""The ``pretrain_clip`` stage's work: pretrain the stand-in, or describe a real CLIP. Only the stand-in path
-imports open_clip, so the stage costs a second when no CLIP method is selected."""
+"""The ``pretrain_clip`` stage's work: pretrain the stand-in, or load, check and describe a real CLIP. Only a
+CLIP source imports open_clip, so the stage costs a second when no CLIP method is selected."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ def build_clip(request: dict[str, Any], manifest: Manifest, manifest_dir: Path, 
                weights: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Carry out a ``clip_request`` (pipeline/clip/request.py): write ``out_dir/model`` (the descriptor
     ``clip.json`` and, for the stand-in, its weights), ``out_dir/curve.csv`` and ``out_dir/metrics.json``;
-    return the metrics. Only the stand-in is trained here; a real CLIP is described, not copied: its
-    descriptor holds the SHA-256 of its weights file (``weights``, from the input_files stage), so new weights
+    return the metrics. Only the stand-in is trained here; a real CLIP is loaded once to check that its file
+    fits (a wrong file fails here, not hours later) and described, not copied: its descriptor holds the SHA-256
+    of its weights file (``weights``, from the input_files stage), its format and activation, so new weights
     change the descriptor, and every CLIP stage depending on it reruns."""
     out_dir = Path(out_dir)
     model_dir = out_dir / "model"
@@ -32,6 +33,13 @@ def build_clip(request: dict[str, Any], manifest: Manifest, manifest_dir: Path, 
 
         descriptor, trained, history = pretrain_here(request, manifest, device, work)
         metrics.update(trained)
+    elif request["source"] == "open_clip":  # loaded and checked now, before any CAM stage spends hours on it
+        from pipeline.clip.models import load_open_clip
+        from pipeline.clip.params import OpenClipParams
+
+        _, loaded = load_open_clip(OpenClipParams(**request["open_clip"]))
+        descriptor = {**request, "weights_sha256": weights or {}, "loaded": loaded}
+        metrics.update(loaded)
     else:
         descriptor = {**request, "weights_sha256": weights or {}}
     write_json(work / DESCRIPTOR_NAME, descriptor)

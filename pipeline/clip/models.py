@@ -148,6 +148,21 @@ def open_clip_weights(params: OpenClipParams) -> Path:
     )
 
 
+def load_open_clip(params: OpenClipParams) -> tuple[nn.Module, dict[str, str]]:
+    """A real CLIP, its weights read in whatever format the file has and checked to fit the architecture
+    (pipeline/clip/checkpoints.py), with QuickGELU where the weights need it; and what was loaded (file,
+    format, activation and why), which ``pretrain_clip`` records in the descriptor."""
+    from pipeline.clip.checkpoints import fit, quick_gelu, read_clip_weights
+
+    path = open_clip_weights(params)
+    weights = read_clip_weights(path)
+    quick, reason = quick_gelu(weights, params.model, params.pretrained, params.quick_gelu)
+    model = open_clip.create_model(params.model, force_quick_gelu=quick)
+    fit(model, weights, path, params.model)
+    return model, {"weights": str(path), "format": weights.format, "activation": "QuickGELU" if quick else "GELU",
+                   "activation_from": reason}  # fmt: skip
+
+
 @dataclass
 class Clip:
     """An open_clip model with its tokenizer and input normalisation."""
@@ -188,13 +203,10 @@ def load_clip(descriptor: Path, device: torch.device | None = None) -> Clip:
         clip = Clip(model, tokenizer_for(spec["config"]), open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
     elif spec["source"] == "open_clip":
         params = OpenClipParams(**spec["open_clip"])
+        model, _ = load_open_clip(params)
         tag = open_clip.get_pretrained_cfg(params.model, params.pretrained) if params.pretrained else {}
-        model = open_clip.create_model(params.model, pretrained=str(open_clip_weights(params)),
-                                       force_quick_gelu=bool(tag.get("quick_gelu", False)))  # fmt: skip
-        preprocess = getattr(model.visual, "preprocess_cfg", {})
-        mean = tuple(preprocess.get("mean", open_clip.OPENAI_DATASET_MEAN))
-        clip = Clip(model, open_clip.get_tokenizer(params.model), mean,
-                    tuple(preprocess.get("std", open_clip.OPENAI_DATASET_STD)))  # fmt: skip
+        clip = Clip(model, open_clip.get_tokenizer(params.model), tuple(tag.get("mean", open_clip.OPENAI_DATASET_MEAN)),
+                    tuple(tag.get("std", open_clip.OPENAI_DATASET_STD)))  # fmt: skip
     else:
         raise ValueError(f"{descriptor}: no CLIP was built ({spec.get('reason', spec['source'])})")
     clip.model.to(device or torch.device("cpu")).eval().requires_grad_(False)

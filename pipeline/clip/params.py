@@ -20,12 +20,14 @@ STAND_IN_WEIGHTS = "stand_in.pt"
 class OpenClipParams(Strict):
     """A real CLIP: ``model`` an open_clip architecture (``ViT-B-16``), weights from ``checkpoint`` (a local
     file) or else the ``pretrained`` tag's file in ``cache_dir`` (open_clip's / Hugging Face's cache, read
-    offline). Nothing is downloaded at run time."""
+    offline). Nothing is downloaded at run time. ``checkpoint`` may be OpenAI's TorchScript ``.pt``, a state
+    dict or a safetensors file (pipeline/clip/checkpoints.py)."""
 
     model: str = "ViT-B-16"
     pretrained: str | None = "openai"
     checkpoint: str | None = None
     cache_dir: str | None = None
+    quick_gelu: bool | None = None  # null: QuickGELU for OpenAI's weights or a tag trained with it, else GELU
 
     @model_validator(mode="after")
     def _has_weights(self) -> OpenClipParams:
