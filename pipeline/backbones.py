@@ -12,11 +12,12 @@ normalisation it expects, the side multiple its inputs need, and adjustable drop
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from functools import partial
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 from torchvision.models import resnet
 from torchvision.ops import StochasticDepth
@@ -25,32 +26,49 @@ from pipeline.cams.network_params import BackboneChoice, ResNetBackboneParams, V
 from pipeline.data.loading import IMAGENET_MEAN, IMAGENET_STD
 
 ARCHS = {
-    "resnet10": (resnet.BasicBlock, [1, 1, 1, 1], None),
-    "resnet18": (resnet.BasicBlock, [2, 2, 2, 2], torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
-    "resnet34": (resnet.BasicBlock, [3, 4, 6, 3], torchvision.models.ResNet34_Weights.IMAGENET1K_V1),
-    "resnet50": (resnet.Bottleneck, [3, 4, 6, 3], torchvision.models.ResNet50_Weights.IMAGENET1K_V1),
-    "resnet101": (resnet.Bottleneck, [3, 4, 23, 3], torchvision.models.ResNet101_Weights.IMAGENET1K_V1),
+    "resnet10": (resnet.BasicBlock, [1, 1, 1, 1]),
+    "resnet18": (resnet.BasicBlock, [2, 2, 2, 2]),
+    "resnet34": (resnet.BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (resnet.Bottleneck, [3, 4, 6, 3]),
+    "resnet101": (resnet.Bottleneck, [3, 4, 23, 3]),
 }
+# torchvision's ImageNet files (torch hub cache), by ``weights`` setting, in the order looked for. ``imagenet``
+# is V1, what IRN, CLIMS and the papers used: torchvision's current name for it, then the name of torchvision <
+# 0.13 that IRN's README links (resnet50-19c8e357.pth), the same weights. ``imagenet_v2``: torchvision's V2
+# recipe (80.9 % top-1 for ResNet-50), not what the papers used.
+IMAGENET_FILES = {
+    "resnet18": {"imagenet": ("resnet18-f37072fd.pth", "resnet18-5c106cde.pth")},
+    "resnet34": {"imagenet": ("resnet34-b627a593.pth", "resnet34-333f7ec4.pth")},
+    "resnet50": {"imagenet": ("resnet50-0676ba61.pth", "resnet50-19c8e357.pth"),
+                 "imagenet_v2": ("resnet50-11ad3fa6.pth",)},
+    "resnet101": {"imagenet": ("resnet101-63fe2227.pth", "resnet101-5d3b4d8f.pth"),
+                  "imagenet_v2": ("resnet101-cd907fc2.pth",)},
+}  # fmt: skip
 
 
-def imagenet_weights_file(arch: str) -> Path:
-    """Where torchvision keeps ``arch``'s ImageNet weights: the torch hub cache (``TORCH_HOME``)."""
-    weights = ARCHS[arch][2]
-    if weights is None:
-        raise FileNotFoundError(f"no ImageNet weights exist for '{arch}'; use weights: none")
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+def imagenet_weights_file(arch: str, weights: str = "imagenet") -> Path:
+    """Where ``arch``'s ImageNet weights (``imagenet``: V1, ``imagenet_v2``) are in the torch hub cache
+    (``TORCH_HOME``): the first of their file names present, else the first name (to be reported missing)."""
+    names = IMAGENET_FILES.get(arch, {}).get(weights)
+    if not names:
+        raise FileNotFoundError(f"torchvision has no {weights} weights for '{arch}'; use weights: none")
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    return next((folder / name for name in names if (folder / name).is_file()), folder / names[0])
 
 
-def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
-    """ImageNet weights from the local torch hub cache; never downloads."""
-    path = imagenet_weights_file(arch)
-    weights = ARCHS[arch][2]
+def imagenet_state_dict(arch: str, weights: str = "imagenet") -> dict[str, torch.Tensor]:
+    """ImageNet weights from the local torch hub cache (``weights_only``); never downloads."""
+    path = imagenet_weights_file(arch, weights)
     if not path.is_file():
+        names = " or ".join(IMAGENET_FILES[arch][weights])
         raise FileNotFoundError(
-            f"ImageNet weights for '{arch}' not found at {path}; nothing is downloaded at run time — copy "
-            f"{Path(weights.url).name} there (or set TORCH_HOME) or use weights: none"
+            f"ImageNet weights ({weights}) for '{arch}' not found in {path.parent}; nothing is downloaded at run "
+            f"time — copy {names} there (or set TORCH_HOME) or use weights: none"
         )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise ValueError(f"{path}: not a torchvision state dict ({' '.join(str(error).split())[:200]})") from None
 
 
 def stride_one(layer: nn.Sequential) -> None:
@@ -66,10 +84,14 @@ def resnet_trunk(arch: str, weights: str = "none", output_stride: int = 16) -> t
     """(conv1 … layer4 as one Sequential, its output channels) of a torchvision ResNet at ``output_stride``."""
     if arch not in ARCHS:
         raise ValueError(f"unknown ResNet '{arch}'; known: {', '.join(ARCHS)}")
-    block, layers, _ = ARCHS[arch]
+    block, layers = ARCHS[arch]
     net = resnet.ResNet(block, layers)
-    if weights == "imagenet":
-        net.load_state_dict(imagenet_state_dict(arch))
+    if weights != "none":
+        try:
+            net.load_state_dict(imagenet_state_dict(arch, weights))
+        except RuntimeError as error:
+            raise ValueError(f"{imagenet_weights_file(arch, weights)}: does not fit torchvision's {arch} "
+                             f"({' '.join(str(error).split())[:200]})") from None  # fmt: skip
     if output_stride <= 16:
         stride_one(net.layer4)
     if output_stride <= 8:
@@ -145,9 +167,13 @@ class ViTFeatures(FeatureBackbone):
         if not timm.is_model(params.model):
             raise ValueError(f"unknown timm model '{params.model}'")
         load = pretrained and params.weights == "imagenet"
-        if load:
-            options["pretrained_cfg_overlay"] = {"file": str(local_vit_weights(params))}
-        self.vit = timm.create_model(params.model, pretrained=load, **options)
+        weights = local_vit_weights(params) if load else None
+        if weights is not None and is_npz(weights):  # Google's JAX release (ViT-PCM's ImageNet-21k ViT-B/16)
+            self.vit = timm.create_model(params.model, pretrained=False, **options)
+            self.vit.load_pretrained(str(weights))  # timm's converter; numpy reads it without pickle
+        else:  # timm's own files: .safetensors, or .pth / .bin read with weights_only
+            overlay = {"pretrained_cfg_overlay": {"file": str(weights)}} if weights is not None else {}
+            self.vit = timm.create_model(params.model, pretrained=load, **options, **overlay)
         for block in self.vit.blocks:  # blocks built at rate 0 hold Identity: make the rate adjustable
             block.drop_path1, block.drop_path2 = StochasticDepth(0.0, "row"), StochasticDepth(0.0, "row")
         self.channels = self.vit.embed_dim
@@ -178,6 +204,15 @@ class ViTFeatures(FeatureBackbone):
         indices = sorted({round((i + 1) * depth / count) - 1 for i in range(count)})
         final, intermediates = self.vit.forward_intermediates(images, indices=indices, output_fmt="NCHW")
         return self.token_map(final, images), intermediates
+
+
+def is_npz(path: Path) -> bool:
+    """Whether a weights file is a numpy ``.npz`` archive (a zip of ``.npy`` arrays), by its content."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    return bool(names) and all(name.endswith(".npy") for name in names)
 
 
 def local_vit_weights(params: ViTBackboneParams) -> Path:

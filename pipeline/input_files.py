@@ -170,21 +170,21 @@ def clip_weights(params: PipelineParams, cache: DigestCache) -> list[Path]:
     return located(cache, f"open_clip {clip.model_dump_json()}", find)
 
 
-def imagenet_resnet(arch: str, cache: DigestCache) -> list[Path]:
+def imagenet_resnet(arch: str, cache: DigestCache, weights: str = "imagenet") -> list[Path]:
     def find() -> Path:
         from pipeline.backbones import imagenet_weights_file
 
-        return imagenet_weights_file(arch)
+        return imagenet_weights_file(arch, weights)
 
-    return located(cache, f"torchvision imagenet {arch}", find)
+    return located(cache, f"torchvision {weights} {arch}", find)
 
 
 def cam_method_weights(method: str, params: PipelineParams, cache: DigestCache) -> list[Path]:
     """The ImageNet weights of CAM method ``method``'s backbone (a torchvision ResNet or a timm ViT)."""
     section = params.cam.section(method)
     backbone = getattr(section, "backbone", "vit" if hasattr(section, "vit") else None)
-    if backbone == "resnet" and section.resnet.weights == "imagenet":
-        return imagenet_resnet(section.resnet.arch, cache)
+    if backbone == "resnet" and section.resnet.weights != "none":
+        return imagenet_resnet(section.resnet.arch, cache, section.resnet.weights)
     if backbone != "vit" or section.vit.weights != "imagenet":
         return []
     if section.vit.checkpoint is not None:

@@ -118,7 +118,7 @@ class SuperpixelProposalParams(Strict):
 class SamProposalParams(Strict):
     """segment-anything's automatic mask generator with the FMA-WSSS settings (implementation notes)."""
 
-    model_type: Literal["vit_h", "vit_l", "vit_b"] = "vit_h"
+    model_type: Literal["vit_h", "vit_l", "vit_b", "auto"] = "vit_h"  # auto: the type the checkpoint holds
     checkpoint: str = "models/sam_vit_h_4b8939.pth"
     points_per_side: int = Field(32, ge=1)
     points_per_batch: int = Field(64, ge=1)

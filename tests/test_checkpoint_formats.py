@@ -114,3 +114,100 @@ def test_pretrain_clip_loads_a_real_clip_before_anything_else(tiny, tmp_path: Pa
     with pytest.raises(ValueError, match="do not fit open_clip ViT-B-32"):
         build_clip(wrong, manifest, tmp_path / "d", torch.device("cpu"), tmp_path / "clip2", {})
     assert not (tmp_path / "clip2/model").exists()
+
+
+def test_a_sam_checkpoints_model_type_is_read_from_the_file(tmp_path: Path) -> None:
+    """``sam_vit_b_01ec64.pth`` (SAM's format: a plain state dict) under a vit_h setting fails naming both; ``auto``
+    takes the type the file holds."""
+    from segment_anything import sam_model_registry
+
+    from pipeline.proposals.sam import load_sam
+
+    torch.manual_seed(0)
+    torch.save(sam_model_registry["vit_b"]().state_dict(), path := tmp_path / "sam_vit_b_01ec64.pth")
+    with pytest.raises(ValueError, match=r"sam_vit_b_01ec64\.pth: holds SAM vit_b weights but proposals\.sam\."
+                                         r"model_type is vit_h; set it to vit_b"):
+        load_sam("vit_h", path, torch.device("cpu"))
+    assert load_sam("auto", path, torch.device("cpu")).image_encoder.pos_embed.shape[-1] == 768
+    torch.save({"image_encoder.pos_embed": torch.zeros(1, 4, 4, 999)}, other := tmp_path / "other.pth")
+    with pytest.raises(ValueError, match=r"other\.pth: not a SAM state dict"):
+        load_sam("auto", other, torch.device("cpu"))
+
+
+def test_torchvision_resnet50_files_v1_under_both_names_and_v2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """IRN's and CLIMS's users have ``resnet50-19c8e357.pth`` (torchvision < 0.13's name of the V1 weights the
+    papers used); torchvision now saves the same weights as ``resnet50-0676ba61.pth``; V2 is
+    ``resnet50-11ad3fa6.pth`` and only ``weights: imagenet_v2`` reads it."""
+    import torchvision
+
+    from pipeline.backbones import resnet_trunk
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    folder = tmp_path / "torch_home/hub/checkpoints"
+    folder.mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"resnet50-0676ba61\.pth or resnet50-19c8e357\.pth"):
+        resnet_trunk("resnet50", "imagenet")
+    torch.manual_seed(0)
+    v1 = torchvision.models.resnet50().state_dict()  # random weights in torchvision's format
+    torch.save(v1, folder / "resnet50-19c8e357.pth")
+    trunk, _ = resnet_trunk("resnet50", "imagenet")
+    assert torch.equal(trunk[0].weight, v1["conv1.weight"])
+    with pytest.raises(FileNotFoundError, match=r"ImageNet weights \(imagenet_v2\) for 'resnet50'.*resnet50-11ad3fa6"):
+        resnet_trunk("resnet50", "imagenet_v2")
+    v2 = {key: value + 1 if value.is_floating_point() else value for key, value in v1.items()}
+    torch.save(v2, folder / "resnet50-11ad3fa6.pth")
+    assert torch.equal(resnet_trunk("resnet50", "imagenet_v2")[0][0].weight, v2["conv1.weight"])
+    torch.save(torchvision.models.resnet18().state_dict(), folder / "resnet50-0676ba61.pth")  # the wrong network
+    with pytest.raises(ValueError, match=r"resnet50-0676ba61\.pth: does not fit torchvision's resnet50"):
+        resnet_trunk("resnet50", "imagenet")
+
+
+def google_vit_npz(vit: torch.nn.Module, path: Path, classes: int = 21843) -> None:
+    """A timm ViT's weights in Google's JAX ``.npz`` layout (``ViT-B_16.npz`` of the ImageNet-21k release, what
+    ViT-PCM starts from): the inverse of timm's converter, with a 21k-class head the CAM backbone drops."""
+    import numpy as np
+
+    def array(tensor: torch.Tensor) -> np.ndarray:
+        return tensor.detach().numpy()
+
+    width, heads = vit.embed_dim, vit.blocks[0].attn.num_heads
+    w = {"embedding/kernel": array(vit.patch_embed.proj.weight.permute(2, 3, 1, 0)),
+         "embedding/bias": array(vit.patch_embed.proj.bias), "cls": array(vit.cls_token),
+         "Transformer/posembed_input/pos_embedding": array(vit.pos_embed),
+         "Transformer/encoder_norm/scale": array(vit.norm.weight),
+         "Transformer/encoder_norm/bias": array(vit.norm.bias),
+         "head/kernel": np.zeros((width, classes), np.float32), "head/bias": np.zeros(classes, np.float32)}  # fmt: skip
+    for i, block in enumerate(vit.blocks):
+        b, mha = f"Transformer/encoderblock_{i}/", f"Transformer/encoderblock_{i}/MultiHeadDotProductAttention_1/"
+        for name, weight, bias in zip(("query", "key", "value"), block.attn.qkv.weight.chunk(3),
+                                      block.attn.qkv.bias.chunk(3), strict=True):  # fmt: skip
+            w[f"{mha}{name}/kernel"] = array(weight.T.reshape(width, heads, -1))
+            w[f"{mha}{name}/bias"] = array(bias.reshape(heads, -1))
+        w[f"{mha}out/kernel"] = array(block.attn.proj.weight.reshape(width, heads, -1).permute(1, 2, 0))
+        w[f"{mha}out/bias"] = array(block.attn.proj.bias)
+        for norm, module in (("LayerNorm_0", block.norm1), ("LayerNorm_2", block.norm2)):
+            w[f"{b}{norm}/scale"], w[f"{b}{norm}/bias"] = array(module.weight), array(module.bias)
+        for r, fc in enumerate((block.mlp.fc1, block.mlp.fc2)):
+            w[f"{b}MlpBlock_3/Dense_{r}/kernel"] = array(fc.weight.T)
+            w[f"{b}MlpBlock_3/Dense_{r}/bias"] = array(fc.bias)
+    np.savez(path, **w)
+
+
+@pytest.mark.parametrize("fmt", ["npz", "safetensors"])
+def test_timm_vit_weights_as_google_npz_or_timm_safetensors(tmp_path: Path, fmt: str) -> None:
+    import timm
+
+    from pipeline.backbones import ViTFeatures
+    from pipeline.cams.network_params import ViTBackboneParams
+
+    torch.manual_seed(0)
+    source = timm.create_model("vit_tiny_patch16_224", num_classes=0)  # random weights in the real architecture
+    if fmt == "npz":
+        google_vit_npz(source, path := tmp_path / "ViT-Ti_16.npz")
+    else:
+        save_file(source.state_dict(), path := tmp_path / "model.safetensors")
+    params = ViTBackboneParams(model="vit_tiny_patch16_224", weights="imagenet", checkpoint=str(path), patch_size=None,
+                               embed_dim=None, depth=None, num_heads=None)  # fmt: skip
+    loaded = ViTFeatures(params, 224, pretrained=True).vit.state_dict()
+    for key, value in source.state_dict().items():
+        assert torch.allclose(loaded[key], value, atol=1e-6), key

@@ -14,7 +14,7 @@ class ResNetBackboneParams(Strict):
     """A torchvision ResNet (pipeline/backbones.py); the output stride is reached by removing strides."""
 
     arch: Literal["resnet10", "resnet18", "resnet34", "resnet50", "resnet101"] = "resnet10"
-    weights: Literal["none", "imagenet"] = "none"  # imagenet: from the local torch hub cache only
+    weights: Literal["none", "imagenet", "imagenet_v2"] = "none"  # torchvision's V1 / V2, local torch hub cache only
     output_stride: Literal[8, 16, 32] = 16
 
 
@@ -28,7 +28,7 @@ class ViTBackboneParams(Strict):
 
     model: str = "deit_small_patch16_224"  # a timm model name
     weights: Literal["none", "imagenet"] = "none"
-    checkpoint: str | None = None  # local weights file for weights: imagenet (null: the local HF cache)
+    checkpoint: str | None = None  # for weights: imagenet, timm's .safetensors/.pth or Google's .npz (null: HF cache)
     patch_size: int | None = Field(8, ge=1)  # null keeps the model's own
     embed_dim: int | None = Field(96, ge=8)
     depth: int | None = Field(4, ge=1)

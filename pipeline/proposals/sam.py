@@ -155,28 +155,44 @@ class LevelledMaskGenerator(SamAutomaticMaskGenerator):
         )  # fmt: skip
 
 
+SAM_WIDTHS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}  # the image encoder's width: the model type
+
+
+def sam_model_type(state: dict[str, torch.Tensor]) -> str | None:
+    """The SAM model type a state dict holds (from its image encoder's width), or None when it is not SAM's."""
+    pos_embed = state.get("image_encoder.pos_embed")
+    return SAM_WIDTHS.get(int(pos_embed.shape[-1])) if isinstance(pos_embed, torch.Tensor) else None
+
+
 def load_sam(model_type: str, checkpoint: Path, device: torch.device) -> Sam:
-    """A SAM model from a local checkpoint (never downloaded), loaded with ``weights_only``; a clear error when the
-    file is missing, holds anything but tensors, or does not fit ``model_type``."""
+    """A SAM model from a local checkpoint (never downloaded, e.g. ``sam_vit_h_4b8939.pth``), read with
+    ``weights_only``: segment-anything's own loader calls ``torch.load`` without it, so a crafted file would run
+    code. ``model_type`` ``auto`` takes the type the file holds; a named type is checked against it. A missing
+    file, one that holds anything but tensors, or one of another type fails naming the file."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
+        url = CHECKPOINT_URLS.get(model_type, CHECKPOINT_URLS["vit_h"])
         raise FileNotFoundError(
             f"{checkpoint}: SAM checkpoint for {model_type} not found. Nothing is downloaded at run time: fetch "
-            f"{CHECKPOINT_URLS[model_type]} on a connected machine, put it at this path (or set "
-            f"proposals.sam.checkpoint), or use proposals.method: superpixels"
+            f"{url} on a connected machine, put it at this path (or set proposals.sam.checkpoint), or use "
+            f"proposals.method: superpixels"
         )
-    model = sam_model_registry[model_type]()
-    try:  # segment-anything's own loader calls torch.load without weights_only: a crafted file would run code
+    try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        missing, unexpected = model.load_state_dict(state, strict=False)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError) as error:
         first = " ".join(str(error).split())[:300]
-        message = f"{checkpoint}: not a SAM {model_type} state dict loadable without running code ({first})"
-        raise ValueError(message) from None
+        raise ValueError(f"{checkpoint}: not a SAM state dict loadable without running code ({first})") from None
+    found = sam_model_type(state) if isinstance(state, dict) else None
+    if found is None:
+        raise ValueError(f"{checkpoint}: not a SAM state dict (no image_encoder.pos_embed of a known width)")
+    if model_type not in ("auto", found):
+        raise ValueError(f"{checkpoint}: holds SAM {found} weights but proposals.sam.model_type is {model_type}; "
+                         f"set it to {found} (or auto)")  # fmt: skip
+    model = sam_model_registry[found]()
+    missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{checkpoint}: does not fit SAM {model_type} ({len(missing)} weights missing, e.g. "
-                         f"{missing[:1]}, {len(unexpected)} unexpected, e.g. {unexpected[:1]}); check "
-                         f"proposals.sam.model_type")  # fmt: skip
+        raise ValueError(f"{checkpoint}: does not fit SAM {found} ({len(missing)} weights missing, e.g. "
+                         f"{missing[:1]}, {len(unexpected)} unexpected, e.g. {unexpected[:1]})")  # fmt: skip
     return model.to(device).eval()
 
 
