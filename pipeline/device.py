@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
 import torch
+
+if TYPE_CHECKING:
+    from pipeline.params import PipelineParams
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -17,6 +24,46 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise RuntimeError(f"device: '{name}' was requested but this machine has {torch.cuda.device_count()} CUDA "
                            f"device(s), numbered from 0")  # fmt: skip
     return device
+
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class TrainingRuntime:
+    """How a training stage computes on its device: the DataLoader's options (:func:`loader_options`) and the
+    precision (``precision`` in params): ``fp32``, or autocast to ``bf16`` / ``fp16`` for the forward pass and the
+    losses, with a gradient scaler for ``fp16`` (the weights and the optimiser stay fp32)."""
+
+    loader: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+
+    def autocast(self, device: torch.device) -> torch.autocast:
+        return torch.autocast(device.type, dtype=PRECISIONS[self.precision], enabled=self.precision != "fp32")
+
+    def grad_scaler(self, device: torch.device) -> torch.amp.GradScaler:
+        return torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
+
+
+def precision_setting(precision: str) -> dict[str, str]:
+    """What a training run's resumable work key adds for its precision: nothing for fp32 (keys as before)."""
+    return {} if precision == "fp32" else {"precision": precision}
+
+
+def training_runtime(params: PipelineParams, device: torch.device) -> TrainingRuntime:
+    """A training stage's runtime on ``device`` from ``execution.loader_workers`` and ``precision``."""
+    return TrainingRuntime(loader_options(params.execution.loader_workers, device), params.precision)
+
+
+def loader_options(workers: int | None, device: torch.device) -> dict[str, Any]:
+    """The training DataLoader's options on ``device``: ``workers`` processes (``execution.loader_workers``;
+    None: none on the CPU, where the trainer's own threads use the cores, and the cores available, up to 8, on
+    CUDA), memory pinned for CUDA. The batches are the same bytes whatever the count: each epoch's order is drawn
+    in the main process and each sample's augmentation is seeded by (seed, epoch, index). Workers are started
+    per epoch (the dataset's epoch seeds the augmentation), so they are not kept between epochs."""
+    if workers is None:
+        workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+    return {"num_workers": workers, "pin_memory": device.type == "cuda"}
 
 
 def seed_everything(seed: int) -> torch.Generator:

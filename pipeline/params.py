@@ -418,6 +418,7 @@ class VocabParams(Strict):
 class PipelineParams(Strict):
     seed: int = 0
     device: Annotated[str, StringConstraints(pattern=DEVICE_PATTERN)] = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # training: fp32, or autocast (fp16 with a grad scaler)
     data: DataParams = DataParams()
     cam: CamParams = CamParams()
     clip: ClipParams = ClipParams()

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from pipeline.device import TrainingRuntime
 from pipeline.io import atomic_path, write_torch
 from pipeline.tracking import ProgressBar, info, metrics_table
 
@@ -45,17 +46,20 @@ def warmup_cosine(steps: int, warmup_fraction: float, start: float = 0.0, floor:
 class EpochLoader:
     """Per-epoch loaders of a dataset that has an ``epoch`` attribute (its augmentation's seed): the order of
     each epoch comes from (seed, epoch). The last partial batch is dropped when there are several batches
-    (BatchNorm needs more than one sample per batch)."""
+    (BatchNorm needs more than one sample per batch). ``runtime``: its worker processes and pinned memory
+    (:func:`pipeline.device.loader_options`), which never change the batches."""
 
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int) -> None:
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, runtime: TrainingRuntime | None = None) -> None:
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.options = runtime.loader if runtime is not None else {}
         self.drop_last = len(dataset) > batch_size
         self.batches = len(dataset) // batch_size if self.drop_last else 1  # per epoch
 
     def __call__(self, epoch: int) -> DataLoader:
         self.dataset.epoch = epoch
         order = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-        return DataLoader(self.dataset, self.batch_size, shuffle=True, generator=order, drop_last=self.drop_last)
+        return DataLoader(self.dataset, self.batch_size, shuffle=True, generator=order, drop_last=self.drop_last,
+                          **self.options)  # fmt: skip
 
 
 class TrainingDiverged(RuntimeError):
@@ -73,21 +77,27 @@ def run_epochs(
     name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler, loader: Callable[[int], Iterable], step: Step, epochs: int,
     seed: int, checkpoint: Path, after_step: Callable[[], None] | None = None,
-    after_epoch: Callable[[int], dict[str, float]] | None = None,
+    after_epoch: Callable[[int], dict[str, float]] | None = None, runtime: TrainingRuntime | None = None,
 ) -> list[dict[str, float]]:  # fmt: skip
     """Train ``epochs`` epochs (resuming from ``checkpoint``); return the per-epoch loss history.
 
     ``loader(epoch)`` gives the epoch's batches; ``step(batch)`` returns (named losses, weight); ``after_step``
     runs after each optimiser step (an EMA teacher's update). Each history row holds the epoch, the summed
     ``loss`` and every named term, averaged over the epoch's weights, then what ``after_epoch(epoch)``
-    returns (a validation figure per epoch).
+    returns (a validation figure per epoch). ``runtime.precision`` autocasts ``step`` (bf16 / fp16, with a
+    gradient scaler for fp16, checkpointed with the rest).
     """
+    runtime = runtime or TrainingRuntime()
+    device = next(model.parameters()).device
+    scaler = runtime.grad_scaler(device)
     start, history = 0, []
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location=next(model.parameters()).device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         start, history = state["epoch"], state["history"]
         info(f"{name}: resuming after epoch {start}/{epochs} from {checkpoint}")
     batches = getattr(loader, "batches", None)  # per epoch, when the loader knows
@@ -100,13 +110,15 @@ def run_epochs(
             total_weight = 0
             for batch in loader(epoch):
                 bar.advance()
-                losses, weight = step(batch)
-                loss = sum(losses.values())
+                with runtime.autocast(device):
+                    losses, weight = step(batch)
+                    loss = sum(losses.values())
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(name, epoch + 1, losses, checkpoint if start or epoch else None)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
                 if after_step is not None:
                     after_step()
@@ -119,7 +131,8 @@ def run_epochs(
             info(f"{name}: epoch {epoch + 1}/{epochs} {terms}")
             metrics_table(f"{name} metrics", history)
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history}  # fmt: skip
+                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                     "history": history}  # fmt: skip
             write_torch(checkpoint, state)
     return history
 

@@ -7,7 +7,7 @@ import sys
 from pipeline import layout
 from pipeline.clip.build import build_clip
 from pipeline.data.manifest import load_manifest
-from pipeline.device import resolve_device
+from pipeline.device import resolve_device, training_runtime
 from pipeline.params import PipelineParams
 from pipeline.tracking import report
 from stages import run
@@ -16,8 +16,9 @@ from stages import run
 def body(params: PipelineParams) -> None:
     request = json.loads(layout.CLIP_REQUEST.read_text())
     weights = json.loads((layout.INPUT_FILES / "pretrain_clip.json").read_text())["files"]  # a real CLIP's file
-    metrics = build_clip(request, load_manifest(layout.DATASET), layout.DATASET, resolve_device(params.device),
-                         layout.CLIP, weights)  # fmt: skip
+    device = resolve_device(params.device)
+    metrics = build_clip(request, load_manifest(layout.DATASET), layout.DATASET, device, layout.CLIP, weights,
+                         training_runtime(params, device))  # fmt: skip
     report("CLIP", [metrics])
 
 

@@ -5,7 +5,7 @@ import sys
 from pipeline import layout
 from pipeline.cams.train import train_cam_method
 from pipeline.data.manifest import load_manifest
-from pipeline.device import resolve_device
+from pipeline.device import resolve_device, training_runtime
 from pipeline.params import PipelineParams
 from pipeline.tracking import report
 from stages import run
@@ -14,8 +14,9 @@ CAM_ROLES = ("selected",)  # the CAM methods this stage runs (pipeline/code_clos
 
 
 def body(params: PipelineParams) -> None:
-    metrics = train_cam_method(load_manifest(layout.DATASET), layout.DATASET, params.cam, params.seed,
-                               resolve_device(params.device), layout.CLASSIFIER)  # fmt: skip
+    device = resolve_device(params.device)
+    metrics = train_cam_method(load_manifest(layout.DATASET), layout.DATASET, params.cam, params.seed, device,
+                               layout.CLASSIFIER, training_runtime(params, device))  # fmt: skip
     report(
         "Classifier",
         [

@@ -7,7 +7,7 @@ import sys
 from pipeline import layout
 from pipeline.cams.coarse import train_coarse
 from pipeline.data.manifest import load_manifest
-from pipeline.device import resolve_device
+from pipeline.device import resolve_device, training_runtime
 from pipeline.params import PipelineParams
 from pipeline.tracking import report
 from stages import run
@@ -17,8 +17,9 @@ CAM_ROLES = ("first_phase",)  # the CAM methods this stage runs (pipeline/code_c
 
 def body(params: PipelineParams) -> None:
     request = json.loads((layout.COARSE_REQUEST / "training.json").read_text())
-    metrics = train_coarse(request, load_manifest(layout.DATASET), layout.DATASET, resolve_device(params.device),
-                           layout.COARSE)  # fmt: skip
+    device = resolve_device(params.device)
+    metrics = train_coarse(request, load_manifest(layout.DATASET), layout.DATASET, device, layout.COARSE,
+                           training_runtime(params, device))  # fmt: skip
     report("First phase", [{k: v for k, v in metrics.items() if not isinstance(v, dict)}])
 
 

@@ -5,7 +5,7 @@ import sys
 
 from pipeline import layout
 from pipeline.data.manifest import load_manifest
-from pipeline.device import resolve_device
+from pipeline.device import resolve_device, training_runtime
 from pipeline.io import write_json, write_torch
 from pipeline.params import PipelineParams
 from pipeline.tracking import report
@@ -25,9 +25,10 @@ def body(params: PipelineParams) -> None:
         return
     from pipeline.refine.irn_training import train_irn  # the model code, only when IRN is selected
 
+    device = resolve_device(params.device)
     metrics = train_irn(params.refine.irn, load_manifest(layout.DATASET), layout.DATASET, layout.SEEDS,
-                        layout.CLASSIFIER / "model.pt", params.cam, params.seed, resolve_device(params.device),
-                        layout.IRN)  # fmt: skip
+                        layout.CLASSIFIER / "model.pt", params.cam, params.seed, device, layout.IRN,
+                        training_runtime(params, device))  # fmt: skip
     report("IRN boundary network", [metrics])
 
 

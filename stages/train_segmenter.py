@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pipeline import layout
 from pipeline.data.manifest import load_manifest
-from pipeline.device import resolve_device
+from pipeline.device import resolve_device, training_runtime
 from pipeline.params import PipelineParams
 from pipeline.segmentation.training import train_segmenter
 from pipeline.tracking import report
@@ -14,9 +14,10 @@ from stages import run
 
 def train(params: PipelineParams, labels: Path | None, out: Path, name: str, title: str) -> None:
     """Train ``params.segmenter`` on ``labels`` (None: ground truth) into ``out`` and report it."""
+    device = resolve_device(params.device)
     metrics, history = train_segmenter(
-        load_manifest(layout.DATASET), layout.DATASET, labels, params.segmenter, params.seed,
-        resolve_device(params.device), out, name,
+        load_manifest(layout.DATASET), layout.DATASET, labels, params.segmenter, params.seed, device, out, name,
+        training_runtime(params, device),
     )  # fmt: skip
     setting = f"{params.segmenter.network} / {params.segmenter.encoder}, labels: {metrics['labels']}"
     report(title, history, notes=setting)

@@ -45,10 +45,10 @@ def test_output_stride(stride: int, side: int) -> None:
 def test_imagenet_weights_missing_fail_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     with pytest.raises(
-        FileNotFoundError, match=r"ImageNet weights for 'resnet50' not found at .*nothing is downloaded"
+        FileNotFoundError, match=r"ImageNet weights \(imagenet\) for 'resnet50' not found in .*nothing is downloaded"
     ):
         imagenet_state_dict("resnet50")
-    with pytest.raises(FileNotFoundError, match="no ImageNet weights exist for 'resnet10'"):
+    with pytest.raises(FileNotFoundError, match="torchvision has no imagenet weights for 'resnet10'"):
         imagenet_state_dict("resnet10")
 
 

@@ -105,3 +105,55 @@ def test_a_killed_worker_loses_no_finished_image_and_the_store_is_identical(tmp_
     assert out.read_bytes() == serial.read_bytes()
     assert counts["images"] == 32 and counts["recomputed"] == 0  # no image written twice
     assert counts["computed"] + counts["recovered"] == 32  # the killed chunk's finished images are kept
+
+
+def test_dataloader_workers_give_the_same_batches(tmp_path: Path) -> None:
+    """``execution.loader_workers`` only changes where the batches are made: order drawn in the main process,
+    augmentation seeded per sample, so 2 worker processes give the bytes of 0 (and it is untracked by DVC)."""
+    import torch
+
+    from pipeline.data.loading import ClassificationDataset
+    from pipeline.device import TrainingRuntime, loader_options
+    from pipeline.trainer import EpochLoader
+
+    manifest = prepare_dataset(DataParams(synthetic={"num_train": 12, "num_val": 2, "image_size": 48}), tmp_path / "d")
+    dataset = ClassificationDataset(manifest, "train", 32, (0.7, 1.3), seed=3)
+    assert loader_options(None, torch.device("cpu")) == {"num_workers": 0, "pin_memory": False}
+    assert loader_options(None, torch.device("cuda"))["pin_memory"]
+    batches = {}
+    for workers in (0, 2):
+        loader = EpochLoader(dataset, 4, seed=3, runtime=TrainingRuntime(loader_options(workers, torch.device("cpu"))))
+        batches[workers] = [[part.clone() for part in batch] for epoch in (0, 1) for batch in loader(epoch)]
+    assert len(batches[0]) == 6
+    for plain, parallel in zip(batches[0], batches[2], strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(plain, parallel, strict=True))
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_training_precision_autocasts_the_step_and_keeps_fp32_weights(tmp_path: Path, precision: str) -> None:
+    """``precision: bf16 | fp16`` runs each training step under autocast (fp16 with a gradient scaler, saved in
+    the checkpoint for a resume); the weights and the optimiser stay fp32."""
+    import torch
+
+    from pipeline.device import PRECISIONS, TrainingRuntime
+    from pipeline.trainer import run_epochs
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    before = model.weight.detach().clone()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    seen = []
+
+    def step(batch):
+        output = model(batch)
+        seen.append(output.dtype)
+        return {"mse": output.float().pow(2).mean()}, len(batch)
+
+    runtime = TrainingRuntime(precision=precision)
+    history = run_epochs("train_x", model, optimizer, scheduler, lambda epoch: [torch.ones(3, 4)] * 2, step, 2, 0,
+                         tmp_path / "checkpoint.pt", runtime=runtime)  # fmt: skip
+    assert set(seen) == {PRECISIONS[precision]} and len(history) == 2
+    assert model.weight.dtype == torch.float32 and not torch.equal(model.weight, before)
+    scaler = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["scaler"]
+    assert bool(scaler) == (precision == "fp16")  # the scale factor and its growth tracker, for a resume

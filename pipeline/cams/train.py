@@ -21,6 +21,7 @@ from pipeline.cams.params import CamParams
 from pipeline.cams.registry import CAM_METHODS
 from pipeline.data.loading import ClassificationDataset
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
+from pipeline.device import TrainingRuntime, precision_setting
 from pipeline.io import fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.tracking import progress
 from pipeline.trainer import EpochLoader, run_epochs, write_history
@@ -29,28 +30,35 @@ MODEL_NAME = "model.pt"
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-def training_inputs_key(manifest_dir: Path, cam: CamParams, seed: int) -> str:
-    """Identity of a training run: the dataset manifest, the method, its params and extra inputs, the seed."""
+def training_inputs_key(manifest_dir: Path, cam: CamParams, seed: int, precision: str = "fp32") -> str:
+    """Identity of a training run: the dataset manifest, the method, its params and extra inputs, the seed and a
+    precision other than fp32 (a checkpoint is resumed only under the precision it was trained in)."""
     settings = json.dumps({"seed": seed, "method": cam.method, **inputs_settings(cam.selected()),
-                           **cam.selected().model_dump(mode="json")}, sort_keys=True)  # fmt: skip
+                           **cam.selected().model_dump(mode="json"), **precision_setting(precision)},
+                          sort_keys=True)  # fmt: skip
     return fingerprint(Path(manifest_dir) / MANIFEST_NAME, settings)
 
 
 def train_cam_method(
-    manifest: Manifest, manifest_dir: Path, cam: CamParams, seed: int, device: torch.device, out_dir: Path
+    manifest: Manifest, manifest_dir: Path, cam: CamParams, seed: int, device: torch.device, out_dir: Path,
+    runtime: TrainingRuntime | None = None,
 ) -> dict[str, Any]:
-    """Train the selected method on the train split; write model.pt, loss.csv and metrics.json into ``out_dir``."""
+    """Train the selected method on the train split; write model.pt, loss.csv and metrics.json into ``out_dir``.
+    ``runtime``: the DataLoader's workers and the precision (:class:`pipeline.device.TrainingRuntime`)."""
     params = cam.selected()
-    work = work_directory(out_dir, training_inputs_key(manifest_dir, cam, seed))
+    runtime = runtime or TrainingRuntime()
+    work = work_directory(out_dir, training_inputs_key(manifest_dir, cam, seed, runtime.precision))
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     context = BuildContext(class_names=tuple(manifest.classes), device=device, inputs=method_inputs(params))
     model = CAM_METHODS.get(cam.method).build(params, context).to(device)
     seeds = context.inputs.get("coarse_seeds")  # a two-phase method's pixel targets
-    history = train_epochs(model, params.training, manifest, seed, device, work, seeds) if type(params).trains else []
+    trains = type(params).trains
+    history = train_epochs(model, params.training, manifest, seed, device, work, seeds, runtime) if trains else []
     save_cam_method(out_dir / MODEL_NAME, cam, tuple(manifest.classes), model)
     write_history(out_dir / "loss.csv", history)  # a training-free method: the header alone
     metrics = {"method": cam.method, "backbone": describe_backbone(cam), "epochs": len(history),
+               "precision": runtime.precision,
                "train_loss": history[-1]["loss"] if history else None,
                "val": evaluate_labels(model, manifest, "val", device)}  # fmt: skip
     write_json(out_dir / "metrics.json", metrics)
@@ -60,14 +68,14 @@ def train_cam_method(
 
 def train_epochs(
     model: CamMethod, training: CamTrainingParams, manifest: Manifest, seed: int, device: torch.device, work: Path,
-    pixel_labels: Path | None = None,
+    pixel_labels: Path | None = None, runtime: TrainingRuntime | None = None,
 ) -> list[dict[str, float]]:  # fmt: skip
     """The shared epoch loop on the train split's image labels (and ``pixel_labels``' maps, cropped alike, for
     a two-phase method, and the method's per-image inputs), resumable from ``work``; the loss history."""
     dataset = ClassificationDataset(manifest, "train", training.crop_size, training.scale_range, seed,
                                     (model.input_mean, model.input_std), pixel_labels,
                                     model.per_image_inputs(), square=model.square_inputs)  # fmt: skip
-    loader = EpochLoader(dataset, training.batch_size, seed)
+    loader = EpochLoader(dataset, training.batch_size, seed, runtime)
     groups = model.parameter_groups(training)
     optimizer = model.optimizer(groups, training)
     schedules = [model.lr_schedule(group["name"], training, loader.batches) for group in groups]
@@ -78,7 +86,7 @@ def train_epochs(
         return model.training_step(images, targets, *extras), len(images)
 
     return run_epochs("train_classifier", model, optimizer, scheduler, loader, step, training.epochs, seed,
-                      work / CHECKPOINT_NAME, model.after_optimizer_step)  # fmt: skip
+                      work / CHECKPOINT_NAME, model.after_optimizer_step, runtime=runtime)  # fmt: skip
 
 
 def describe_backbone(cam: CamParams) -> str:

@@ -9,12 +9,15 @@ from typing import Any
 
 from pipeline.clip.params import DESCRIPTOR_NAME
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
+from pipeline.device import TrainingRuntime, precision_setting
 from pipeline.io import fingerprint, publish_directory, work_directory, write_json
 from pipeline.trainer import write_history
 
 
-def build_clip(request: dict[str, Any], manifest: Manifest, manifest_dir: Path, device: Any, out_dir: Path,
-               weights: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+def build_clip(
+    request: dict[str, Any], manifest: Manifest, manifest_dir: Path, device: Any, out_dir: Path,
+    weights: dict[str, str] | None = None, runtime: TrainingRuntime | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Carry out a ``clip_request`` (pipeline/clip/request.py): write ``out_dir/model`` (the descriptor
     ``clip.json`` and, for the stand-in, its weights), ``out_dir/curve.csv`` and ``out_dir/metrics.json``;
     return the metrics. Only the stand-in is trained here; a real CLIP is loaded once to check that its file
@@ -23,7 +26,8 @@ def build_clip(request: dict[str, Any], manifest: Manifest, manifest_dir: Path, 
     change the descriptor, and every CLIP stage depending on it reruns."""
     out_dir = Path(out_dir)
     model_dir = out_dir / "model"
-    key = fingerprint(Path(manifest_dir) / MANIFEST_NAME, json.dumps(request, sort_keys=True))
+    precision = precision_setting(runtime.precision if runtime is not None else "fp32")
+    key = fingerprint(Path(manifest_dir) / MANIFEST_NAME, json.dumps({**request, **precision}, sort_keys=True))
     work = work_directory(model_dir, key)
     work.mkdir(parents=True, exist_ok=True)
     history: list[dict[str, float]] = []
@@ -31,8 +35,8 @@ def build_clip(request: dict[str, Any], manifest: Manifest, manifest_dir: Path, 
     if request["source"] == "pretrain_here":
         from pipeline.clip.pretrain import pretrain_here
 
-        descriptor, trained, history = pretrain_here(request, manifest, device, work)
-        metrics.update(trained)
+        descriptor, trained, history = pretrain_here(request, manifest, device, work, runtime)
+        metrics.update(trained, precision=runtime.precision if runtime is not None else "fp32")
     elif request["source"] == "open_clip":  # loaded and checked now, before any CAM stage spends hours on it
         from pipeline.clip.models import load_open_clip
         from pipeline.clip.params import OpenClipParams

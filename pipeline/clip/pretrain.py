@@ -33,6 +33,7 @@ from pipeline.clip.params import STAND_IN_WEIGHTS, StandInClipParams
 from pipeline.clip.vision import encode_image
 from pipeline.data.loading import ClassificationDataset
 from pipeline.data.manifest import Manifest
+from pipeline.device import TrainingRuntime
 from pipeline.io import sha256_file, write_torch
 from pipeline.params import SyntheticDataParams
 from pipeline.tracking import progress
@@ -110,7 +111,7 @@ class TextTargets:
 
 def pretrain_stand_in(
     params: StandInClipParams, look: SyntheticDataParams, manifest: Manifest, device: torch.device,
-    checkpoint: Path, seed: int = 0,
+    checkpoint: Path, seed: int = 0, runtime: TrainingRuntime | None = None,
 ) -> tuple[Clip, list[dict[str, float]]]:  # fmt: skip
     """Train the stand-in; return it (eval mode) and its per-epoch curve (loss, zero-shot val mAP)."""
     torch.manual_seed(seed)
@@ -151,17 +152,19 @@ def pretrain_stand_in(
         return {"val_zero_shot_mAP": scores["softmax"], "val_zero_shot_mAP_cosine": scores["cosine"]}
 
     history = run_epochs("pretrain_clip", model, optimizer, scheduler, loader, step, params.epochs, seed,
-                         checkpoint, clamp_scale, after_epoch)  # fmt: skip
+                         checkpoint, clamp_scale, after_epoch, runtime)  # fmt: skip
     model.eval().requires_grad_(False)
     return clip, history
 
 
-def pretrain_here(request: dict[str, Any], manifest: Manifest, device: torch.device,
-                  work: Path) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, float]]]:  # fmt: skip
+def pretrain_here(
+    request: dict[str, Any], manifest: Manifest, device: torch.device, work: Path,
+    runtime: TrainingRuntime | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, float]]]:  # fmt: skip
     """Pretrain the stand-in of a ``pretrain_here`` request in ``work``: its descriptor, metrics and curve."""
     params = StandInClipParams(**request["pretrain_here"])
     look = SyntheticDataParams(**request["look"])
-    clip, history = pretrain_stand_in(params, look, manifest, device, work / "checkpoint.pt", request["seed"])
+    clip, history = pretrain_stand_in(params, look, manifest, device, work / "checkpoint.pt", request["seed"], runtime)
     write_torch(work / STAND_IN_WEIGHTS, stand_in_state(clip.model))
     descriptor = {"source": "pretrain_here", "config": stand_in_config(params), "weights": STAND_IN_WEIGHTS,
                   "weights_sha256": sha256_file(work / STAND_IN_WEIGHTS)}  # fmt: skip

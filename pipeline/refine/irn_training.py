@@ -22,6 +22,7 @@ from pipeline.cams.params import CamParams
 from pipeline.cams.train import load_cam_method
 from pipeline.data.loading import IMAGENET_MEAN, IMAGENET_STD, ClassificationDataset
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
+from pipeline.device import TrainingRuntime, precision_setting
 from pipeline.io import fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.params import IrnRefineParams
 from pipeline.refine.irn import BoundaryNetwork
@@ -57,13 +58,15 @@ def poly(steps: int, power: float):
 
 def train_irn(
     params: IrnRefineParams, manifest: Manifest, manifest_dir: Path, seeds: Path, classifier: Path,
-    cam: CamParams, seed: int, device: torch.device, out_dir: Path,
+    cam: CamParams, seed: int, device: torch.device, out_dir: Path, runtime: TrainingRuntime | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train the boundary network on the train split's seeds into ``out_dir`` (model.pt, loss.csv,
     metrics.json)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     training = params.training
-    settings = json.dumps({"seed": seed, "irn": params.model_dump(mode="json", exclude={"walk"})}, sort_keys=True)
+    runtime = runtime or TrainingRuntime()
+    settings = json.dumps({"seed": seed, "irn": params.model_dump(mode="json", exclude={"walk"}),
+                           **precision_setting(runtime.precision)}, sort_keys=True)  # fmt: skip
     work = work_directory(out_dir, fingerprint(Path(manifest_dir) / MANIFEST_NAME, Path(seeds), Path(classifier),
                                                settings))  # fmt: skip
     work.mkdir(parents=True, exist_ok=True)
@@ -72,7 +75,7 @@ def train_irn(
     network = BoundaryNetwork(trunk, params.network).to(device)
     dataset = ClassificationDataset(manifest, "train", training.crop_size, training.scale_range, seed,
                                     normalisation, seeds)  # fmt: skip
-    loader = EpochLoader(dataset, training.batch_size, seed)
+    loader = EpochLoader(dataset, training.batch_size, seed, runtime)
     trainable = [p for p in network.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=training.lr, momentum=training.momentum,
                                 weight_decay=training.weight_decay)  # fmt: skip
@@ -84,7 +87,7 @@ def train_irn(
         return network.training_step(images, labels, training.radius), len(images)
 
     history = run_epochs("train_irn", network, optimizer, scheduler, loader, step, training.epochs, seed,
-                         work / "checkpoint.pt")  # fmt: skip
+                         work / "checkpoint.pt", runtime=runtime)  # fmt: skip
     write_torch(out_dir / MODEL_NAME, {
         "method": "irn", "arch": arch, "trunk_stride": trunk_stride, "network": params.network.model_dump(mode="json"),
         "mean": list(normalisation[0]), "std": list(normalisation[1]),
@@ -92,6 +95,7 @@ def train_irn(
     })  # fmt: skip
     write_history(out_dir / "loss.csv", history, LOSS_COLUMNS)
     metrics = {"method": "irn", "backbone": f"{params.network.backbone} {arch}", "epochs": len(history),
+               "precision": runtime.precision,
                "train_loss": history[-1]["loss"], **{k: history[-1][k] for k in LOSS_COLUMNS[2:]}}  # fmt: skip
     write_json(out_dir / "metrics.json", metrics)
     remove_work(work)

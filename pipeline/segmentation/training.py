@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from pipeline.data.loading import augment, load_image, read_training_label, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Entry, Manifest
+from pipeline.device import TrainingRuntime, precision_setting
 from pipeline.io import FileTree, fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.params import SegmenterParams
 from pipeline.segmentation import SEGMENTERS
@@ -77,40 +78,45 @@ def _optimizer(model: torch.nn.Module, params: SegmenterParams, steps: int):
     return optimizer, poly
 
 
-def training_inputs_key(manifest_dir: Path, labels: Path | None, params: SegmenterParams, seed: int) -> str:
+def training_inputs_key(
+    manifest_dir: Path, labels: Path | None, params: SegmenterParams, seed: int, precision: str = "fp32"
+) -> str:  # fmt: skip
     settings = json.dumps({"seed": seed, "labels": "ground truth" if labels is None else "pseudo",
-                           **params.model_dump(mode="json")}, sort_keys=True)  # fmt: skip
+                           **params.model_dump(mode="json"), **precision_setting(precision)},
+                          sort_keys=True)  # fmt: skip
     return fingerprint(Path(manifest_dir) / MANIFEST_NAME, settings, *([Path(labels)] if labels is not None else []))
 
 
 def train_segmenter(
     manifest: Manifest, manifest_dir: Path, labels: Path | None, params: SegmenterParams, seed: int,
-    device: torch.device, out_dir: Path, name: str,
+    device: torch.device, out_dir: Path, name: str, runtime: TrainingRuntime | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:  # fmt: skip
     """Train on ``labels`` (a :class:`~pipeline.io.LabelSet` path; None = ground truth); write model.pt,
     loss.csv, metrics.json.
 
     Returns the metrics and the per-epoch loss history.
     """
-    work = work_directory(out_dir, training_inputs_key(manifest_dir, labels, params, seed))
+    runtime = runtime or TrainingRuntime()
+    work = work_directory(out_dir, training_inputs_key(manifest_dir, labels, params, seed, runtime.precision))
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = build_segmenter(params, manifest.num_classes + 1).to(device)
     dataset = SegmentationDataset(manifest, labels, params, seed)
-    loader = EpochLoader(dataset, params.batch_size, seed)
+    loader = EpochLoader(dataset, params.batch_size, seed, runtime)
     optimizer, scheduler = _optimizer(model, params, params.epochs * loader.batches)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
         images, targets = batch[0].to(device), batch[1].to(device)
         return {"cross_entropy": segmentation_loss(model(images), targets)}, int((targets != IGNORE_INDEX).sum())
 
-    history = run_epochs(name, model, optimizer, scheduler, loader, step, params.epochs, seed, work / CHECKPOINT_NAME)
+    history = run_epochs(name, model, optimizer, scheduler, loader, step, params.epochs, seed, work / CHECKPOINT_NAME,
+                         runtime=runtime)  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     saved = {"params": params.model_dump(mode="json"), "classes": list(manifest.classes),
              "state_dict": model.state_dict()}  # fmt: skip
     write_torch(out_dir / MODEL_NAME, saved)
     write_history(out_dir / "loss.csv", history)
-    metrics = {"train_loss": history[-1]["loss"], "epochs": params.epochs,
+    metrics = {"train_loss": history[-1]["loss"], "epochs": params.epochs, "precision": runtime.precision,
                "labels": "ground truth" if labels is None else str(labels)}  # fmt: skip
     write_json(out_dir / "metrics.json", metrics)
     remove_work(work)
