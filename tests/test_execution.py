@@ -78,9 +78,13 @@ def kill_a_worker_when(work_root: Path, images: int, killed: list[int]) -> None:
     """SIGKILL one Dask worker process once ``images`` images are in the work directory."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        done = sum(1 for work in work_root.glob("*") for p in work.iterdir() if p.is_dir()) if work_root.is_dir() else 0
-        workers = [child for child in psutil.Process().children(recursive=True)
-                   if "spawn_main" in " ".join(child.cmdline())]  # fmt: skip
+        try:  # a process may exit, a work folder be renamed, between listing and reading it: look again
+            works = list(work_root.glob("*")) if work_root.is_dir() else []
+            done = sum(1 for work in works for p in work.iterdir() if p.is_dir())
+            workers = [child for child in psutil.Process().children(recursive=True)
+                       if "spawn_main" in " ".join(child.cmdline())]  # fmt: skip
+        except (psutil.Error, OSError):
+            continue
         if done >= images and workers:
             os.kill(workers[0].pid, signal.SIGKILL)
             killed.append(workers[0].pid)
