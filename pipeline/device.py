@@ -44,23 +44,31 @@ class TrainingRuntime:
     def grad_scaler(self, device: torch.device) -> torch.amp.GradScaler:
         return torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
 
+    def key_settings(self) -> dict[str, Any]:
+        """What the resumable work key of a training run adds for this runtime (a checkpoint is resumed only by
+        a run that computes the same numbers): nothing for fp32 without workers, so those keys are as before."""
+        workers = self.loader.get("num_workers", 0)
+        return {**({"precision": self.precision} if self.precision != "fp32" else {}),
+                **({"loader_workers": workers} if workers else {})}  # fmt: skip
 
-def precision_setting(precision: str) -> dict[str, str]:
-    """What a training run's resumable work key adds for its precision: nothing for fp32 (keys as before)."""
-    return {} if precision == "fp32" else {"precision": precision}
+    def metrics(self) -> dict[str, Any]:
+        """The settings that change a training stage's numbers, for its metrics."""
+        return {"precision": self.precision, "loader_workers": self.loader.get("num_workers", 0)}
 
 
 def training_runtime(params: PipelineParams, device: torch.device) -> TrainingRuntime:
-    """A training stage's runtime on ``device`` from ``execution.loader_workers`` and ``precision``."""
-    return TrainingRuntime(loader_options(params.execution.loader_workers, device), params.precision)
+    """A training stage's runtime on ``device`` from ``loader_workers`` and ``precision``."""
+    return TrainingRuntime(loader_options(params.loader_workers, device), params.precision)
 
 
 def loader_options(workers: int | None, device: torch.device) -> dict[str, Any]:
-    """The training DataLoader's options on ``device``: ``workers`` processes (``execution.loader_workers``;
-    None: none on the CPU, where the trainer's own threads use the cores, and the cores available, up to 8, on
-    CUDA), memory pinned for CUDA. The batches are the same bytes whatever the count: each epoch's order is drawn
-    in the main process and each sample's augmentation is seeded by (seed, epoch, index). Workers are started
-    per epoch (the dataset's epoch seeds the augmentation), so they are not kept between epochs."""
+    """The training DataLoader's options on ``device``: ``workers`` processes (``loader_workers``; None: none on
+    the CPU, where the trainer's own threads use the cores, and the cores available, up to 8, on CUDA), memory
+    pinned for CUDA. Each epoch's order is drawn in the main process and each sample's augmentation is seeded by
+    (seed, epoch, index), so the workers make the same crops; but a worker computes them on one thread, and
+    torch's resampling rounds differently on one thread than on several (≤ 5e-7, measured), so the count is a
+    setting the training stages track, as precision. Workers are started per epoch (the dataset's epoch seeds
+    the augmentation), so they are not kept between epochs."""
     if workers is None:
         workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
     return {"num_workers": workers, "pin_memory": device.type == "cuda"}

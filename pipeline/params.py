@@ -419,6 +419,7 @@ class PipelineParams(Strict):
     seed: int = 0
     device: Annotated[str, StringConstraints(pattern=DEVICE_PATTERN)] = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # training: fp32, or autocast (fp16 with a grad scaler)
+    loader_workers: int | None = Field(None, ge=0)  # training DataLoader processes; null: 0 on CPU, cores on CUDA
     data: DataParams = DataParams()
     cam: CamParams = CamParams()
     clip: ClipParams = ClipParams()

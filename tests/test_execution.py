@@ -111,26 +111,34 @@ def test_a_killed_worker_loses_no_finished_image_and_the_store_is_identical(tmp_
     assert counts["computed"] + counts["recovered"] == 32  # the killed chunk's finished images are kept
 
 
-def test_dataloader_workers_give_the_same_batches(tmp_path: Path) -> None:
-    """``execution.loader_workers`` only changes where the batches are made: order drawn in the main process,
-    augmentation seeded per sample, so 2 worker processes give the bytes of 0 (and it is untracked by DVC)."""
+def test_dataloader_workers_make_the_crops_of_a_single_threaded_main_process(tmp_path: Path) -> None:
+    """``loader_workers`` processes draw the same crops (order in the main process, augmentation seeded per
+    sample) and compute them on one thread each: the bytes of the main process on one thread. On several
+    threads torch's resampling rounds differently, which is why the training stages track the setting."""
     import torch
 
     from pipeline.data.loading import ClassificationDataset
     from pipeline.device import TrainingRuntime, loader_options
     from pipeline.trainer import EpochLoader
 
-    manifest = prepare_dataset(DataParams(synthetic={"num_train": 12, "num_val": 2, "image_size": 48}), tmp_path / "d")
-    dataset = ClassificationDataset(manifest, "train", 32, (0.7, 1.3), seed=3)
+    manifest = prepare_dataset(DataParams(synthetic={"num_train": 12, "num_val": 2, "image_size": 96}), tmp_path / "d")
+    dataset = ClassificationDataset(manifest, "train", 64, (0.7, 1.3), seed=3)
     assert loader_options(None, torch.device("cpu")) == {"num_workers": 0, "pin_memory": False}
     assert loader_options(None, torch.device("cuda"))["pin_memory"]
-    batches = {}
+    batches, threads = {}, torch.get_num_threads()
     for workers in (0, 2):
         loader = EpochLoader(dataset, 4, seed=3, runtime=TrainingRuntime(loader_options(workers, torch.device("cpu"))))
-        batches[workers] = [[part.clone() for part in batch] for epoch in (0, 1) for batch in loader(epoch)]
+        torch.set_num_threads(1)
+        try:
+            batches[workers] = [[part.clone() for part in batch] for epoch in (0, 1) for batch in loader(epoch)]
+        finally:
+            torch.set_num_threads(threads)
     assert len(batches[0]) == 6
     for plain, parallel in zip(batches[0], batches[2], strict=True):
         assert all(torch.equal(a, b) for a, b in zip(plain, parallel, strict=True))
+    assert TrainingRuntime(loader_options(2, torch.device("cpu")), "bf16").key_settings() == {
+        "precision": "bf16", "loader_workers": 2}  # a checkpoint resumes only under the same settings
+    assert TrainingRuntime().key_settings() == {}  # fp32 without workers: the work keys of before
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

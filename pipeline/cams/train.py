@@ -21,7 +21,7 @@ from pipeline.cams.params import CamParams
 from pipeline.cams.registry import CAM_METHODS
 from pipeline.data.loading import ClassificationDataset
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
-from pipeline.device import TrainingRuntime, precision_setting
+from pipeline.device import TrainingRuntime
 from pipeline.io import fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.tracking import progress
 from pipeline.trainer import EpochLoader, run_epochs, write_history
@@ -30,11 +30,11 @@ MODEL_NAME = "model.pt"
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-def training_inputs_key(manifest_dir: Path, cam: CamParams, seed: int, precision: str = "fp32") -> str:
-    """Identity of a training run: the dataset manifest, the method, its params and extra inputs, the seed and a
-    precision other than fp32 (a checkpoint is resumed only under the precision it was trained in)."""
+def training_inputs_key(manifest_dir: Path, cam: CamParams, seed: int, runtime: TrainingRuntime | None = None) -> str:
+    """Identity of a training run: the dataset manifest, the method, its params and extra inputs, the seed and
+    the runtime settings that change numbers (a checkpoint is resumed only by a run that computes alike)."""
     settings = json.dumps({"seed": seed, "method": cam.method, **inputs_settings(cam.selected()),
-                           **cam.selected().model_dump(mode="json"), **precision_setting(precision)},
+                           **cam.selected().model_dump(mode="json"), **(runtime or TrainingRuntime()).key_settings()},
                           sort_keys=True)  # fmt: skip
     return fingerprint(Path(manifest_dir) / MANIFEST_NAME, settings)
 
@@ -47,7 +47,7 @@ def train_cam_method(
     ``runtime``: the DataLoader's workers and the precision (:class:`pipeline.device.TrainingRuntime`)."""
     params = cam.selected()
     runtime = runtime or TrainingRuntime()
-    work = work_directory(out_dir, training_inputs_key(manifest_dir, cam, seed, runtime.precision))
+    work = work_directory(out_dir, training_inputs_key(manifest_dir, cam, seed, runtime))
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     context = BuildContext(class_names=tuple(manifest.classes), device=device, inputs=method_inputs(params))
@@ -58,7 +58,7 @@ def train_cam_method(
     save_cam_method(out_dir / MODEL_NAME, cam, tuple(manifest.classes), model)
     write_history(out_dir / "loss.csv", history)  # a training-free method: the header alone
     metrics = {"method": cam.method, "backbone": describe_backbone(cam), "epochs": len(history),
-               "precision": runtime.precision,
+               **runtime.metrics(),
                "train_loss": history[-1]["loss"] if history else None,
                "val": evaluate_labels(model, manifest, "val", device)}  # fmt: skip
     write_json(out_dir / "metrics.json", metrics)

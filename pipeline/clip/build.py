@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline.clip.params import DESCRIPTOR_NAME
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
-from pipeline.device import TrainingRuntime, precision_setting
+from pipeline.device import TrainingRuntime
 from pipeline.io import fingerprint, publish_directory, work_directory, write_json
 from pipeline.trainer import write_history
 
@@ -26,8 +26,9 @@ def build_clip(
     change the descriptor, and every CLIP stage depending on it reruns."""
     out_dir = Path(out_dir)
     model_dir = out_dir / "model"
-    precision = precision_setting(runtime.precision if runtime is not None else "fp32")
-    key = fingerprint(Path(manifest_dir) / MANIFEST_NAME, json.dumps({**request, **precision}, sort_keys=True))
+    runtime = runtime or TrainingRuntime()
+    key = fingerprint(Path(manifest_dir) / MANIFEST_NAME, json.dumps({**request, **runtime.key_settings()},
+                                                                      sort_keys=True))  # fmt: skip
     work = work_directory(model_dir, key)
     work.mkdir(parents=True, exist_ok=True)
     history: list[dict[str, float]] = []
@@ -36,7 +37,7 @@ def build_clip(
         from pipeline.clip.pretrain import pretrain_here
 
         descriptor, trained, history = pretrain_here(request, manifest, device, work, runtime)
-        metrics.update(trained, precision=runtime.precision if runtime is not None else "fp32")
+        metrics.update(trained, precision=runtime.precision)
     elif request["source"] == "open_clip":  # loaded and checked now, before any CAM stage spends hours on it
         from pipeline.clip.models import load_open_clip
         from pipeline.clip.params import OpenClipParams

@@ -25,7 +25,6 @@ class ExecutionParams(Strict):
     chunk_size: int = Field(8, ge=1)  # images per chunk task (one progress step, one retry unit)
     retries: int = Field(2, ge=0)  # retries of a chunk that failed as a whole (a lost worker, an OOM)
     connect_timeout: float = Field(5.0, gt=0)  # seconds to wait for the scheduler at a runner address
-    loader_workers: int | None = Field(None, ge=0)  # training DataLoader processes; null: 0 on CPU, the cores on CUDA
 
     @field_validator("runner")
     @classmethod

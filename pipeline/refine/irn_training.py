@@ -22,7 +22,7 @@ from pipeline.cams.params import CamParams
 from pipeline.cams.train import load_cam_method
 from pipeline.data.loading import IMAGENET_MEAN, IMAGENET_STD, ClassificationDataset
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
-from pipeline.device import TrainingRuntime, precision_setting
+from pipeline.device import TrainingRuntime
 from pipeline.io import fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.params import IrnRefineParams
 from pipeline.refine.irn import BoundaryNetwork
@@ -66,7 +66,7 @@ def train_irn(
     training = params.training
     runtime = runtime or TrainingRuntime()
     settings = json.dumps({"seed": seed, "irn": params.model_dump(mode="json", exclude={"walk"}),
-                           **precision_setting(runtime.precision)}, sort_keys=True)  # fmt: skip
+                           **runtime.key_settings()}, sort_keys=True)  # fmt: skip
     work = work_directory(out_dir, fingerprint(Path(manifest_dir) / MANIFEST_NAME, Path(seeds), Path(classifier),
                                                settings))  # fmt: skip
     work.mkdir(parents=True, exist_ok=True)
@@ -95,7 +95,7 @@ def train_irn(
     })  # fmt: skip
     write_history(out_dir / "loss.csv", history, LOSS_COLUMNS)
     metrics = {"method": "irn", "backbone": f"{params.network.backbone} {arch}", "epochs": len(history),
-               "precision": runtime.precision,
+               **runtime.metrics(),
                "train_loss": history[-1]["loss"], **{k: history[-1][k] for k in LOSS_COLUMNS[2:]}}  # fmt: skip
     write_json(out_dir / "metrics.json", metrics)
     remove_work(work)

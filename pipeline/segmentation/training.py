@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from pipeline.data.loading import augment, load_image, read_training_label, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Entry, Manifest
-from pipeline.device import TrainingRuntime, precision_setting
+from pipeline.device import TrainingRuntime
 from pipeline.io import FileTree, fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.params import SegmenterParams
 from pipeline.segmentation import SEGMENTERS
@@ -79,10 +79,10 @@ def _optimizer(model: torch.nn.Module, params: SegmenterParams, steps: int):
 
 
 def training_inputs_key(
-    manifest_dir: Path, labels: Path | None, params: SegmenterParams, seed: int, precision: str = "fp32"
+    manifest_dir: Path, labels: Path | None, params: SegmenterParams, seed: int, runtime: TrainingRuntime | None = None
 ) -> str:  # fmt: skip
     settings = json.dumps({"seed": seed, "labels": "ground truth" if labels is None else "pseudo",
-                           **params.model_dump(mode="json"), **precision_setting(precision)},
+                           **params.model_dump(mode="json"), **(runtime or TrainingRuntime()).key_settings()},
                           sort_keys=True)  # fmt: skip
     return fingerprint(Path(manifest_dir) / MANIFEST_NAME, settings, *([Path(labels)] if labels is not None else []))
 
@@ -97,7 +97,7 @@ def train_segmenter(
     Returns the metrics and the per-epoch loss history.
     """
     runtime = runtime or TrainingRuntime()
-    work = work_directory(out_dir, training_inputs_key(manifest_dir, labels, params, seed, runtime.precision))
+    work = work_directory(out_dir, training_inputs_key(manifest_dir, labels, params, seed, runtime))
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = build_segmenter(params, manifest.num_classes + 1).to(device)
@@ -116,7 +116,7 @@ def train_segmenter(
              "state_dict": model.state_dict()}  # fmt: skip
     write_torch(out_dir / MODEL_NAME, saved)
     write_history(out_dir / "loss.csv", history)
-    metrics = {"train_loss": history[-1]["loss"], "epochs": params.epochs, "precision": runtime.precision,
+    metrics = {"train_loss": history[-1]["loss"], "epochs": params.epochs, **runtime.metrics(),
                "labels": "ground truth" if labels is None else str(labels)}  # fmt: skip
     write_json(out_dir / "metrics.json", metrics)
     remove_work(work)
