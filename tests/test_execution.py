@@ -169,3 +169,13 @@ def test_training_precision_autocasts_the_step_and_keeps_fp32_weights(tmp_path: 
     assert model.weight.dtype == torch.float32 and not torch.equal(model.weight, before)
     scaler = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["scaler"]
     assert bool(scaler) == (precision == "fp16")  # the scale factor and its growth tracker, for a resume
+
+
+def test_the_training_runtime_benchmark_runs_at_tiny_sizes(capsys: pytest.CaptureFixture[str]) -> None:
+    """``benchmarks/training_runtime.py`` works on CPU before any GPU is at hand."""
+    from benchmarks.training_runtime import SETTINGS, main
+
+    main(images=8, size=48, rounds=1)
+    printed = capsys.readouterr().out
+    assert all(f"  {name}: " in printed for name in SETTINGS) and "ratio to fp32, 0 workers 1.00" in printed
+    assert "learned weights with 0 and 1 loader workers differ by at most" in printed
