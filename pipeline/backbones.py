@@ -24,6 +24,7 @@ from torchvision.ops import StochasticDepth
 
 from pipeline.cams.network_params import BackboneChoice, ResNetBackboneParams, ViTBackboneParams
 from pipeline.data.loading import IMAGENET_MEAN, IMAGENET_STD
+from pipeline.io import one_line
 
 ARCHS = {
     "resnet10": (resnet.BasicBlock, [1, 1, 1, 1]),
@@ -68,7 +69,7 @@ def imagenet_state_dict(arch: str, weights: str = "imagenet") -> dict[str, torch
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        raise ValueError(f"{path}: not a torchvision state dict ({' '.join(str(error).split())[:200]})") from None
+        raise ValueError(f"{path}: not a torchvision state dict ({one_line(error)})") from None
 
 
 def stride_one(layer: nn.Sequential) -> None:
@@ -91,7 +92,7 @@ def resnet_trunk(arch: str, weights: str = "none", output_stride: int = 16) -> t
             net.load_state_dict(imagenet_state_dict(arch, weights))
         except RuntimeError as error:
             raise ValueError(f"{imagenet_weights_file(arch, weights)}: does not fit torchvision's {arch} "
-                             f"({' '.join(str(error).split())[:200]})") from None  # fmt: skip
+                             f"({one_line(error)})") from None  # fmt: skip
     if output_stride <= 16:
         stride_one(net.layer4)
     if output_stride <= 8:

@@ -56,6 +56,9 @@ class TrainingRuntime:
         return {"precision": self.precision, "loader_workers": self.loader.get("num_workers", 0)}
 
 
+PLAIN_RUNTIME = TrainingRuntime()  # fp32, no loader workers: what a training function runs without a runtime
+
+
 def training_runtime(params: PipelineParams, device: torch.device) -> TrainingRuntime:
     """A training stage's runtime on ``device`` from ``loader_workers`` and ``precision``."""
     return TrainingRuntime(loader_options(params.loader_workers, device), params.precision)

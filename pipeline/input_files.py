@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pipeline.io import atomic_path, id_problem, sha256_file
+from pipeline.io import atomic_path, id_problem, resolves_inside, sha256_file
 from pipeline.layout import INPUT_FILES
 from pipeline.params import PipelineParams
 
@@ -118,8 +118,7 @@ def dataset_files(params: PipelineParams, cache: DigestCache) -> list[Path | str
                 continue  # prepare_data refuses the list, naming it
             files += [os.path.join(root, part(split, i)) for i in ids for part in (layout.image, layout.mask)]
     if params.data.symlinks == "inside":  # linked out of the root: refused by prepare_data, not read here
-        base = os.path.realpath(root) + os.sep
-        files = [path for path in files if os.path.realpath(path).startswith(base)]
+        files = [path for path in files if resolves_inside(layout.root, path)]
     return files
 
 

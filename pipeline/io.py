@@ -50,6 +50,21 @@ def id_problem(image_id: str) -> str | None:
     return None
 
 
+def within(base: str, path: str) -> bool:
+    """Whether the normalised absolute ``path`` is ``base`` or below it."""
+    return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def resolves_inside(root: Path, path: Path | str) -> bool:
+    """Whether ``path``, its symbolic links followed, stays inside ``root`` (its links followed too)."""
+    return within(os.path.realpath(root), os.path.realpath(path))
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """An exception's text on one line, at most ``limit`` characters (torch's loaders write paragraphs)."""
+    return " ".join(str(error).split())[:limit]
+
+
 def inside(root: Path, *parts: str) -> Path:
     """``root / parts`` after checking, lexically, that the result stays inside ``root``: no ``..`` that climbs
     out, no absolute part, no NUL. Symbolic links inside the root (a dataset's image folder linked from
@@ -60,7 +75,7 @@ def inside(root: Path, *parts: str) -> Path:
             raise UnsafePathError(f"{root}: path part {str(part)!r} contains NUL")
     base = os.path.normpath(os.path.abspath(root))
     joined = os.path.normpath(os.path.join(base, *(str(part) for part in parts)))
-    if joined != base and not joined.startswith(base.rstrip(os.sep) + os.sep):
+    if not within(base, joined):
         raise UnsafePathError(f"{root}: {'/'.join(str(p) for p in parts)!r} leads outside this directory")
     return root.joinpath(*parts)
 
@@ -68,11 +83,9 @@ def inside(root: Path, *parts: str) -> Path:
 def link_target_inside(root: Path, path: Path, links: str = "inside") -> None:
     """Refuse ``path`` (inside ``root`` as written) when symbolic links take it outside ``root``, unless
     ``links`` is ``follow`` (``data.symlinks``): nothing outside a dataset's root is read unless asked for."""
-    if links == "follow":
-        return
-    base, real = os.path.realpath(root), os.path.realpath(path)
-    if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
-        raise UnsafePathError(f"{path}: a symbolic link leads outside {root} (to {real}); copy the file in, or "
+    if links != "follow" and not resolves_inside(root, path):
+        target = os.path.realpath(path)
+        raise UnsafePathError(f"{path}: a symbolic link leads outside {root} (to {target}); copy the file in, or "
                               f"set data.symlinks: follow to read linked files wherever they are")  # fmt: skip
 
 

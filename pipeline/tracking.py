@@ -225,6 +225,9 @@ def run_tags(name: str, choices: dict[str, str]) -> list[str]:
     return tags + [f"{key}={value}" for key, value in choices.items()]
 
 
+EXPECTED_FAILURES = (ValueError, OSError, RuntimeError)  # OSError: missing files, permissions, a full disk
+
+
 def run_stage(
     name: str, body: Callable[[], Any], parameters: dict[str, Any], choices: dict[str, str] | None = None,
     task_runner: Any = None,
@@ -251,13 +254,6 @@ def run_stage(
         print(f"{name}: error: {_error_message(error)}", file=sys.stderr)
         return 1
     return 0
-
-
-EXPECTED_FAILURES = (ValueError, OSError, RuntimeError)  # OSError: missing files, permissions, a full disk
-
-
-class StageFailed(RuntimeError):
-    """An expected failure inside a stage's Prefect flow run, its message already the one line to print."""
 
 
 def _run_as_flow(name: str, body: Callable[[], Any], parameters: dict[str, Any], tags: list[str], runner: Any) -> None:
@@ -292,7 +288,7 @@ def _run_as_flow(name: str, body: Callable[[], Any], parameters: dict[str, Any],
                                           parent_task_run_id=UUID(parent) if parent else None)  # fmt: skip
     state = run_flow(stage, flow_run=flow_run, parameters=parameters, return_type="state")
     if state.is_failed():
-        raise StageFailed(state.message or f"flow run {flow_run.id} failed")
+        raise RuntimeError(state.message or f"flow run {flow_run.id} failed")  # already the one line to print
 
 
 def _error_message(error: BaseException) -> str:

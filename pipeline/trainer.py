@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pipeline.device import TrainingRuntime
+from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
 from pipeline.io import atomic_path, write_torch
 from pipeline.tracking import ProgressBar, info, metrics_table
 
@@ -47,11 +47,10 @@ class EpochLoader:
     """Per-epoch loaders of a dataset that has an ``epoch`` attribute (its augmentation's seed): the order of
     each epoch comes from (seed, epoch). The last partial batch is dropped when there are several batches
     (BatchNorm needs more than one sample per batch). ``runtime``: its worker processes and pinned memory
-    (:func:`pipeline.device.loader_options`), which never change the batches."""
+    (:func:`pipeline.device.loader_options`: the same crops, resampled on one thread each)."""
 
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int, runtime: TrainingRuntime | None = None) -> None:
-        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
-        self.options = runtime.loader if runtime is not None else {}
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, runtime: TrainingRuntime = PLAIN_RUNTIME) -> None:
+        self.dataset, self.batch_size, self.seed, self.options = dataset, batch_size, seed, runtime.loader
         self.drop_last = len(dataset) > batch_size
         self.batches = len(dataset) // batch_size if self.drop_last else 1  # per epoch
 
@@ -77,7 +76,7 @@ def run_epochs(
     name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler, loader: Callable[[int], Iterable], step: Step, epochs: int,
     seed: int, checkpoint: Path, after_step: Callable[[], None] | None = None,
-    after_epoch: Callable[[int], dict[str, float]] | None = None, runtime: TrainingRuntime | None = None,
+    after_epoch: Callable[[int], dict[str, float]] | None = None, runtime: TrainingRuntime = PLAIN_RUNTIME,
 ) -> list[dict[str, float]]:  # fmt: skip
     """Train ``epochs`` epochs (resuming from ``checkpoint``); return the per-epoch loss history.
 
@@ -87,12 +86,11 @@ def run_epochs(
     returns (a validation figure per epoch). ``runtime.precision`` autocasts ``step`` (bf16 / fp16, with a
     gradient scaler for fp16, checkpointed with the rest).
     """
-    runtime = runtime or TrainingRuntime()
     device = next(model.parameters()).device
     scaler = runtime.grad_scaler(device)
     start, history = 0, []
     if checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=next(model.parameters()).device, weights_only=True)
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -18,7 +18,7 @@ from pipeline.cams.extract import extract_cams
 from pipeline.cams.params import CamInferenceParams, CamParams
 from pipeline.cams.train import MODEL_NAME, train_cam_method
 from pipeline.data.manifest import Manifest
-from pipeline.device import TrainingRuntime
+from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
 from pipeline.execution.params import ExecutionParams
 from pipeline.io import pack_zip, write_json, write_torch
 from pipeline.params import SamsSeedParams, SeedParams
@@ -32,7 +32,7 @@ def first_phase(method: str, params: dict[str, Any], inference: CamInferencePara
 
 
 def train_coarse(request: dict[str, Any], manifest: Manifest, manifest_dir: Path, device: torch.device,
-                 out_dir: Path, runtime: TrainingRuntime | None = None) -> dict[str, Any]:  # fmt: skip
+                 out_dir: Path, runtime: TrainingRuntime = PLAIN_RUNTIME) -> dict[str, Any]:  # fmt: skip
     """Train the first method on the image labels into ``out_dir`` (model.pt, loss.csv, metrics.json)."""
     if request["method"] == "none":
         out_dir.mkdir(parents=True, exist_ok=True)

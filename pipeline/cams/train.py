@@ -21,7 +21,7 @@ from pipeline.cams.params import CamParams
 from pipeline.cams.registry import CAM_METHODS
 from pipeline.data.loading import ClassificationDataset
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
-from pipeline.device import TrainingRuntime
+from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
 from pipeline.io import fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.tracking import progress
 from pipeline.trainer import EpochLoader, run_epochs, write_history
@@ -30,23 +30,22 @@ MODEL_NAME = "model.pt"
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-def training_inputs_key(manifest_dir: Path, cam: CamParams, seed: int, runtime: TrainingRuntime | None = None) -> str:
+def training_inputs_key(manifest_dir: Path, cam: CamParams, seed: int, runtime: TrainingRuntime = PLAIN_RUNTIME) -> str:
     """Identity of a training run: the dataset manifest, the method, its params and extra inputs, the seed and
     the runtime settings that change numbers (a checkpoint is resumed only by a run that computes alike)."""
     settings = json.dumps({"seed": seed, "method": cam.method, **inputs_settings(cam.selected()),
-                           **cam.selected().model_dump(mode="json"), **(runtime or TrainingRuntime()).key_settings()},
+                           **cam.selected().model_dump(mode="json"), **runtime.key_settings()},
                           sort_keys=True)  # fmt: skip
     return fingerprint(Path(manifest_dir) / MANIFEST_NAME, settings)
 
 
 def train_cam_method(
     manifest: Manifest, manifest_dir: Path, cam: CamParams, seed: int, device: torch.device, out_dir: Path,
-    runtime: TrainingRuntime | None = None,
+    runtime: TrainingRuntime = PLAIN_RUNTIME,
 ) -> dict[str, Any]:
     """Train the selected method on the train split; write model.pt, loss.csv and metrics.json into ``out_dir``.
     ``runtime``: the DataLoader's workers and the precision (:class:`pipeline.device.TrainingRuntime`)."""
     params = cam.selected()
-    runtime = runtime or TrainingRuntime()
     work = work_directory(out_dir, training_inputs_key(manifest_dir, cam, seed, runtime))
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -68,7 +67,7 @@ def train_cam_method(
 
 def train_epochs(
     model: CamMethod, training: CamTrainingParams, manifest: Manifest, seed: int, device: torch.device, work: Path,
-    pixel_labels: Path | None = None, runtime: TrainingRuntime | None = None,
+    pixel_labels: Path | None = None, runtime: TrainingRuntime = PLAIN_RUNTIME,
 ) -> list[dict[str, float]]:  # fmt: skip
     """The shared epoch loop on the train split's image labels (and ``pixel_labels``' maps, cropped alike, for
     a two-phase method, and the method's per-image inputs), resumable from ``work``; the loss history."""

@@ -9,14 +9,14 @@ from typing import Any
 
 from pipeline.clip.params import DESCRIPTOR_NAME
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
-from pipeline.device import TrainingRuntime
+from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
 from pipeline.io import fingerprint, publish_directory, work_directory, write_json
 from pipeline.trainer import write_history
 
 
 def build_clip(
     request: dict[str, Any], manifest: Manifest, manifest_dir: Path, device: Any, out_dir: Path,
-    weights: dict[str, str] | None = None, runtime: TrainingRuntime | None = None,
+    weights: dict[str, str] | None = None, runtime: TrainingRuntime = PLAIN_RUNTIME,
 ) -> dict[str, Any]:  # fmt: skip
     """Carry out a ``clip_request`` (pipeline/clip/request.py): write ``out_dir/model`` (the descriptor
     ``clip.json`` and, for the stand-in, its weights), ``out_dir/curve.csv`` and ``out_dir/metrics.json``;
@@ -26,7 +26,6 @@ def build_clip(
     change the descriptor, and every CLIP stage depending on it reruns."""
     out_dir = Path(out_dir)
     model_dir = out_dir / "model"
-    runtime = runtime or TrainingRuntime()
     key = fingerprint(Path(manifest_dir) / MANIFEST_NAME, json.dumps({**request, **runtime.key_settings()},
                                                                       sort_keys=True))  # fmt: skip
     work = work_directory(model_dir, key)

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from pipeline.io import one_line
+
 OPENAI_ENTRIES = ("input_resolution", "context_length", "vocab_size")  # in OpenAI's state dicts, not weights
 
 
@@ -69,10 +71,9 @@ def read_clip_weights(path: Path) -> ClipWeights:
         else:
             state, fmt = torch.load(path, map_location="cpu", weights_only=True), "state-dict"
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as error:
-        detail = " ".join(str(error).split())[:300]
         expected = "OpenAI's TorchScript .pt, a state dict (.pt/.pth/.bin) or .safetensors"
         raise ValueError(f"{path}: not a CLIP weights file readable without running code: expected {expected} "
-                         f"({detail})") from None  # fmt: skip
+                         f"({one_line(error)})") from None  # fmt: skip
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):  # an open_clip training checkpoint
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

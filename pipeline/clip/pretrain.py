@@ -33,7 +33,7 @@ from pipeline.clip.params import STAND_IN_WEIGHTS, StandInClipParams
 from pipeline.clip.vision import encode_image
 from pipeline.data.loading import ClassificationDataset
 from pipeline.data.manifest import Manifest
-from pipeline.device import TrainingRuntime
+from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
 from pipeline.io import sha256_file, write_torch
 from pipeline.params import SyntheticDataParams
 from pipeline.tracking import progress
@@ -111,7 +111,7 @@ class TextTargets:
 
 def pretrain_stand_in(
     params: StandInClipParams, look: SyntheticDataParams, manifest: Manifest, device: torch.device,
-    checkpoint: Path, seed: int = 0, runtime: TrainingRuntime | None = None,
+    checkpoint: Path, seed: int = 0, runtime: TrainingRuntime = PLAIN_RUNTIME,
 ) -> tuple[Clip, list[dict[str, float]]]:  # fmt: skip
     """Train the stand-in; return it (eval mode) and its per-epoch curve (loss, zero-shot val mAP)."""
     torch.manual_seed(seed)
@@ -159,7 +159,7 @@ def pretrain_stand_in(
 
 def pretrain_here(
     request: dict[str, Any], manifest: Manifest, device: torch.device, work: Path,
-    runtime: TrainingRuntime | None = None,
+    runtime: TrainingRuntime = PLAIN_RUNTIME,
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, float]]]:  # fmt: skip
     """Pretrain the stand-in of a ``pretrain_here`` request in ``work``: its descriptor, metrics and curve."""
     params = StandInClipParams(**request["pretrain_here"])

@@ -7,6 +7,7 @@ Paths from params are checked to stay inside the dataset's root.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,9 +78,7 @@ def list_lines(path: Path) -> list[tuple[int, list[str]]]:
     text = path.read_bytes().decode("utf-8-sig")
     rows = []
     for number, line in enumerate(text.split("\n"), start=1):
-        line = line.removesuffix("\r")
-        columns = line.split(" ") if line.strip(" \t") else []
-        columns = [c for part in columns for c in part.split("\t") if c]
+        columns = [column for column in re.split(r"[ \t]+", line.removesuffix("\r")) if column]
         if columns:
             rows.append((number, columns))
     return rows

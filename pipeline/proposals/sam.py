@@ -36,6 +36,7 @@ from segment_anything.utils.amg import (
 from skimage.morphology import remove_small_holes, remove_small_objects
 from torchvision.ops.boxes import batched_nms
 
+from pipeline.io import one_line
 from pipeline.params import SamProposalParams
 from pipeline.proposals import PROPOSAL_METHODS
 from pipeline.proposals.regions import WHOLE, Proposals
@@ -180,8 +181,8 @@ def load_sam(model_type: str, checkpoint: Path, device: torch.device) -> Sam:
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError) as error:
-        first = " ".join(str(error).split())[:300]
-        raise ValueError(f"{checkpoint}: not a SAM state dict loadable without running code ({first})") from None
+        detail = one_line(error)
+        raise ValueError(f"{checkpoint}: not a SAM state dict loadable without running code ({detail})") from None
     found = sam_model_type(state) if isinstance(state, dict) else None
     if found is None:
         raise ValueError(f"{checkpoint}: not a SAM state dict (no image_encoder.pos_embed of a known width)")

@@ -22,7 +22,7 @@ from pipeline.cams.params import CamParams
 from pipeline.cams.train import load_cam_method
 from pipeline.data.loading import IMAGENET_MEAN, IMAGENET_STD, ClassificationDataset
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
-from pipeline.device import TrainingRuntime
+from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
 from pipeline.io import fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.params import IrnRefineParams
 from pipeline.refine.irn import BoundaryNetwork
@@ -58,13 +58,12 @@ def poly(steps: int, power: float):
 
 def train_irn(
     params: IrnRefineParams, manifest: Manifest, manifest_dir: Path, seeds: Path, classifier: Path,
-    cam: CamParams, seed: int, device: torch.device, out_dir: Path, runtime: TrainingRuntime | None = None,
+    cam: CamParams, seed: int, device: torch.device, out_dir: Path, runtime: TrainingRuntime = PLAIN_RUNTIME,
 ) -> dict[str, Any]:  # fmt: skip
     """Train the boundary network on the train split's seeds into ``out_dir`` (model.pt, loss.csv,
     metrics.json)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     training = params.training
-    runtime = runtime or TrainingRuntime()
     settings = json.dumps({"seed": seed, "irn": params.model_dump(mode="json", exclude={"walk"}),
                            **runtime.key_settings()}, sort_keys=True)  # fmt: skip
     work = work_directory(out_dir, fingerprint(Path(manifest_dir) / MANIFEST_NAME, Path(seeds), Path(classifier),

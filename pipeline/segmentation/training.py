@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from pipeline.data.loading import augment, load_image, read_training_label, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Entry, Manifest
-from pipeline.device import TrainingRuntime
+from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
 from pipeline.io import FileTree, fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.params import SegmenterParams
 from pipeline.segmentation import SEGMENTERS
@@ -79,24 +79,24 @@ def _optimizer(model: torch.nn.Module, params: SegmenterParams, steps: int):
 
 
 def training_inputs_key(
-    manifest_dir: Path, labels: Path | None, params: SegmenterParams, seed: int, runtime: TrainingRuntime | None = None
+    manifest_dir: Path, labels: Path | None, params: SegmenterParams, seed: int,
+    runtime: TrainingRuntime = PLAIN_RUNTIME,
 ) -> str:  # fmt: skip
     settings = json.dumps({"seed": seed, "labels": "ground truth" if labels is None else "pseudo",
-                           **params.model_dump(mode="json"), **(runtime or TrainingRuntime()).key_settings()},
+                           **params.model_dump(mode="json"), **runtime.key_settings()},
                           sort_keys=True)  # fmt: skip
     return fingerprint(Path(manifest_dir) / MANIFEST_NAME, settings, *([Path(labels)] if labels is not None else []))
 
 
 def train_segmenter(
     manifest: Manifest, manifest_dir: Path, labels: Path | None, params: SegmenterParams, seed: int,
-    device: torch.device, out_dir: Path, name: str, runtime: TrainingRuntime | None = None,
+    device: torch.device, out_dir: Path, name: str, runtime: TrainingRuntime = PLAIN_RUNTIME,
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:  # fmt: skip
     """Train on ``labels`` (a :class:`~pipeline.io.LabelSet` path; None = ground truth); write model.pt,
     loss.csv, metrics.json.
 
     Returns the metrics and the per-epoch loss history.
     """
-    runtime = runtime or TrainingRuntime()
     work = work_directory(out_dir, training_inputs_key(manifest_dir, labels, params, seed, runtime))
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
