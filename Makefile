@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: setup repro test lint bench compare prefect-server
+.PHONY: setup repro test smoke lint bench compare prefect-server
 
 setup:
 	@scripts/setup_env.sh
@@ -16,7 +16,12 @@ repro: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 
 test: setup
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=15 tests
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=15 -m "not smoke" tests
+
+# Every preset end to end on real-sized images with format-faithful random checkpoints, and the GPU benchmark at
+# tiny sizes (tests marked smoke; CI runs them after `make test`).
+smoke: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=20 -m smoke tests
 
 lint: setup
 	$(BIN)/ruff check .

@@ -29,6 +29,11 @@ def resolve_device(name: str = "auto") -> torch.device:
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """Autocast to ``precision`` (``fp32``: off) on ``device``, for training and inference alike."""
+    return torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=precision != "fp32")
+
+
 @dataclass(frozen=True)
 class TrainingRuntime:
     """How a training stage computes on its device: the DataLoader's options (:func:`loader_options`) and the
@@ -39,7 +44,7 @@ class TrainingRuntime:
     precision: str = "fp32"
 
     def autocast(self, device: torch.device) -> torch.autocast:
-        return torch.autocast(device.type, dtype=PRECISIONS[self.precision], enabled=self.precision != "fp32")
+        return autocast(device, self.precision)
 
     def grad_scaler(self, device: torch.device) -> torch.amp.GradScaler:
         return torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")

@@ -23,6 +23,7 @@ from pipeline.schema import (
     InsidePath,
     MethodChoice,
     ParamsError,
+    Precision,
     Scales,
     Strict,
     format_errors,
@@ -132,6 +133,7 @@ class SamProposalParams(Strict):
     min_mask_region_area: int = Field(100, ge=0)
     more_whole: float = Field(0.1, ge=0)  # added to whole masks' predicted IoU before thresholding
     nms_priority: float = Field(1.0, ge=0)  # added to whole masks' score in NMS
+    precision: Precision = "fp32"  # SAM's encoder and decoder in fp32, or autocast (bf16 / fp16)
 
 
 class ProposalParams(MethodChoice):
@@ -340,6 +342,7 @@ class PredictParams(Strict):
     scales: Scales = (1.0, 0.75, 1.25)
     flip: bool = True
     postprocess: Literal["none", "crf", "sams"] = "none"
+    precision: Precision = "fp32"  # the segmenter's forward in fp32, or autocast (bf16 / fp16)
     crf: CrfRefineParams = CrfRefineParams()  # kernels only: the unary is the predicted probabilities
     sams: SamsSeedParams = SamsSeedParams()  # eq. 8–10 with the predicted class probabilities as scores
 
@@ -418,7 +421,7 @@ class VocabParams(Strict):
 class PipelineParams(Strict):
     seed: int = 0
     device: Annotated[str, StringConstraints(pattern=DEVICE_PATTERN)] = "auto"  # auto | cpu | cuda | cuda:N
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # training: fp32, or autocast (fp16 with a grad scaler)
+    precision: Precision = "fp32"  # training: fp32, or autocast (fp16 with a grad scaler)
     loader_workers: int | None = Field(None, ge=0)  # training DataLoader processes; null: 0 on CPU, cores on CUDA
     data: DataParams = DataParams()
     cam: CamParams = CamParams()

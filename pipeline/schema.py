@@ -12,7 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator
@@ -98,6 +98,7 @@ def _positive_scales(value: tuple[float, ...]) -> tuple[float, ...]:
 
 
 Scales = Annotated[tuple[float, ...], AfterValidator(_positive_scales)]
+Precision = Literal["fp32", "bf16", "fp16"]  # a network's forward in fp32, or autocast (pipeline/device.py)
 
 
 class MethodChoice(Strict):

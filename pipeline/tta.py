@@ -20,6 +20,12 @@ def size_multiple(model: object) -> int:
     return int(getattr(model, "size_multiple", 1))
 
 
+def pad_to_multiple(batch: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``batch`` (B, 3, h, w) zero-padded bottom/right to sides divisible by ``multiple`` (itself when they are)."""
+    pad_h, pad_w = -batch.shape[-2] % multiple, -batch.shape[-1] % multiple
+    return F.pad(batch, (0, pad_w, 0, pad_h)) if pad_h or pad_w else batch
+
+
 def padded_forward(fn: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, multiple: int) -> torch.Tensor:
     """``fn`` on ``batch`` (B, 3, h, w) zero-padded bottom/right to sides divisible by ``multiple``.
 
@@ -27,11 +33,11 @@ def padded_forward(fn: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tens
     padded size when it is coarser, and cropped to the original h × w, so callers see the unpadded image only.
     """
     height, width = batch.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
-    if not (pad_h or pad_w):
+    padded_batch = pad_to_multiple(batch, multiple)
+    if padded_batch is batch:
         return fn(batch)
-    output = fn(F.pad(batch, (0, pad_w, 0, pad_h)))
-    padded = (height + pad_h, width + pad_w)
+    output = fn(padded_batch)
+    padded = tuple(padded_batch.shape[-2:])
     if tuple(output.shape[-2:]) != padded:
         output = F.interpolate(output, size=padded, mode="bilinear", align_corners=False)
     return output[..., :height, :width]

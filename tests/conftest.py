@@ -121,5 +121,5 @@ def reproduced_project(reproduced_template: tuple[Path, str], tmp_path: Path) ->
     return root
 
 
-def dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run([str(Path(sys.executable).parent / "dvc"), *args], project, check=check)
+def dvc(project: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    return run([str(Path(sys.executable).parent / "dvc"), *args], project, check=check, env=env)

@@ -5,40 +5,11 @@ import json
 import zipfile
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
-from skimage import data
-from skimage.segmentation import find_boundaries
 
-from pipeline.io import write_label_png
 from tests.conftest import dvc
 from tests.conftest import edit_params as edit
-
-# (photograph, size W×H, class index 1..20 of its object); the last two form the val split.
-SAMPLES = [
-    ("astronaut", (500, 375), 15), ("coffee", (500, 338), 5), ("chelsea", (500, 375), 8),
-    ("rocket", (500, 338), 1), ("cat", (500, 375), 8), ("coffee", (500, 375), 5),
-]  # fmt: skip
-
-
-def make_voc_photographs(root: Path) -> list[str]:
-    """VOC layout: JPEGImages, SegmentationClassAug with one elliptic object and a 255 border, the lists."""
-    for folder in ("JPEGImages", "SegmentationClassAug", "ImageSets/Segmentation"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    ids = []
-    for index, (name, (width, height), cls) in enumerate(SAMPLES):
-        image_id = f"2011_{index:06d}"
-        Image.fromarray(getattr(data, name)()).resize((width, height), Image.BILINEAR).save(
-            root / "JPEGImages" / f"{image_id}.jpg", quality=90
-        )
-        yy, xx = np.mgrid[:height, :width]
-        mask = np.where(((yy - height / 2) / (height / 3)) ** 2 + ((xx - width / 2) / (width / 4)) ** 2 < 1, cls, 0)
-        mask = np.where(find_boundaries(mask, mode="inner"), 255, mask).astype(np.uint8)
-        write_label_png(root / "SegmentationClassAug" / f"{image_id}.png", mask)
-        ids.append(image_id)
-    (root / "ImageSets/Segmentation/train_aug.txt").write_text("\n".join(ids[:4]) + "\n")
-    (root / "ImageSets/Segmentation/val.txt").write_text("\n".join(ids[4:]) + "\n")
-    return ids
+from tests.preset_runs import make_voc_photographs
 
 
 def test_voc_sized_photographs_run_prepare_data_to_evaluate(project: Path) -> None:

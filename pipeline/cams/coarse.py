@@ -51,7 +51,8 @@ def coarse_cams(request: dict[str, Any], manifest: Manifest, manifest_dir: Path,
         return publish_empty(out)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     inference = CamInferenceParams(scales=tuple(request["scales"]), flip=request["flip"], split="train",
-                                   fit=request.get("fit", "pad"), square_size=request.get("square_size"))  # fmt: skip
+                                   fit=request.get("fit", "pad"), square_size=request.get("square_size"),
+                                   precision=request.get("precision", "fp32"))  # fmt: skip
     cam = first_phase(request["method"], state["params"], inference)
     return extract_cams(manifest, manifest_dir, cam, checkpoint, device, out, execution, "coarse_cams")
 

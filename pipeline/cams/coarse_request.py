@@ -3,9 +3,9 @@
 A method whose params name a ``coarse_method`` (FMA's segmentation phase: ``fma_cls``) is trained on that
 method's coarse seeds. Three cached stages make them, each depending on one request file written here, so each
 reruns only when what it reads changed: ``train_coarse`` (``training.json``: the first method, its params, its
-inputs' digests, the seed), ``coarse_cams`` (``inference.json``: scales, flip, ``fit``) and ``coarse_seeds``
-(``seeding.json``: SAMS's t_r and α); POLE's ``select_prompts`` reads ``selection.json`` (template, class
-words) and the first phase's CAMs instead of seeds. For every other method the files say ``none``, so
+inputs' digests, the seed), ``coarse_cams`` (``inference.json``: scales, flip, ``fit``, ``precision``) and
+``coarse_seeds`` (``seeding.json``: SAMS's t_r and α); POLE's ``select_prompts`` reads ``selection.json``
+(template, class words) and the first phase's CAMs instead of seeds. For every other method the files say ``none``, so
 switching among them never reruns the first phase; a change to the second phase's own params never does either.
 A method that reads only the first phase's model (CLIMS, from plain CAM) requests no CAMs and no seeds.
 """
@@ -36,7 +36,8 @@ def coarse_request(params: PipelineParams) -> dict[str, dict[str, Any]]:
         selection = params.cam.selected().selection
         return {
             "training": training,
-            "inference": {"method": method, "scales": list(selection.scales), "flip": selection.flip},
+            "inference": {"method": method, "scales": list(selection.scales), "flip": selection.flip,
+                          **params.cam.inference.model_dump(include={"precision"}, exclude_defaults=True)},
             "seeding": no_seeds,
             "selection": {"method": params.cam.method, "template": selection.template,
                           "class_words": params.cam.selected().class_words, "cams": selection.cams,
@@ -51,7 +52,7 @@ def coarse_request(params: PipelineParams) -> dict[str, dict[str, Any]]:
             "method": method,
             "scales": list(coarse.scales),
             "flip": coarse.flip,
-            **params.cam.inference.model_dump(include={"fit", "square_size"}, exclude_defaults=True),
+            **params.cam.inference.model_dump(include={"fit", "square_size", "precision"}, exclude_defaults=True),
         },
         "seeding": {"method": method, "t_r": coarse.t_r, "alpha": coarse.alpha},
         "selection": no_selection,

@@ -16,6 +16,7 @@ from pipeline.cams.store import CamStoreWriter
 from pipeline.cams.train import describe_backbone, load_cam_method
 from pipeline.data.loading import load_image, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
+from pipeline.device import autocast, resolve_device
 from pipeline.execution.chunks import ImageJob, run_images
 from pipeline.execution.params import ExecutionParams
 from pipeline.io import fingerprint, publish_zip, work_directory
@@ -61,11 +62,11 @@ def extraction_classes(labels: tuple[int, ...], inference: CamInferenceParams, n
 
 # Inference settings added after CAM stores existed, with their defaults: recorded only where they differ, so the
 # keys of the stores made before them stay valid, and so does DVC's run-cache.
-LATER_SETTINGS = {"head": "cams", "fit": "pad", "square_size": None}
+LATER_SETTINGS = {"head": "cams", "fit": "pad", "square_size": None, "precision": "fp32"}
 
 
 def later_settings(inference: CamInferenceParams) -> dict:
-    """``head``, ``fit`` and ``square_size`` where they differ from their defaults."""
+    """``head``, ``fit``, ``square_size`` and ``precision`` where they differ from their defaults."""
     chosen = inference.model_dump(mode="json", include=set(LATER_SETTINGS))
     return {key: value for key, value in chosen.items() if value != LATER_SETTINGS[key]}
 
@@ -93,7 +94,6 @@ class CamJob(ImageJob):
 
     def load(self) -> None:
         from pipeline.data.manifest import load_manifest
-        from pipeline.device import resolve_device
 
         self.manifest = load_manifest(self.manifest_dir)
         self.by_id = self.manifest.by_id()
@@ -109,9 +109,10 @@ class CamJob(ImageJob):
         entry, inference, model = self.by_id[image_id], self.cam.inference, self.model
         image = to_tensor(load_image(self.manifest, entry), (model.input_mean, model.input_std)).to(self.torch_device)
         classes = extraction_classes(entry.labels, inference, len(self.manifest.classes))
-        cams = multiscale_cam(model, image, classes, inference.scales, inference.flip, inference.head, inference.fit,
-                              inference.square_size)  # fmt: skip
-        self.store.write(entry.id, cams.cpu().numpy(), classes, self.background)
+        with autocast(self.torch_device, inference.precision):
+            cams = multiscale_cam(model, image, classes, inference.scales, inference.flip, inference.head,
+                                  inference.fit, inference.square_size)  # fmt: skip
+        self.store.write(entry.id, cams.float().cpu().numpy(), classes, self.background)
 
 
 def extract_cams(

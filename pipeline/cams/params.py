@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from pipeline.registry import Registry
-from pipeline.schema import MethodChoice, ParamsError, Scales, Strict, error_lines, validate_strictly
+from pipeline.schema import MethodChoice, ParamsError, Precision, Scales, Strict, error_lines, validate_strictly
 
 CAM_PARAMS: Registry[type[BaseModel]] = Registry("CAM method", selected_by="cam", loaders={
     "apc": "pipeline.cams.methods.apc.params", "clims": "pipeline.cams.methods.clims.params",
@@ -32,7 +32,8 @@ class CamInferenceParams(Strict):
     (zero-padded bottom/right, the maps re-normalised after upsampling and summing) or ``stretch`` (CLIP-ES's and
     FMA-WSSS's code: resized, bicubic, to sides rounded up to the multiple, each map normalised at the network's
     resolution before it is upsampled; :func:`pipeline.tta.stretched_sum`) or ``square`` (each view resized to
-    ``square_size`` × ``square_size`` times its scale, as ViT-PCM, APC and PCC infer at 960 × 960)."""
+    ``square_size`` × ``square_size`` times its scale, as ViT-PCM, APC and PCC infer at 960 × 960). ``precision``:
+    the network's forward in fp32, or autocast to bf16 / fp16 (CLIP-ES runs CLIP in fp16 on a GPU)."""
 
     scales: Scales = (1.0, 0.5, 1.5, 2.0)
     flip: bool = True
@@ -40,6 +41,7 @@ class CamInferenceParams(Strict):
     head: Literal["cams", "decoder"] = "cams"
     fit: Literal["pad", "stretch", "square"] = "pad"
     square_size: int | None = Field(None, ge=16)
+    precision: Precision = "fp32"
 
     @model_validator(mode="after")
     def _square_has_a_size(self) -> CamInferenceParams:

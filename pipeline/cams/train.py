@@ -25,6 +25,7 @@ from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
 from pipeline.io import fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.tracking import progress
 from pipeline.trainer import EpochLoader, run_epochs, write_history
+from pipeline.tta import pad_to_multiple
 
 MODEL_NAME = "model.pt"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -115,7 +116,8 @@ def evaluate_labels(model: CamMethod, manifest: Manifest, split: str, device: to
     average_precision = MultilabelAveragePrecision(num_labels=k, average="macro")
     dataset = ClassificationDataset(manifest, split, normalisation=(model.input_mean, model.input_std))
     for image, target in progress(dataset, desc=f"classify {split}"):
-        scores = torch.sigmoid(model.image_scores(image[None].to(device))).cpu()
+        batch = pad_to_multiple(image[None].to(device), model.size_multiple)  # as CAM extraction pads its views
+        scores = torch.sigmoid(model.image_scores(batch)).cpu()
         target = target[None].long()
         exact.update(scores, target)
         f1.update(scores, target)

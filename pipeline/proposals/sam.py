@@ -36,6 +36,7 @@ from segment_anything.utils.amg import (
 from skimage.morphology import remove_small_holes, remove_small_objects
 from torchvision.ops.boxes import batched_nms
 
+from pipeline.device import autocast
 from pipeline.io import one_line
 from pipeline.params import SamProposalParams
 from pipeline.proposals import PROPOSAL_METHODS
@@ -67,20 +68,27 @@ def remove_small_regions(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, b
 class LevelledMaskGenerator(SamAutomaticMaskGenerator):
     """SamAutomaticMaskGenerator that records each mask's level and applies *more whole* and *NMS priority*."""
 
-    def __init__(self, model: Sam, more_whole: float, nms_priority: float, min_mask_region_area: int, **kwargs):
+    def __init__(self, model: Sam, more_whole: float, nms_priority: float, min_mask_region_area: int,
+                 precision: str = "fp32", **kwargs) -> None:  # fmt: skip
         super().__init__(model, min_mask_region_area=0, **kwargs)
         self.more_whole = more_whole
         self.nms_priority = nms_priority
         self.min_area = min_mask_region_area
+        self.precision = precision  # the encoder's and the decoder's forward; the masks' arithmetic stays fp32
+
+    def autocast(self) -> torch.autocast:
+        return autocast(self.predictor.device, self.precision)
 
     def _process_batch(self, points, im_size, crop_box, orig_size) -> MaskData:
         orig_h, orig_w = orig_size
         transformed = self.predictor.transform.apply_coords(points, im_size)
         in_points = torch.as_tensor(transformed, device=self.predictor.device)
         in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
-        masks, iou_preds, _ = self.predictor.predict_torch(
-            in_points[:, None, :], in_labels[:, None], multimask_output=True, return_logits=True
-        )
+        with self.autocast():
+            masks, iou_preds, _ = self.predictor.predict_torch(
+                in_points[:, None, :], in_labels[:, None], multimask_output=True, return_logits=True
+            )
+        masks, iou_preds = masks.float(), iou_preds.float()
         levels = torch.arange(masks.shape[1], device=masks.device).repeat(masks.shape[0])
         data = MaskData(
             masks=masks.flatten(0, 1), iou_preds=iou_preds.flatten(0, 1), level=levels,
@@ -107,7 +115,8 @@ class LevelledMaskGenerator(SamAutomaticMaskGenerator):
     def _process_crop(self, image, crop_box, crop_layer_idx, orig_size) -> MaskData:
         x0, y0, x1, y1 = crop_box
         cropped = image[y0:y1, x0:x1, :]
-        self.predictor.set_image(cropped)
+        with self.autocast():
+            self.predictor.set_image(cropped)
         points_for_image = self.point_grids[crop_layer_idx] * np.array(cropped.shape[:2])[None, ::-1]
         data = MaskData()
         for start in range(0, len(points_for_image), self.points_per_batch):
@@ -210,7 +219,7 @@ class SamProposals:
             stability_score_thresh=params.stability_score_thresh, box_nms_thresh=params.box_nms_thresh,
             crop_n_layers=params.crop_n_layers, crop_nms_thresh=params.crop_nms_thresh,
             crop_overlap_ratio=params.crop_overlap_ratio,
-            crop_n_points_downscale_factor=params.crop_n_points_downscale_factor,
+            crop_n_points_downscale_factor=params.crop_n_points_downscale_factor, precision=params.precision,
         )  # fmt: skip
 
     def __call__(self, image: np.ndarray) -> Proposals:

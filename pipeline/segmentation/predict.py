@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from pipeline.data.loading import load_image, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
+from pipeline.device import autocast, resolve_device
 from pipeline.execution.chunks import LabelJob, run_images
 from pipeline.execution.params import ExecutionParams
 from pipeline.io import fingerprint, publish_zip, work_directory
@@ -65,8 +66,6 @@ class PredictJob(LabelJob):
 
     def load(self) -> None:
         from pipeline.data.manifest import load_manifest
-        from pipeline.device import resolve_device
-
         self.manifest = load_manifest(self.manifest_dir)
         self.by_id = self.manifest.by_id()
         self.torch_device = resolve_device(self.device)
@@ -75,8 +74,10 @@ class PredictJob(LabelJob):
 
     def compute(self, image_id: str) -> None:
         params, image = self.params, load_image(self.manifest, self.by_id[image_id])
-        probabilities = multiscale_probabilities(self.model, to_tensor(image).to(self.torch_device), params.scales,
-                                                 params.flip).cpu().numpy()  # fmt: skip
+        with autocast(self.torch_device, params.precision):
+            probabilities = multiscale_probabilities(self.model, to_tensor(image).to(self.torch_device),
+                                                     params.scales, params.flip)  # fmt: skip
+        probabilities = probabilities.float().cpu().numpy()
         if params.postprocess == "crf":
             label = crf_from_probabilities(image, probabilities, params.crf)
         elif params.postprocess == "sams":

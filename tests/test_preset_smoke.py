@@ -1,0 +1,72 @@
+"""Every preset end to end (``make smoke``): the params each preset file yields, on a tiny VOC or COCO layout of
+real-sized photographs (500×375, 500×338; 4 train and 2 val images), with the checkpoint files it reads in the
+formats researchers have (random weights of the real architectures, :mod:`tests.preset_runs`), through
+``dvc repro``.
+
+Only sizes are shrunk, where a CPU cannot take them: epochs (1, or one past a frozen-backbone phase so both
+phases run), batch sizes (2: the 4 training images give 2 steps per epoch), the vocabulary (12 words) — and
+SAM's architecture (ViT-B's file, with ``model_type: auto``, for the presets' ViT-H: an encoder pass takes 9 s
+against 38 s here, and one crop layer makes five passes per image). Every switch stays as the preset sets it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests import preset_runs
+from tests.conftest import REPO, dvc, make_project, project_env, write_params
+
+pytestmark = pytest.mark.smoke
+SMOKE_BATCH = 2
+
+
+def test_every_preset_file_is_in_a_run() -> None:
+    in_runs = {name for presets in preset_runs.RUNS.values() for name in presets}
+    assert {p.stem for p in (REPO / "presets").glob("*.yaml")} == in_runs
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """:func:`tests.preset_runs.write_model_files` once per session (the first xdist worker writes them)."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if worker_id != "master" else base
+    root = shared / "model_files"
+    with FileLock(str(shared / "model_files.lock")):
+        if not (root / "done").is_file():
+            preset_runs.write_model_files(root)
+            (root / "done").write_text("")
+    return root
+
+
+@pytest.mark.parametrize("run_name", list(preset_runs.RUNS))
+def test_preset_runs_end_to_end_on_real_sized_images(run_name: str, model_files: Path, tmp_path: Path) -> None:
+    presets = preset_runs.RUNS[run_name]
+    project = make_project(tmp_path / "project")
+    coco = "data_coco" in presets
+    dataset = tmp_path / ("coco2014" if coco else "VOC2012")
+    (preset_runs.make_coco_photographs if coco else preset_runs.make_voc_photographs)(dataset)
+    preset_runs.link_models(model_files, project)
+    write_params(project, preset_runs.preset_params(presets, dataset, SMOKE_BATCH))
+    dvc(project, "repro", env={**project_env(), **preset_runs.model_env(model_files)})
+    metrics = json.loads((project / "artifacts/eval/metrics.json").read_text())
+    assert metrics["images"] == 4 and metrics["final"]["images"] == 2
+    assert 0.0 <= metrics["final"]["prediction"]["miou"] <= 1.0
+
+
+def test_the_gpu_benchmark_runs_at_tiny_sizes_on_cpu(model_files: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """``benchmarks/gpu.py`` works before a GPU is at hand: every setting of every working stage is timed."""
+    from benchmarks.gpu import main
+
+    rows = main(["--images", "4", "--batch", "2", "--workers", "1", "--runs", "cam_resnet+irn_voc",
+                 "--files", str(model_files), "--out", str(tmp_path)])  # fmt: skip
+    timed = {(row["stage"], row["setting"]) for row in rows}
+    assert {("train_classifier", "fp32, 1 workers"), ("train_irn", "bf16, 0 workers"), ("extract_cams", "bf16"),
+            ("refine", "fp32"), ("predict", "bf16"), ("train_segmenter", "fp32, 0 workers")} <= timed  # fmt: skip
+    assert all(row["throughput"] > 0 for row in rows if row["throughput"] is not None)
+    assert "| cam_resnet+irn_voc | train_segmenter | bf16, 0 workers |" in capsys.readouterr().out
