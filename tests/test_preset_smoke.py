@@ -29,42 +29,44 @@ def test_every_preset_file_is_in_a_run() -> None:
 
 
 @pytest.fixture(scope="session")
-def model_files(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
-    """:func:`tests.preset_runs.write_model_files` once per session (the first xdist worker writes them)."""
+def shared(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """What every run of the session shares, made by the first xdist worker: the checkpoint files
+    (``files``), the photographs in VOC's and COCO's layouts at one path each (``VOC2012``, ``coco2014``) and one
+    DVC cache (``dvc-cache``), so that a stage another run already made from the same inputs — the dataset, the
+    fully supervised segmenter of the same preset — is restored from DVC's run-cache, not recomputed."""
     from filelock import FileLock
 
     base = tmp_path_factory.getbasetemp()
-    shared = base.parent if worker_id != "master" else base
-    root = shared / "model_files"
-    with FileLock(str(shared / "model_files.lock")):
+    root = (base.parent if worker_id != "master" else base) / "smoke"
+    with FileLock(f"{root}.lock"):
         if not (root / "done").is_file():
-            preset_runs.write_model_files(root)
+            preset_runs.write_model_files(root / "files")
+            preset_runs.make_voc_photographs(root / "VOC2012")
+            preset_runs.make_coco_photographs(root / "coco2014")
             (root / "done").write_text("")
     return root
 
 
 @pytest.mark.parametrize("run_name", list(preset_runs.RUNS))
-def test_preset_runs_end_to_end_on_real_sized_images(run_name: str, model_files: Path, tmp_path: Path) -> None:
+def test_preset_runs_end_to_end_on_real_sized_images(run_name: str, shared: Path, tmp_path: Path) -> None:
     presets = preset_runs.RUNS[run_name]
     project = make_project(tmp_path / "project")
-    coco = "data_coco" in presets
-    dataset = tmp_path / ("coco2014" if coco else "VOC2012")
-    (preset_runs.make_coco_photographs if coco else preset_runs.make_voc_photographs)(dataset)
-    preset_runs.link_models(model_files, project)
+    dataset = shared / ("coco2014" if "data_coco" in presets else "VOC2012")
+    preset_runs.link_models(shared / "files", project)
     write_params(project, preset_runs.preset_params(presets, dataset, SMOKE_BATCH))
-    dvc(project, "repro", env={**project_env(), **preset_runs.model_env(model_files)})
+    dvc(project, "cache", "dir", str(shared / "dvc-cache"))
+    dvc(project, "repro", env={**project_env(), **preset_runs.model_env(shared / "files")})
     metrics = json.loads((project / "artifacts/eval/metrics.json").read_text())
     assert metrics["images"] == 4 and metrics["final"]["images"] == 2
     assert 0.0 <= metrics["final"]["prediction"]["miou"] <= 1.0
 
-
-def test_the_gpu_benchmark_runs_at_tiny_sizes_on_cpu(model_files: Path, tmp_path: Path,
+def test_the_gpu_benchmark_runs_at_tiny_sizes_on_cpu(shared: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     """``benchmarks/gpu.py`` works before a GPU is at hand: every setting of every working stage is timed."""
     from benchmarks.gpu import main
 
     rows = main(["--images", "4", "--batch", "2", "--workers", "1", "--runs", "cam_resnet+irn_voc",
-                 "--files", str(model_files), "--out", str(tmp_path)])  # fmt: skip
+                 "--files", str(shared / "files"), "--out", str(tmp_path)])  # fmt: skip
     timed = {(row["stage"], row["setting"]) for row in rows}
     assert {("train_classifier", "fp32, 1 workers"), ("train_irn", "bf16, 0 workers"), ("extract_cams", "bf16"),
             ("refine", "fp32"), ("predict", "bf16"), ("train_segmenter", "fp32, 0 workers")} <= timed  # fmt: skip
