@@ -12,7 +12,8 @@ working stages is rerun alone (``dvc repro -f -s``) under each setting:
 
 - training stages (samples/s): fp32 with 0 loader workers (the baseline), fp32 with N workers, bf16;
 - per-image stages (images/s; CAM extraction, SAM's automatic masks, the CRF or IRN's walk, prediction): fp32
-  (the baseline), bf16 (``cam.inference.precision``, ``proposals.sam.precision``, ``predict.precision``).
+  (the baseline), bf16 (``cam.inference.precision``, ``proposals.sam.precision``, ``predict.precision``), and
+  for CAM extraction 8 images of one size and class list per forward (``cam.inference.batch_size``).
 
 A stage's time is its wall time less the stage overhead (``dvc repro -f -s check_params``: DVC, Python and the
 params, measured in the same run); utilisation and memory are sampled every 0.25 s while it runs (GPU: nvidia-smi;
@@ -44,6 +45,7 @@ DEFAULT_RUNS = ["cam_resnet+irn_voc", "usage_deit", "apc_vitb16", "clip_es_voc",
 DVC = str(Path(sys.executable).parent / "dvc")
 VAL_IMAGES = 4
 TRAINING = {"train_classifier", "train_coarse", "train_irn", "train_segmenter"}
+CAM_BATCH = 8
 
 
 class Sampler(threading.Thread):
@@ -127,7 +129,10 @@ def settings(stage: str, workers: int) -> dict[str, dict[str, object]]:
                 f"fp32, {workers} workers": {"precision": "fp32", "loader_workers": workers},
                 "bf16, 0 workers": {"precision": "bf16", "loader_workers": 0}}  # fmt: skip
     if stage in INFERENCE_PRECISION:
-        return {precision: {INFERENCE_PRECISION[stage]: precision} for precision in ("fp32", "bf16")}
+        options = {precision: {INFERENCE_PRECISION[stage]: precision} for precision in ("fp32", "bf16")}
+        if stage in ("extract_cams", "coarse_cams"):  # images of one size and class list in one forward
+            options[f"fp32, batch {CAM_BATCH}"] = {"cam.inference.batch_size": CAM_BATCH}
+        return options
     return {"fp32": {}}  # the CRF (CPU) and IRN's walk: no precision setting
 
 

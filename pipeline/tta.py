@@ -44,51 +44,65 @@ def padded_forward(fn: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tens
 
 
 def multiscale_sum(
-    fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, scales: tuple[float, ...], flip: bool,
+    fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, scales: tuple[float, ...], flip: bool,
     multiple: int = 1, square: int | None = None,
 ) -> tuple[torch.Tensor, int]:  # fmt: skip
-    """Test-time augmentation: Σ of ``fn`` over the scaled image (and its horizontal flip), and the view count.
-    With ``square`` each view is the image resized to ``square`` × ``square`` times the scale, its aspect not kept.
+    """Test-time augmentation: Σ of ``fn`` over the scaled images (and their horizontal flips), and the number
+    of views per image. With ``square`` each view is resized to ``square`` × ``square`` times the scale, its
+    aspect not kept.
 
+    ``images``: one (3, H, W) image or a batch (N, 3, H, W) of one size, seen in one forward per scale.
     ``fn`` maps a (B, 3, h, w) batch to (B, C, h', w') maps (already activated: ReLU'd CAMs, softmax); each
     scaled batch goes through :func:`padded_forward`, flipped outputs are flipped back, and every output is
-    resized (bilinear) to the image's H × W. Returns ((C, H, W) sum, number of views summed).
+    resized (bilinear) to H × W. Returns ((C, H, W) or (N, C, H, W) sum, number of views summed per image).
     """
-    height, width = image.shape[-2:]
+    batch = images if images.dim() == 4 else images[None]
+    height, width = batch.shape[-2:]
     total, views = None, 0
     for scale in scales:
         sides = (square, square) if square is not None else (height, width)
         size = (max(1, round(sides[0] * scale)), max(1, round(sides[1] * scale)))
-        scaled = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)
-        batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
-        outputs = padded_forward(fn, batch, multiple)
-        if flip:
-            outputs = torch.stack([outputs[0], outputs[1].flip(-1)])
-        outputs = F.interpolate(outputs, size=(height, width), mode="bilinear", align_corners=False).sum(dim=0)
-        total = outputs if total is None else total + outputs
-        views += len(batch)
-    return total, views
+        scaled = F.interpolate(batch, size=size, mode="bilinear", align_corners=False)
+        outputs = per_view(padded_forward(fn, with_flips(scaled, flip), multiple), len(batch), flip)
+        total = summed_at(outputs, (height, width), total)
+        views += len(outputs)
+    return (total if images.dim() == 4 else total[0]), views
 
 
 def stretched_sum(
-    fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, scales: tuple[float, ...], flip: bool,
+    fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, scales: tuple[float, ...], flip: bool,
     multiple: int = 1,
 ) -> tuple[torch.Tensor, int]:  # fmt: skip
     """CLIP-ES's views (``generate_cams_voc12.py``): each scaled image stretched (bicubic, antialiased, as PIL
     resizes) to sides rounded up to multiples of ``multiple``; each output map divided by its own max at the
-    network's resolution, then resized (bilinear, as ``cv2.resize``) to the image's H × W. Returns ((C, H, W)
-    sum, number of views summed): one view's map is the reference's own."""
-    height, width = image.shape[-2:]
+    network's resolution, then resized (bilinear, as ``cv2.resize``) to the image's H × W. ``images`` as in
+    :func:`multiscale_sum`. Returns ((C, H, W) or (N, C, H, W) sum, number of views summed per image): one
+    view's map is the reference's own."""
+    batch = images if images.dim() == 4 else images[None]
+    height, width = batch.shape[-2:]
     total, views = None, 0
     for scale in scales:
         size = tuple(max(1, math.ceil(side * scale / multiple)) * multiple for side in (height, width))
-        scaled = F.interpolate(image[None], size=size, mode="bicubic", align_corners=False, antialias=True)
-        batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
-        outputs = fn(batch)
-        if flip:
-            outputs = torch.stack([outputs[0], outputs[1].flip(-1)])
+        scaled = F.interpolate(batch, size=size, mode="bicubic", align_corners=False, antialias=True)
+        outputs = per_view(fn(with_flips(scaled, flip)), len(batch), flip)
         outputs = outputs / outputs.amax(dim=(-2, -1), keepdim=True).clamp(min=1e-5)
-        outputs = F.interpolate(outputs, size=(height, width), mode="bilinear", align_corners=False).sum(dim=0)
-        total = outputs if total is None else total + outputs
-        views += len(batch)
-    return total, views
+        total = summed_at(outputs, (height, width), total)
+        views += len(outputs)
+    return (total if images.dim() == 4 else total[0]), views
+
+
+def with_flips(batch: torch.Tensor, flip: bool) -> torch.Tensor:
+    """(N, 3, h, w) → the batch and, with ``flip``, its horizontal flips after it (2N, 3, h, w)."""
+    return torch.cat([batch, batch.flip(-1)]) if flip else batch
+
+
+def per_view(outputs: torch.Tensor, count: int, flip: bool) -> torch.Tensor:
+    """The outputs of :func:`with_flips`' batch of ``count`` images as (views, N, C, h, w), flips flipped back."""
+    return torch.stack([outputs[:count], outputs[count:].flip(-1)]) if flip else outputs[None]
+
+
+def summed_at(views: torch.Tensor, size: tuple[int, int], total: torch.Tensor | None) -> torch.Tensor:
+    """``total`` plus the (views, N, C, h, w) maps resized (bilinear) to ``size`` and summed over the views."""
+    resized = F.interpolate(views.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
+    summed = resized.unflatten(0, tuple(views.shape[:2])).sum(dim=0)
+    return summed if total is None else total + summed

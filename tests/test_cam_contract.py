@@ -117,6 +117,21 @@ def test_build_train_step_save_load_infer(method: str, backbone: str | None, tmp
     assert len(model.input_mean) == len(model.input_std) == 3
 
 
+@pytest.mark.parametrize(("method", "backbone"), METHODS)
+@pytest.mark.parametrize("fit", ["pad", "stretch"])
+def test_a_batch_of_images_gets_each_images_own_maps(method: str, backbone: str | None, fit: str) -> None:
+    """Batched extraction (``cam.inference.batch_size``) is allowed where an image's maps do not depend on the
+    other images of its batch: three images seen together get the maps each gets alone."""
+    model = tiny_method(method, backbone)
+    images = torch.randn(3, 3, 40, 56)
+    together = multiscale_cam(model, images, [0, 2], (1.0, 0.5), True, fit=fit)
+    alone = torch.stack([multiscale_cam(model, image, [0, 2], (1.0, 0.5), True, fit=fit) for image in images])
+    if model.batched_inference:
+        torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
+    else:
+        assert not torch.allclose(together, alone, atol=1e-5, rtol=1e-4), "batched_inference may be True"
+
+
 def test_parameter_groups_carry_their_own_learning_rates() -> None:
     cam = cam_params("usage", "resnet", training={"lr": 0.01, "backbone_lr_scale": 0.1})
     model = tiny_method("usage", "resnet", training={"lr": 0.01, "backbone_lr_scale": 0.1})

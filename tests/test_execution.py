@@ -56,6 +56,31 @@ def test_in_process_run_resumes_and_names_every_failed_image_after_the_others(tm
         "img-0", "img-2", "img-3", "img-5"]  # fmt: skip
 
 
+class PairedSquareJob(SquareJob):
+    """Computes images two at a time, failing the pair when either is bad (as a batch's image read would)."""
+
+    def groups(self, image_ids: list[str]) -> list[list[str]]:
+        return chunked(image_ids, 2)
+
+    def compute_group(self, image_ids: list[str]) -> None:
+        self.group_sizes = [*getattr(self, "group_sizes", []), len(image_ids)]
+        if any(image_id.startswith("bad") for image_id in image_ids):
+            raise ValueError(f"{self.work / next(i for i in image_ids if i.startswith('bad'))}: corrupt input")
+        for image_id in image_ids:
+            self.compute(image_id)
+
+
+def test_a_group_broken_by_one_image_is_computed_image_by_image(tmp_path: Path) -> None:
+    """Batched work (CAM extraction's ``batch_size``): a bad image fails alone, named; its partner is computed."""
+    job = PairedSquareJob("key", tmp_path)
+    (tmp_path / "img-0").write_text("0")  # done by a killed run: not computed again
+    with pytest.raises(ValueError, match=r"squares: 1 image\(s\) failed.*bad-2: corrupt input"):
+        run_images("squares", job, ["img-0", "img-1", "bad-2", "img-3", "img-4"], ExecutionParams(chunk_size=5))
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "img-0", "img-1", "img-3", "img-4"]  # fmt: skip
+    assert job.group_sizes == [2, 1, 1, 2]  # (img-1, bad-2) failed, then each alone; (img-3, img-4) together
+
+
 class FakeClient:
     def __init__(self, *resources: dict) -> None:
         self.workers = {f"tcp://w{i}": {"resources": r} for i, r in enumerate(resources)}

@@ -28,6 +28,8 @@ through :class:`CamMethod`:
   ``infer_decoder(images, classes)``, the decoder's maps in the same layout (``cam.inference.head: decoder``);
 - ``input_mean`` / ``input_std``: the normalisation its inputs need (ImageNet's, CLIP's, …);
 - ``size_multiple``: the side multiple its inputs need (padded to it at inference);
+- ``batched_inference``: an image's maps do not depend on the other images of its batch, so extraction may see
+  several images of one size together (``cam.inference.batch_size``; tested for every method);
 - ``square_inputs``: its training images are resized to ``crop_size`` × ``crop_size`` before augmentation
   (ViT-PCM's 384 × 384) instead of cropped from the image at its aspect (the default);
 - ``saved_state()`` / ``load_saved(state)``: what a checkpoint holds — never a frozen foundation model's
@@ -69,6 +71,7 @@ class CamMethod(Protocol):
     input_std: tuple[float, float, float]
     size_multiple: int
     has_background: bool
+    batched_inference: bool
 
     @classmethod
     def build(cls, params: Any, context: BuildContext) -> CamMethod: ...
@@ -109,6 +112,7 @@ class CamModel(nn.Module):
     size_multiple: int = 1
     square_inputs: bool = False
     has_background: bool = False
+    batched_inference: bool = True
 
     def parameter_groups(self, training: CamTrainingParams) -> list[dict[str, Any]]:
         trainable = [(name, p) for name, p in self.named_parameters() if p.requires_grad]

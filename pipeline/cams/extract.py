@@ -15,7 +15,7 @@ from pipeline.cams.registry import CAM_METHODS
 from pipeline.cams.store import CamStoreWriter
 from pipeline.cams.train import describe_backbone, load_cam_method
 from pipeline.data.loading import load_image, to_tensor
-from pipeline.data.manifest import MANIFEST_NAME, Manifest
+from pipeline.data.manifest import MANIFEST_NAME, Entry, Manifest
 from pipeline.device import autocast, resolve_device
 from pipeline.execution.chunks import ImageJob, run_images
 from pipeline.execution.params import ExecutionParams
@@ -32,12 +32,13 @@ def multiscale_cam(
     ``stretch`` takes CLIP-ES's views instead (:func:`pipeline.tta.stretched_sum`: each view's maps normalised
     before upsampling, their mean returned), ``square`` views of ``square_size`` × ``square_size``.
 
-    ``image`` is normalised as the model expects; each view is padded to the model's ``size_multiple``
-    (:func:`pipeline.tta.multiscale_sum`). Returns (len(classes), H, W) in [0, 1], after the background map
-    (normalised alike) when the method has one.
+    ``image`` is normalised as the model expects: one (3, H, W) image, or a batch (N, 3, H, W) of images of one
+    size and the same ``classes``, seen together in one forward per view; each view is padded to the model's
+    ``size_multiple`` (:func:`pipeline.tta.multiscale_sum`). Returns (len(classes), H, W) in [0, 1] (or
+    (N, len(classes), H, W)), after the background map (normalised alike) when the method has one.
     """
     if not classes:  # an image kept as a negative (data.no_foreground: keep): all background
-        return torch.ones(int(model.has_background), *image.shape[-2:], device=image.device)
+        return torch.ones(*image.shape[:-3], int(model.has_background), *image.shape[-2:], device=image.device)
     infer = model.infer_decoder if head == "decoder" else model.infer_cams
 
     def maps(batch: torch.Tensor) -> torch.Tensor:
@@ -48,7 +49,7 @@ def multiscale_cam(
         return total.detach() / views
     square = square_size if fit == "square" else None
     total = multiscale_sum(maps, image, scales, flip, model.size_multiple, square)[0].detach()
-    return total / (total.amax(dim=(1, 2), keepdim=True) + 1e-5)
+    return total / (total.amax(dim=(-2, -1), keepdim=True) + 1e-5)
 
 
 def extraction_classes(labels: tuple[int, ...], inference: CamInferenceParams, num_classes: int) -> list[int]:
@@ -62,11 +63,11 @@ def extraction_classes(labels: tuple[int, ...], inference: CamInferenceParams, n
 
 # Inference settings added after CAM stores existed, with their defaults: recorded only where they differ, so the
 # keys of the stores made before them stay valid, and so does DVC's run-cache.
-LATER_SETTINGS = {"head": "cams", "fit": "pad", "square_size": None, "precision": "fp32"}
+LATER_SETTINGS = {"head": "cams", "fit": "pad", "square_size": None, "precision": "fp32", "batch_size": 1}
 
 
 def later_settings(inference: CamInferenceParams) -> dict:
-    """``head``, ``fit``, ``square_size`` and ``precision`` where they differ from their defaults."""
+    """``head``, ``fit``, ``square_size``, ``precision`` and ``batch_size`` where they differ from their defaults."""
     chosen = inference.model_dump(mode="json", include=set(LATER_SETTINGS))
     return {key: value for key, value in chosen.items() if value != LATER_SETTINGS[key]}
 
@@ -105,14 +106,40 @@ class CamJob(ImageJob):
     def done(self, image_id: str) -> bool:
         return CamStoreWriter(self.work).has(image_id)
 
+    def groups(self, image_ids: list[str]) -> list[list[str]]:
+        """Images of one size and one class list, up to ``inference.batch_size`` together, where the method's
+        maps of an image do not depend on the others in its batch (``batched_inference``)."""
+        size = self.cam.inference.batch_size if self.model.batched_inference else 1
+        if size == 1:
+            return super().groups(image_ids)
+        open_groups: dict[tuple, list[str]] = {}
+        groups = []
+        for image_id in image_ids:
+            entry = self.by_id[image_id]
+            key = (entry.height, entry.width, tuple(self.classes(entry)))
+            if key not in open_groups or len(open_groups[key]) == size:
+                open_groups[key] = []
+                groups.append(open_groups[key])
+            open_groups[key].append(image_id)
+        return groups
+
+    def classes(self, entry: Entry) -> list[int]:
+        return extraction_classes(entry.labels, self.cam.inference, len(self.manifest.classes))
+
     def compute(self, image_id: str) -> None:
-        entry, inference, model = self.by_id[image_id], self.cam.inference, self.model
-        image = to_tensor(load_image(self.manifest, entry), (model.input_mean, model.input_std)).to(self.torch_device)
-        classes = extraction_classes(entry.labels, inference, len(self.manifest.classes))
+        self.compute_group([image_id])
+
+    def compute_group(self, image_ids: list[str]) -> None:
+        inference, model = self.cam.inference, self.model
+        entries = [self.by_id[image_id] for image_id in image_ids]
+        images = torch.stack([to_tensor(load_image(self.manifest, entry), (model.input_mean, model.input_std))
+                              for entry in entries]).to(self.torch_device)  # fmt: skip
+        classes = self.classes(entries[0])
         with autocast(self.torch_device, inference.precision):
-            cams = multiscale_cam(model, image, classes, inference.scales, inference.flip, inference.head,
+            cams = multiscale_cam(model, images, classes, inference.scales, inference.flip, inference.head,
                                   inference.fit, inference.square_size)  # fmt: skip
-        self.store.write(entry.id, cams.float().cpu().numpy(), classes, self.background)
+        for entry, maps in zip(entries, cams.float().cpu().numpy(), strict=True):
+            self.store.write(entry.id, maps, classes, self.background)
 
 
 def extract_cams(

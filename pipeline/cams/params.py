@@ -33,7 +33,10 @@ class CamInferenceParams(Strict):
     FMA-WSSS's code: resized, bicubic, to sides rounded up to the multiple, each map normalised at the network's
     resolution before it is upsampled; :func:`pipeline.tta.stretched_sum`) or ``square`` (each view resized to
     ``square_size`` × ``square_size`` times its scale, as ViT-PCM, APC and PCC infer at 960 × 960). ``precision``:
-    the network's forward in fp32, or autocast to bf16 / fp16 (CLIP-ES runs CLIP in fp16 on a GPU)."""
+    the network's forward in fp32, or autocast to bf16 / fp16 (CLIP-ES runs CLIP in fp16 on a GPU).
+    ``batch_size``: images of one size and one class list seen together in one forward per view, where the
+    method allows (its ``batched_inference``); the maps are each image's own, up to the rounding of batched
+    kernels, so a store made at another batch size has another key."""
 
     scales: Scales = (1.0, 0.5, 1.5, 2.0)
     flip: bool = True
@@ -42,6 +45,7 @@ class CamInferenceParams(Strict):
     fit: Literal["pad", "stretch", "square"] = "pad"
     square_size: int | None = Field(None, ge=16)
     precision: Precision = "fp32"
+    batch_size: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _square_has_a_size(self) -> CamInferenceParams:

@@ -54,6 +54,15 @@ class ImageJob(ABC):
     def compute(self, image_id: str) -> None:
         """Compute one image and write it atomically into the work directory."""
 
+    def groups(self, image_ids: list[str]) -> list[list[str]]:
+        """The images computed together, as one batch (by default each alone); runs on the loaded job."""
+        return [[image_id] for image_id in image_ids]
+
+    def compute_group(self, image_ids: list[str]) -> None:
+        """Compute one of :meth:`groups` and write each of its images atomically."""
+        for image_id in image_ids:
+            self.compute(image_id)
+
 
 class LabelJob(ImageJob):
     """An :class:`ImageJob` whose output per image is a label PNG, ``<work>/<image id>.png``."""
@@ -114,23 +123,33 @@ def _compute_chunk(job: ImageJob, image_ids: list[str]) -> ChunkResult:
     result = ChunkResult(worker=worker_name())
     loaded = _loaded_job(job)
     journal = job.work / f"{JOURNAL_PREFIX}{socket.gethostname()}-{os.getpid()}"
-    for image_id in image_ids:
-        if loaded.done(image_id):  # finished by an attempt that died, or by another run
-            result.already_done += 1
-            continue
-        try:
-            loaded.compute(image_id)
-        except (ValueError, OSError) as error:  # the image's own problem: retrying would not help
-            result.failures.append(str(error))
-            continue
-        with journal.open("a") as handle:
-            handle.write(f"{image_id}\n")
-        result.computed += 1
+    pending = [image_id for image_id in image_ids if not loaded.done(image_id)]  # else finished by a dead attempt
+    result.already_done = len(image_ids) - len(pending)
+    for group in loaded.groups(pending):
+        _compute_group(loaded, group, result, journal)
     result.seconds = round(time.perf_counter() - start, 3)
     if in_prefect_run():
         info(f"{len(image_ids)} images on {result.worker}: {result.computed} computed, "
              f"{result.already_done} already done, {len(result.failures)} failed, {result.seconds:.1f} s")  # fmt: skip
     return result
+
+
+def _compute_group(job: ImageJob, group: list[str], result: ChunkResult, journal: Path) -> None:
+    """Compute one group of images; an image's own problem (``ValueError``, ``OSError``: retrying would not help)
+    is recorded, and a group it breaks is computed again image by image, so the failure names its image."""
+    try:
+        job.compute_group(group)
+    except (ValueError, OSError) as error:
+        if len(group) == 1:
+            result.failures.append(str(error))
+            return
+        for image_id in group:
+            if not job.done(image_id):
+                _compute_group(job, [image_id], result, journal)
+        return
+    with journal.open("a") as handle:
+        handle.writelines(f"{image_id}\n" for image_id in group)
+    result.computed += len(group)
 
 
 def chunked(ids: list[str], size: int) -> Chunks:

@@ -1,19 +1,24 @@
-"""Inference in reduced precision (``cam.inference.precision``, ``proposals.sam.precision``, ``predict.precision``)
-and images whose sides are not multiples of a ViT's patch."""
+"""How inference runs: reduced precision (``cam.inference.precision``, ``proposals.sam.precision``,
+``predict.precision``), batched CAM extraction (``cam.inference.batch_size``), and images whose sides are not
+multiples of a ViT's patch."""
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from pipeline.cams.extract import inference_settings, multiscale_cam
+from pipeline.cams.extract import CamJob, extract_cams, inference_settings, multiscale_cam
 from pipeline.cams.params import CamParams
-from pipeline.cams.train import evaluate_labels
+from pipeline.cams.store import CamStore
+from pipeline.cams.train import evaluate_labels, save_cam_method
 from pipeline.data.datasets import prepare_dataset
 from pipeline.device import autocast
+from pipeline.execution.params import ExecutionParams
 from pipeline.params import DataParams, PipelineParams, SamProposalParams, SegmenterParams
 from pipeline.proposals.sam import SamProposals
 from pipeline.segmentation.predict import multiscale_probabilities
@@ -79,3 +84,36 @@ def test_label_quality_of_images_whose_sides_are_not_patch_multiples(tmp_path: P
     assert model.size_multiple == 8 and 60 % 8
     quality = evaluate_labels(model, manifest, "val", CPU)
     assert 0.0 <= quality["mAP"] <= 1.0
+
+
+def test_batched_extraction_groups_images_of_one_size_and_class_list(tmp_path: Path) -> None:
+    """``batch_size`` 4: each image's maps as extracted alone (up to batched kernels' rounding), in groups of
+    images that share their size and classes; the store's key names the batch size."""
+    manifest = prepare_dataset(DataParams(synthetic={"num_train": 40, "num_val": 2, "image_size": 48}),
+                               tmp_path / "dataset")  # fmt: skip
+    model = tiny_method("cam", "resnet", classes=len(manifest.classes))
+    checkpoint = tmp_path / "model.pt"
+    single = CamParams(inference={"scales": (1.0, 0.5)})
+    save_cam_method(checkpoint, single, manifest.classes, model)
+    batched = CamParams(inference={"scales": (1.0, 0.5), "batch_size": 4})
+    stores = {}
+    for name, cam in (("single", single), ("batched", batched)):
+        stores[name] = tmp_path / f"{name}.zarr.zip"
+        extract_cams(manifest, tmp_path / "dataset", cam, checkpoint, "cpu", stores[name], ExecutionParams())
+    one, four = CamStore(stores["single"]), CamStore(stores["batched"])
+    assert one.attributes["inputs_key"] != four.attributes["inputs_key"] and four.attributes["batch_size"] == 4
+    for image_id in one.ids():
+        maps, classes = one.read(image_id)
+        batched_maps, batched_classes = four.read(image_id)
+        assert classes == batched_classes
+        np.testing.assert_allclose(batched_maps, maps, atol=2e-3)  # the store keeps float16
+
+    job = CamJob("key", tmp_path / "work", tmp_path / "dataset", batched, checkpoint, "cpu")
+    job.load()
+    ids = [entry.id for entry in manifest.entries("train")]
+    groups = job.groups(ids)
+    assert sorted(image_id for group in groups for image_id in group) == sorted(ids)
+    for group in groups:
+        assert 1 <= len(group) <= 4 and len({tuple(job.by_id[i].labels) for i in group}) == 1
+    sharing = Counter(tuple(job.by_id[i].labels) for i in ids)  # all 48 × 48
+    assert len(groups) == sum(math.ceil(count / 4) for count in sharing.values()) < len(ids)
