@@ -1,12 +1,13 @@
 """The presets' stages on this machine's device: throughput, device utilisation and peak memory, fp32 against
 bf16 and DataLoader workers 0 against N, as ratios measured in one run.
 
-    python -m benchmarks.gpu [--images 32] [--runs cam_resnet+irn_voc fma_voc …] [--workers N] [--out DIR]
+    python -m benchmarks.gpu [--images 32] [--val-images 4] [--runs cam_resnet+irn_voc fma_voc …]
+                             [--stages extract_cams …] [--workers N] [--batch 16] [--sam vit_h] [--out DIR]
 
 For each preset run (:data:`tests.preset_runs.RUNS`; the default five cover every kind of stage: a ResNet, a DeiT,
 a ViT-B/16 at 960 px and two CLIP ViT-B/16 methods, SAM, the dense CRF, IRN and DeepLabV3+), a project with the
-preset's params — epochs 1, batch sizes at most ``--batch`` — on ``--images`` VOC-sized photographs (500×375,
-500×338) and the checkpoint files the preset reads, holding random weights of the real architectures in the
+preset's params — epochs 1, batch sizes at most ``--batch`` — on ``--images`` + ``--val-images`` VOC-sized
+photographs (500×375, 500×338) and the checkpoint files the preset reads, holding random weights of the real architectures in the
 formats researchers have (SAM ViT-H on CUDA, ViT-B on a CPU: ``--sam``), is reproduced once; then each of its
 working stages is rerun alone (``dvc repro -f -s``) under each setting:
 
@@ -43,7 +44,6 @@ from tests.conftest import make_project, project_env, write_params
 
 DEFAULT_RUNS = ["cam_resnet+irn_voc", "usage_deit", "apc_vitb16", "clip_es_voc", "fma_voc"]
 DVC = str(Path(sys.executable).parent / "dvc")
-VAL_IMAGES = 4
 TRAINING = {"train_classifier", "train_coarse", "train_irn", "train_segmenter"}
 CAM_BATCH = 8
 
@@ -148,28 +148,31 @@ def with_settings(params: dict, values: dict[str, object]) -> dict:
     return out
 
 
-def measure_run(name: str, root: Path, files: Path, images: int, batch: int, workers: int, sam: str,
-                cuda: bool) -> list[dict]:  # fmt: skip
-    """Reproduce one preset run, then time each working stage under each setting; rows of the table."""
+def measure_run(name: str, root: Path, files: Path, args: argparse.Namespace, sam: str, cuda: bool) -> list[dict]:
+    """Reproduce one preset run, then time each working stage (of ``args.stages``, if given) under each setting;
+    rows of the table."""
+    images, val_images = args.images, args.val_images
     presets = preset_runs.RUNS[name]
     project = make_project(root / name)
     coco = "data_coco" in presets
     dataset = root / f"{name}-data"
-    (preset_runs.make_coco_photographs if coco else preset_runs.make_voc_photographs)(dataset, images, VAL_IMAGES)
+    (preset_runs.make_coco_photographs if coco else preset_runs.make_voc_photographs)(dataset, images, val_images)
     preset_runs.link_models(files, project)
-    params = preset_runs.preset_params(presets, dataset, batch, sam)
+    params = preset_runs.preset_params(presets, dataset, args.batch, sam)
     params.update(precision="fp32", loader_workers=0)
     write_params(project, params)
     env = {**project_env(), **preset_runs.model_env(files)}
     subprocess.run([DVC, "repro"], cwd=project, env=env, check=True, capture_output=True)
     overhead = statistics.median(run_stage(project, "check_params", env, cuda)[0] for _ in range(3))
     parsed = PipelineParams.model_validate(params)
-    counts = {"train images": images, "train samples": images, "images": images + VAL_IMAGES,
-              "val images": VAL_IMAGES}  # fmt: skip
+    counts = {"train images": images, "train samples": images, "images": images + val_images,
+              "val images": val_images}  # fmt: skip
     rows = []
     for stage, unit in working_stages(parsed).items():
+        if args.stages and stage not in args.stages:
+            continue
         base = None
-        for setting, values in settings(stage, workers).items():
+        for setting, values in settings(stage, args.workers).items():
             write_params(project, with_settings(params, values))
             seconds, utilisation, memory = run_stage(project, stage, env, cuda)
             net = max(seconds - overhead, 1e-3)
@@ -201,9 +204,12 @@ def table(rows: list[dict], cuda: bool) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=32, help="training images (and 4 val images)")
+    parser.add_argument("--images", type=int, default=32, help="training images")
+    parser.add_argument("--val-images", type=int, default=4)
     parser.add_argument("--batch", type=int, default=16, help="the most any stage's batch may be")
     parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, choices=list(preset_runs.RUNS), metavar="RUN")
+    parser.add_argument("--stages", nargs="+", default=None, help="time only these stages (default: every working "
+                        "stage of the run)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="N of 'N workers'")
     parser.add_argument("--sam", choices=["vit_h", "vit_b"], default=None, help="default: vit_h on CUDA, else vit_b")
     parser.add_argument("--out", type=Path, default=None, help="keep the projects here (default: a temporary folder)")
@@ -218,12 +224,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         files = args.files or preset_runs.write_model_files(root / "files", sam)
         rows = []
         for name in args.runs:
-            rows += measure_run(name, root, files, args.images, args.batch, args.workers, sam, cuda)
+            rows += measure_run(name, root, files, args, sam, cuda)
     finally:
         if args.out is None:
             shutil.rmtree(root, ignore_errors=True)
     device = torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores)"
-    print(f"{device}; {args.images} + {VAL_IMAGES} images, epochs 1, batch ≤ {args.batch}, SAM {sam}:")
+    print(f"{device}; {args.images} + {args.val_images} images, epochs 1, batch ≤ {args.batch}, SAM {sam}:")
     print(table(rows, cuda))
     print("presets: " + "; ".join(f"{name} = {' + '.join(preset_runs.RUNS[name])}" for name in args.runs))
     return rows

@@ -34,23 +34,14 @@ SAMPLES = [
     ("rocket", (500, 338), 1, "airplane"), ("cat", (500, 375), 8, "cat"), ("coffee", (500, 375), 5, "cup"),
 ]  # fmt: skip
 
-# (data, CAM method …, segmenter): each preset file in at least one run
+# (data, CAM method …, segmenter) by run name: each preset file in at least one run
 RUNS = {
     "cam_resnet+irn_voc": ["data_voc", "cam_resnet", "irn_voc", "segmenter_voc"],
-    "cam_deit": ["data_voc", "cam_deit", "segmenter_voc"],
-    "usage_resnet": ["data_voc", "usage_resnet", "segmenter_voc"],
-    "usage_deit": ["data_voc", "usage_deit", "segmenter_voc"],
-    "apc_vitb16": ["data_voc", "apc_vitb16", "segmenter_voc"],
-    "pcc_vitb16": ["data_voc", "pcc_vitb16", "segmenter_voc"],
-    "clip_es_voc": ["data_voc", "clip_es_voc", "segmenter_voc"],
-    "fma_voc": ["data_voc", "fma_voc", "segmenter_voc"],
-    "clims_voc": ["data_voc", "clims_voc", "segmenter_voc"],
-    "pole_voc": ["data_voc", "pole_voc", "segmenter_voc"],
-    "clip_es_coco": ["data_coco", "clip_es_coco", "segmenter_coco"],
-    "fma_coco": ["data_coco", "fma_coco", "segmenter_coco"],
-    "clims_coco": ["data_coco", "clims_coco", "segmenter_coco"],
-    "pole_coco": ["data_coco", "pole_coco", "segmenter_coco"],
-}
+    **{name: ["data_voc", name, "segmenter_voc"] for name in ("cam_deit", "usage_resnet", "usage_deit",
+       "apc_vitb16", "pcc_vitb16", "clip_es_voc", "fma_voc", "clims_voc", "pole_voc")},
+    **{name: ["data_coco", name, "segmenter_coco"] for name in ("clip_es_coco", "fma_coco", "clims_coco",
+       "pole_coco")},
+}  # fmt: skip
 
 
 def photographs(count: int):
