@@ -7,9 +7,9 @@ bf16 and DataLoader workers 0 against N, as ratios measured in one run.
 For each preset run (:data:`tests.preset_runs.RUNS`; the default five cover every kind of stage: a ResNet, a DeiT,
 a ViT-B/16 at 960 px and two CLIP ViT-B/16 methods, SAM, the dense CRF, IRN and DeepLabV3+), a project with the
 preset's params — epochs 1, batch sizes at most ``--batch`` — on ``--images`` + ``--val-images`` VOC-sized
-photographs (500×375, 500×338) and the checkpoint files the preset reads, holding random weights of the real architectures in the
-formats researchers have (SAM ViT-H on CUDA, ViT-B on a CPU: ``--sam``), is reproduced once; then each of its
-working stages is rerun alone (``dvc repro -f -s``) under each setting:
+photographs (500×375, 500×338) and the checkpoint files the preset reads, holding random weights of the real
+architectures in the formats researchers have (SAM ViT-H on CUDA, ViT-B on a CPU: ``--sam``), is reproduced
+once; then each of its working stages is rerun alone (``dvc repro -f -s``) under each setting:
 
 - training stages (samples/s): fp32 with 0 loader workers (the baseline), fp32 with N workers, bf16;
 - per-image stages (images/s; CAM extraction, SAM's automatic masks, the CRF or IRN's walk, prediction): fp32
