@@ -183,14 +183,17 @@ def shrunk(tree: dict, batch_size: int) -> dict:
     return out
 
 
-def preset_params(presets: list[str], dataset: Path, batch_size: int, sam: str = "vit_b") -> dict:
+def preset_params(presets: list[str], dataset: Path, batch_size: int, sam: str = "vit_b", sam_points: int = 32) -> dict:
     """The params the ``presets`` (file stems) yield on the repository's params.yaml, shrunk (:func:`shrunk`), reading
-    ``dataset``, SAM from :data:`SAM_FILES`' ``sam`` file (type read from it) and a 12-word vocabulary."""
+    ``dataset``, SAM from :data:`SAM_FILES`' ``sam`` file (type read from it) with at most ``sam_points`` points
+    per side, and a 12-word vocabulary."""
     params, _ = apply_presets(REPO / "params.yaml", [REPO / "presets" / f"{name}.yaml" for name in presets])
     params = shrunk(params, batch_size)
     params["data"][params["data"]["source"]]["root"] = str(dataset)
     if params["proposals"]["method"] == "sam":
-        params["proposals"]["sam"].update(model_type="auto", checkpoint=f"models/{SAM_FILES[sam]}")
+        params["proposals"]["sam"].update(model_type="auto", checkpoint=f"models/{SAM_FILES[sam]}",
+                                          points_per_side=min(params["proposals"]["sam"]["points_per_side"],
+                                                              sam_points))  # fmt: skip
     params["vocab"]["embedding"].update(vocabulary_file="tiny_vocabulary.txt", use_wordnet=False)
     params["evaluate"]["overlay_images"] = 2
     return params

@@ -143,6 +143,15 @@ def test_sam_generator_runs_on_a_tiny_random_model() -> None:
     assert (plain.level == WHOLE).sum() == 0 < (bonus.level == WHOLE).sum()
 
 
+def test_an_image_where_sam_finds_no_mask_in_any_crop_gets_no_proposals() -> None:
+    """With crop layers, segment-anything's NMS across crops failed (IndexError) when no mask survived anywhere —
+    what random weights gave on every VOC-sized image of the FMA presets' smoke run."""
+    image = (np.random.default_rng(0).random((48, 40, 3)) * 255).astype(np.uint8)
+    strict = SamProposalParams(points_per_side=4, crop_n_layers=1, pred_iou_thresh=1.0, stability_score_thresh=1.0)
+    proposals = SamProposals(strict, torch.device("cpu"), model=tiny_sam())(image)
+    assert proposals.shape == (48, 40) and len(proposals.level) == 0
+
+
 def test_sam_scores_and_small_regions() -> None:
     iou = torch.tensor([0.80, 0.80, 0.80])
     level = torch.tensor([0, 1, 2])

@@ -131,7 +131,9 @@ class LevelledMaskGenerator(SamAutomaticMaskGenerator):
             data.filter(keep)
         data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
         data["points"] = uncrop_points(data["points"], crop_box)
-        data["crop_boxes"] = torch.tensor([crop_box for _ in range(len(data["rles"]))])
+        # (n, 4) even when no mask survives: segment-anything's cross-crop NMS takes the boxes' areas, and an empty
+        # (0,) tensor made an image without masks in any crop fail there (IndexError)
+        data["crop_boxes"] = torch.tensor([crop_box for _ in range(len(data["rles"]))]).reshape(-1, 4)
         return data
 
     def _clean_small_regions(self, masks: np.ndarray, data: MaskData) -> np.ndarray:
