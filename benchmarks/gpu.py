@@ -162,7 +162,9 @@ def measure_run(name: str, root: Path, files: Path, args: argparse.Namespace, sa
     params.update(precision="fp32", loader_workers=0)
     write_params(project, params)
     env = {**project_env(), **preset_runs.model_env(files)}
-    subprocess.run([DVC, "repro"], cwd=project, env=env, check=True, capture_output=True)
+    built = subprocess.run([DVC, "repro"], cwd=project, env=env, capture_output=True, text=True)
+    if built.returncode != 0:
+        raise RuntimeError(f"dvc repro failed in {project}:\n{(built.stdout + built.stderr)[-3000:]}")
     overhead = statistics.median(run_stage(project, "check_params", env, cuda)[0] for _ in range(3))
     parsed = PipelineParams.model_validate(params)
     counts = {"train images": images, "train samples": images, "images": images + val_images,
