@@ -63,9 +63,10 @@ def test_preset_runs_end_to_end_on_real_sized_images(run_name: str, shared: Path
     assert metrics["images"] == 4 and metrics["final"]["images"] == 1
     assert 0.0 <= metrics["final"]["prediction"]["miou"] <= 1.0
 
+
 def test_the_gpu_benchmark_runs_at_tiny_sizes_on_cpu(shared: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    """``benchmarks/gpu.py`` works before a GPU is at hand: every setting of every working stage is timed."""
+    """``benchmarks/gpu.py`` works before a GPU is at hand: every setting of the stages asked for is timed."""
     from benchmarks.gpu import main
 
     rows = main(["--images", "4", "--val-images", "1", "--batch", "2", "--workers", "1", "--runs",
