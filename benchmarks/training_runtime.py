@@ -27,7 +27,7 @@ SETTINGS = {"fp32, 0 workers": (0, "fp32"), "fp32, 1 worker": (1, "fp32"), "bf16
 
 def main(images: int = 96, size: int = 96, rounds: int = 3) -> None:
     device = resolve_device("auto")
-    params = SegmenterParams(epochs=1, batch_size=16, crop_size=size)
+    params = SegmenterParams(epochs=1, batch_size=16, crop_size=size, min_steps=0)
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         data = DataParams(synthetic={"num_train": images, "num_val": 4, "image_size": size})

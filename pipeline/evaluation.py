@@ -135,6 +135,32 @@ def evaluate_pseudo_labels(
     return metrics
 
 
+# Full supervision's val mIoU on the embedded benchmark, by (network, encoder, weights): `dvc repro` of the
+# default params (artifacts/eval/metrics.json, final.fullsup.miou). The same network far below it on another
+# dataset learned little there: its crops, scales or schedule do not fit that data.
+EMBEDDED_FULLSUP_MIOU = {("deeplabv3plus", "resnet18", "none"): 0.904}
+FAR_BELOW = 0.5  # flagged below this fraction of the embedded figure
+
+
+def fullsup_check(fullsup_miou: float, network: tuple[str, str, str], train: dict | None) -> dict[str, Any]:
+    """Whether full supervision (``fullsup_miou`` on val) is far below what ``network`` reaches on the embedded
+    benchmark (:data:`EMBEDDED_FULLSUP_MIOU`; no check for a network not measured there), with its train-set
+    figure (``train``: the training stage's) to tell underfitting from overfitting."""
+    reference = EMBEDDED_FULLSUP_MIOU.get(network)
+    check: dict[str, Any] = {"network": " / ".join(network), "embedded_fullsup_miou": reference}
+    if reference is None:
+        return {**check, "flagged": False, "note": "no embedded-benchmark figure for this network"}
+    flagged = bool(fullsup_miou < FAR_BELOW * reference)
+    check["flagged"] = flagged
+    if flagged:
+        fit = "" if train is None else (f"; on its own training images it reaches {train['miou']:.3f} "
+                                        f"({'underfit' if train['miou'] < FAR_BELOW * reference else 'overfit'})")
+        check["note"] = (f"full supervision reaches {fullsup_miou:.3f} val mIoU, the same network "
+                         f"{reference:.3f} on the embedded benchmark{fit}: check segmenter.crop_size, rescale, "
+                         f"min_steps and epochs against the images' sizes")  # fmt: skip
+    return check
+
+
 def ratio(value: float, reference: float) -> float | None:
     """``value / reference``, or None when the reference is zero or not a number (no bound to compare with)."""
     if not (np.isfinite(value) and np.isfinite(reference)) or reference <= 0:

@@ -17,6 +17,7 @@ from pydantic import Field, StringConstraints, ValidationError, field_validator,
 
 from pipeline.cams.params import CamParams
 from pipeline.clip.params import ClipParams
+from pipeline.data.sizes import Rescale
 from pipeline.execution.params import ExecutionParams
 from pipeline.redaction import redact_url
 from pipeline.schema import (
@@ -271,6 +272,7 @@ class IrnTrainingParams(Strict):
     crop_size: int = Field(64, ge=8)
     scale_range: tuple[float, float] = (1.0, 1.0)
     radius: int = Field(10, ge=2)
+    min_steps: int = Field(225, ge=0)  # epochs raised to reach this many optimiser steps (the demo's 3 × 75)
 
 
 class IrnWalkParams(Strict):
@@ -324,6 +326,8 @@ class SegmenterParams(Strict):
     poly_power: float = Field(0.9, ge=0)  # learning rate × (1 − step / steps)^power
     crop_size: int = Field(64, ge=16)
     scale_range: tuple[float, float] = (0.75, 1.25)
+    rescale: Rescale = "auto"  # short_side | none | auto, for training and prediction (pipeline/data/sizes.py)
+    min_steps: int = Field(450, ge=0)  # epochs raised to reach this many optimiser steps (the demo's 6 × 75)
 
     @model_validator(mode="after")
     def _crop_fits_network(self) -> SegmenterParams:

@@ -43,6 +43,14 @@ def warmup_cosine(steps: int, warmup_fraction: float, start: float = 0.0, floor:
     return factor
 
 
+def spread(count: int, limit: int | None) -> list[int]:
+    """``limit`` indices spread evenly over ``range(count)`` (all of them without a limit or when fewer): the
+    fixed subset a train-set figure is computed on."""
+    if limit is None or count <= limit:
+        return list(range(count))
+    return [index * count // limit for index in range(limit)]
+
+
 class EpochLoader:
     """Per-epoch loaders of a dataset that has an ``epoch`` attribute (its augmentation's seed): the order of
     each epoch comes from (seed, epoch). The last partial batch is dropped when there are several batches

@@ -4,14 +4,16 @@ Everything is written into a staging directory that replaces ``artifacts/eval`` 
 so a killed or failed run leaves the previous metrics (or none), never partial ones.
 """
 
+import json
 import sys
+import warnings
 
 from pipeline import layout
 from pipeline.data.manifest import load_manifest
-from pipeline.evaluation import evaluate_predictions, evaluate_pseudo_labels
+from pipeline.evaluation import evaluate_predictions, evaluate_pseudo_labels, fullsup_check
 from pipeline.io import fresh_directory, publish_directory, write_json
 from pipeline.params import PipelineParams
-from pipeline.tracking import image_artifact
+from pipeline.tracking import image_artifact, report
 from stages import run
 
 DATASET_RECORD = ("label_format", "dropped_no_foreground", "kept_no_foreground", "labels_without_pixels")
@@ -33,6 +35,14 @@ def body(params: PipelineParams) -> None:
         staging, params.evaluate.overlay_images,
     )  # fmt: skip
     metrics["final"]["postprocess"] = params.predict.postprocess
+    segmenter = params.segmenter
+    trained = json.loads((layout.SEGMENTER_FULLSUP / "metrics.json").read_text())
+    check = fullsup_check(metrics["final"]["fullsup"]["miou"], (segmenter.network, segmenter.encoder,
+                          segmenter.weights), trained.get("train"))  # fmt: skip
+    metrics["final"]["fullsup_check"] = check
+    if check["flagged"]:
+        warnings.warn(check["note"], stacklevel=1)
+        report("Underfit: full supervision far below its embedded-benchmark figure", [check])
     recorded = {key: manifest.labels[key] for key in DATASET_RECORD if key in manifest.labels}
     metrics["dataset"] = {"name": manifest.name, **recorded}
     write_json(staging / "metrics.json", metrics)

@@ -23,6 +23,7 @@ def body(params: PipelineParams) -> None:
                 "kept negatives": labels["kept_no_foreground"].get(s, 0),
                 "labels without pixels": labels["labels_without_pixels"].get(s, 0),
                 "pixels without labels": labels["pixels_without_labels"].get(s, 0),
+                "median size": manifest.sizes(s).describe() if es else "",
             }
             for s, es in manifest.splits.items()
         ],  # fmt: skip

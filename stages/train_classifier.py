@@ -23,7 +23,10 @@ def body(params: PipelineParams) -> None:
             {
                 "method": metrics["method"],
                 "backbone": metrics["backbone"],
+                "steps": metrics["steps"],
+                "rescale": metrics.get("rescale", "none"),
                 "train loss": metrics["train_loss"],
+                "train mAP": metrics["train"]["mAP"],
                 **{f"val {k}": v for k, v in metrics["val"].items()},
             }
         ],

@@ -19,7 +19,10 @@ def train(params: PipelineParams, labels: Path | None, out: Path, name: str, tit
         load_manifest(layout.DATASET), layout.DATASET, labels, params.segmenter, params.seed, device, out, name,
         training_runtime(params, device),
     )  # fmt: skip
-    setting = f"{params.segmenter.network} / {params.segmenter.encoder}, labels: {metrics['labels']}"
+    setting = (f"{params.segmenter.network} / {params.segmenter.encoder}, labels: {metrics['labels']}; "
+               f"{metrics['epochs']} epochs, {metrics['steps']} steps, rescale {metrics['rescale']} "
+               f"({metrics['train_median_size']}); train mIoU {metrics['train']['miou']:.3f} on "
+               f"{metrics['train']['images']} training images against their training labels")  # fmt: skip
     report(title, history, notes=setting)
 
 

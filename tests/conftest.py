@@ -37,9 +37,15 @@ def merge(base: dict, overrides: dict) -> dict:
     return out
 
 
+def without_step_floors(tree: dict) -> dict:
+    """``tree`` with every ``min_steps`` 0: tiny runs train the epochs they set."""
+    return {key: without_step_floors(value) if isinstance(value, dict) else 0 if key == "min_steps" else value
+            for key, value in tree.items()}  # fmt: skip
+
+
 def tiny_params(**overrides: dict) -> dict:
-    """params.yaml of the project with the tiny test sizes (and any further overrides)."""
-    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    """params.yaml of the project with the tiny test sizes, no step floors (and any further overrides)."""
+    base = without_step_floors(yaml.safe_load((REPO / "params.yaml").read_text()))
     return merge(merge(base, TINY_OVERRIDES), overrides)
 
 

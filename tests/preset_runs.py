@@ -169,13 +169,15 @@ def link_models(root: Path, project: Path) -> None:
 
 def shrunk(tree: dict, batch_size: int) -> dict:
     """``tree`` with the sizes a CPU cannot take shrunk: epochs 1 (one past a frozen-backbone phase, so both
-    phases run), batch sizes at most ``batch_size``; every switch as it was."""
+    phases run) and no step floor, batch sizes at most ``batch_size``; every switch as it was."""
     out = {}
     for name, value in tree.items():
         if isinstance(value, dict):
             out[name] = shrunk(value, batch_size)
         elif name == "epochs":
             out[name] = 1 + int(tree.get("frozen_backbone_epochs") or 0)
+        elif name == "min_steps":
+            out[name] = 0
         elif name == "batch_size":
             out[name] = min(value, batch_size)
         else:

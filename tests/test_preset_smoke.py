@@ -23,6 +23,7 @@ from tests.conftest import REPO, dvc, make_project, project_env, write_params
 
 pytestmark = [pytest.mark.smoke, pytest.mark.timeout(2400)]  # a SAM preset's run: ~10 min beside another
 SMOKE_BATCH = 2
+SMOKE_TRAIN_IMAGES = 2  # one step per epoch at batch 2
 SMOKE_SAM_POINTS = 8  # FMA's 32 per side: 2,048 prompts per image with the crop layer, 480 s of decoding here
 
 
@@ -44,8 +45,8 @@ def shared(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     with FileLock(f"{root}.lock"):
         if not (root / "done").is_file():
             preset_runs.write_model_files(root / "files")
-            preset_runs.make_voc_photographs(root / "VOC2012", val=1)
-            preset_runs.make_coco_photographs(root / "coco2014", val=1)
+            preset_runs.make_voc_photographs(root / "VOC2012", train=SMOKE_TRAIN_IMAGES, val=1)
+            preset_runs.make_coco_photographs(root / "coco2014", train=SMOKE_TRAIN_IMAGES, val=1)
             (root / "done").write_text("")
     return root
 
@@ -60,7 +61,7 @@ def test_preset_runs_end_to_end_on_real_sized_images(run_name: str, shared: Path
     dvc(project, "cache", "dir", str(shared / "dvc-cache"))
     dvc(project, "repro", env={**project_env(), **preset_runs.model_env(shared / "files")})
     metrics = json.loads((project / "artifacts/eval/metrics.json").read_text())
-    assert metrics["images"] == 4 and metrics["final"]["images"] == 1
+    assert metrics["images"] == SMOKE_TRAIN_IMAGES and metrics["final"]["images"] == 1
     assert 0.0 <= metrics["final"]["prediction"]["miou"] <= 1.0
 
 

@@ -13,9 +13,10 @@ from pipeline.cams.inputs import inputs_settings
 from pipeline.cams.params import CamInferenceParams, CamParams
 from pipeline.cams.registry import CAM_METHODS
 from pipeline.cams.store import CamStoreWriter
-from pipeline.cams.train import describe_backbone, load_cam_method
+from pipeline.cams.train import describe_backbone, load_cam_method, view_fit
 from pipeline.data.loading import load_image, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Entry, Manifest
+from pipeline.data.sizes import AS_STORED, ViewFit, scaled_views
 from pipeline.device import autocast, resolve_device
 from pipeline.execution.chunks import ImageJob, run_images
 from pipeline.execution.params import ExecutionParams
@@ -84,6 +85,17 @@ def cam_inputs_key(manifest_dir: Path, checkpoint: Path, cam: CamParams) -> str:
     return fingerprint(Path(manifest_dir) / MANIFEST_NAME, Path(checkpoint), settings)
 
 
+def fitted_to_crop(fit: ViewFit) -> dict:
+    """What a store records of views relative to a crop fit (nothing for images seen as stored)."""
+    return {} if fit.mode == "none" else {"rescale": fit.mode, "crop_size": fit.crop_size}
+
+
+def inference_fit(cam: CamParams, manifest: Manifest) -> ViewFit:
+    """The scale each image's views are relative to: as the method's training saw it (its ``rescale``), except
+    for square views, whose size is ``square_size``."""
+    return view_fit(cam, manifest) if cam.inference.fit != "square" else AS_STORED
+
+
 class CamJob(ImageJob):
     """One image's multi-scale CAMs into the work store; a GPU worker's when the cluster has them."""
 
@@ -102,6 +114,7 @@ class CamJob(ImageJob):
         self.model = load_cam_method(self.checkpoint, self.cam, tuple(self.manifest.classes), self.torch_device)
         self.background = CAM_METHODS.get(self.cam.method).has_background
         self.store = CamStoreWriter(self.work)
+        self.training_fit = inference_fit(self.cam, self.manifest)
 
     def done(self, image_id: str) -> bool:
         return CamStoreWriter(self.work).has(image_id)
@@ -135,9 +148,10 @@ class CamJob(ImageJob):
         images = torch.stack([to_tensor(load_image(self.manifest, entry), (model.input_mean, model.input_std))
                               for entry in entries]).to(self.torch_device)  # fmt: skip
         classes = self.classes(entries[0])
+        scales = scaled_views(inference.scales, self.training_fit.scale(entries[0].height, entries[0].width))
         with autocast(self.torch_device, inference.precision):
-            cams = multiscale_cam(model, images, classes, inference.scales, inference.flip, inference.head,
-                                  inference.fit, inference.square_size)  # fmt: skip
+            cams = multiscale_cam(model, images, classes, scales, inference.flip, inference.head, inference.fit,
+                                  inference.square_size)  # fmt: skip
         for entry, maps in zip(entries, cams.float().cpu().numpy(), strict=True):
             self.store.write(entry.id, maps, classes, self.background)
 
@@ -154,7 +168,8 @@ def extract_cams(
     store = CamStoreWriter(
         work, {"classes": list(manifest.classes), "method": cam.method, "backbone": describe_backbone(cam),
                "inputs_key": key, **({"background": True} if background else {}), "split": cam.inference.split,
-               "scales": list(cam.inference.scales), "flip": cam.inference.flip, **later_settings(cam.inference)},
+               "scales": list(cam.inference.scales), "flip": cam.inference.flip, **later_settings(cam.inference),
+               **fitted_to_crop(inference_fit(cam, manifest))},
     )  # fmt: skip
     ids = [entry.id for entry in manifest.entries(cam.inference.split)]
     counts = run_images(stage, CamJob(key, work, manifest_dir, cam, checkpoint, device), ids, execution)

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from pipeline.cams.inputs import CamMethodParams
+from pipeline.data.sizes import Rescale
 from pipeline.schema import Strict
 
 
@@ -56,6 +57,8 @@ class CamTrainingParams(Strict):
     warmup_fraction: float = Field(0.15, ge=0, lt=1)  # of all steps
     crop_size: int = Field(64, ge=16)
     scale_range: tuple[float, float] = (1.0, 1.0)
+    rescale: Rescale = "auto"  # short_side | none | auto (pipeline/data/sizes.py)
+    min_steps: int = Field(900, ge=0)  # epochs raised to reach this many optimiser steps (the demo's 12 × 75)
     warmup_lr: float = Field(0.0, ge=0)
     min_lr: float = Field(0.0, ge=0)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from pipeline.cams.contract import BuildContext, CamMethod
 from pipeline.cams.inputs import inputs_settings, method_inputs
@@ -21,14 +22,16 @@ from pipeline.cams.params import CamParams
 from pipeline.cams.registry import CAM_METHODS
 from pipeline.data.loading import ClassificationDataset
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
+from pipeline.data.sizes import AS_STORED, ViewFit, resolve_rescale, scheduled_epochs
 from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
 from pipeline.io import fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.tracking import progress
-from pipeline.trainer import EpochLoader, run_epochs, write_history
+from pipeline.trainer import EpochLoader, run_epochs, spread, write_history
 from pipeline.tta import pad_to_multiple
 
 MODEL_NAME = "model.pt"
 CHECKPOINT_NAME = "checkpoint.pt"
+TRAIN_FIGURE_IMAGES = 256  # the train-set label figure: a fixed subset this size, spread over the split
 
 
 def training_inputs_key(manifest_dir: Path, cam: CamParams, seed: int, runtime: TrainingRuntime = PLAIN_RUNTIME) -> str:
@@ -54,13 +57,17 @@ def train_cam_method(
     model = CAM_METHODS.get(cam.method).build(params, context).to(device)
     seeds = context.inputs.get("coarse_seeds")  # a two-phase method's pixel targets
     trains = type(params).trains
-    history = train_epochs(model, params.training, manifest, seed, device, work, seeds, runtime) if trains else []
+    fit = view_fit(cam, manifest)
+    history, steps = train_epochs(model, params.training, manifest, seed, device, work, seeds, runtime,
+                                  fit) if trains else ([], 0)  # fmt: skip
     save_cam_method(out_dir / MODEL_NAME, cam, tuple(manifest.classes), model)
     write_history(out_dir / "loss.csv", history)  # a training-free method: the header alone
     metrics = {"method": cam.method, "backbone": describe_backbone(cam), "epochs": len(history),
-               **runtime.metrics(),
+               "steps": steps, **runtime.metrics(),
+               **({"rescale": fit.mode, "train_median_size": manifest.sizes().describe()} if trains else {}),
                "train_loss": history[-1]["loss"] if history else None,
-               "val": evaluate_labels(model, manifest, "val", device)}  # fmt: skip
+               "train": evaluate_labels(model, manifest, "train", device, fit, TRAIN_FIGURE_IMAGES),
+               "val": evaluate_labels(model, manifest, "val", device, fit)}  # fmt: skip
     write_json(out_dir / "metrics.json", metrics)
     remove_work(work)
     return metrics
@@ -68,14 +75,18 @@ def train_cam_method(
 
 def train_epochs(
     model: CamMethod, training: CamTrainingParams, manifest: Manifest, seed: int, device: torch.device, work: Path,
-    pixel_labels: Path | None = None, runtime: TrainingRuntime = PLAIN_RUNTIME,
-) -> list[dict[str, float]]:  # fmt: skip
+    pixel_labels: Path | None = None, runtime: TrainingRuntime = PLAIN_RUNTIME, fit: ViewFit = AS_STORED,
+) -> tuple[list[dict[str, float]], int]:  # fmt: skip
     """The shared epoch loop on the train split's image labels (and ``pixel_labels``' maps, cropped alike, for
-    a two-phase method, and the method's per-image inputs), resumable from ``work``; the loss history."""
+    a two-phase method, and the method's per-image inputs), resumable from ``work``, with images fitted to the
+    crop by ``fit`` and the epochs raised to ``training.min_steps`` (:mod:`pipeline.data.sizes`); the loss
+    history and the number of optimiser steps."""
     dataset = ClassificationDataset(manifest, "train", training.crop_size, training.scale_range, seed,
                                     (model.input_mean, model.input_std), pixel_labels,
-                                    model.per_image_inputs(), square=model.square_inputs)  # fmt: skip
+                                    model.per_image_inputs(), square=model.square_inputs, fit=fit)  # fmt: skip
     loader = EpochLoader(dataset, training.batch_size, seed, runtime)
+    training = training.model_copy(update={"epochs": scheduled_epochs(training.epochs, training.min_steps,
+                                                                      loader.batches)})  # fmt: skip
     groups = model.parameter_groups(training)
     optimizer = model.optimizer(groups, training)
     schedules = [model.lr_schedule(group["name"], training, loader.batches) for group in groups]
@@ -85,8 +96,9 @@ def train_epochs(
         images, targets, *extras = (part.to(device) for part in batch)
         return model.training_step(images, targets, *extras), len(images)
 
-    return run_epochs("train_classifier", model, optimizer, scheduler, loader, step, training.epochs, seed,
-                      work / CHECKPOINT_NAME, model.after_optimizer_step, runtime=runtime)  # fmt: skip
+    history = run_epochs("train_classifier", model, optimizer, scheduler, loader, step, training.epochs, seed,
+                         work / CHECKPOINT_NAME, model.after_optimizer_step, runtime=runtime)  # fmt: skip
+    return history, training.epochs * loader.batches
 
 
 def describe_backbone(cam: CamParams) -> str:
@@ -104,9 +116,32 @@ def describe_backbone(cam: CamParams) -> str:
     return f"vit {vit.model}{shape}"
 
 
+def view_fit(cam: CamParams, manifest: Manifest) -> ViewFit:
+    """How the selected method's training fitted images to its crop, which its inference views follow (no fit
+    for a method that does not train, or trains on whole images made square)."""
+    params = cam.selected()
+    if not type(params).trains or getattr(params, "square_inputs", False):
+        return AS_STORED
+    training = params.training
+    return resolve_rescale(training.rescale, training.crop_size, manifest.sizes(), f"cam.{cam.method}.training")
+
+
+def resized(image: torch.Tensor, scale: float) -> torch.Tensor:
+    """A (3, H, W) image resized (bilinear) by ``scale``; itself at 1."""
+    if scale == 1.0:
+        return image
+    size = (max(1, round(image.shape[-2] * scale)), max(1, round(image.shape[-1] * scale)))
+    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
 @torch.no_grad()
-def evaluate_labels(model: CamMethod, manifest: Manifest, split: str, device: torch.device) -> dict[str, float]:
-    """Image-label quality of the method's image scores: exact match, macro F1 and mAP at threshold 0.5."""
+def evaluate_labels(
+    model: CamMethod, manifest: Manifest, split: str, device: torch.device, fit: ViewFit = AS_STORED,
+    limit: int | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """Image-label quality of the method's image scores: exact match, macro F1 and mAP at threshold 0.5, on
+    ``split`` (a fixed subset of at most ``limit`` images spread over it), each image seen at the scale
+    training saw it (``fit``)."""
     from torchmetrics.classification import MultilabelAveragePrecision, MultilabelExactMatch, MultilabelF1Score
 
     model.eval()
@@ -115,7 +150,9 @@ def evaluate_labels(model: CamMethod, manifest: Manifest, split: str, device: to
     f1 = MultilabelF1Score(num_labels=k, average="macro")
     average_precision = MultilabelAveragePrecision(num_labels=k, average="macro")
     dataset = ClassificationDataset(manifest, split, normalisation=(model.input_mean, model.input_std))
-    for image, target in progress(dataset, desc=f"classify {split}"):
+    for index in progress(spread(len(dataset), limit), desc=f"classify {split}"):
+        image, target = dataset[index]
+        image = resized(image, fit.scale(*image.shape[-2:]))
         batch = pad_to_multiple(image[None].to(device), model.size_multiple)  # as CAM extraction pads its views
         scores = torch.sigmoid(model.image_scores(batch)).cpu()
         target = target[None].long()

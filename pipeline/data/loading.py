@@ -13,6 +13,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from pipeline.data.manifest import DatasetError, Entry, Manifest
+from pipeline.data.sizes import AS_STORED, ViewFit
 from pipeline.io import FileTree, read_label
 from pipeline.voc import IGNORE_INDEX
 
@@ -46,11 +47,12 @@ def multi_hot(labels: tuple[int, ...], num_classes: int) -> torch.Tensor:
 
 def augment(
     image: torch.Tensor, crop_size: int, scale_range: tuple[float, float], generator: torch.Generator,
-    label: torch.Tensor | None = None,
+    label: torch.Tensor | None = None, base: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
-    """Random rescale, horizontal flip and a crop of ``crop_size`` (zero-padded), applied alike to an optional
-    (H, W) label map (nearest-neighbour rescale, padded with 255)."""
-    scale = scale_range[0] + (scale_range[1] - scale_range[0]) * torch.rand(1, generator=generator).item()
+    """Random rescale (``base`` times a factor drawn from ``scale_range``: :meth:`pipeline.data.sizes.ViewFit.scale`),
+    horizontal flip and a crop of ``crop_size`` (zero-padded), applied alike to an optional (H, W) label map
+    (nearest-neighbour rescale, padded with 255)."""
+    scale = base * (scale_range[0] + (scale_range[1] - scale_range[0]) * torch.rand(1, generator=generator).item())
     if scale != 1.0:
         size = [max(1, round(image.shape[1] * scale)), max(1, round(image.shape[2] * scale))]
         image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
@@ -85,15 +87,17 @@ class ClassificationDataset(Dataset):
     ``pixel_labels`` (a label set: PNGs named by image id) each item also holds its label map, augmented alike
     (a two-phase CAM method's coarse seeds); with ``per_image`` (image id → tensor) it holds that tensor last
     (POLE's prompt choices). ``square`` resizes each image (and label map) to ``crop_size`` × ``crop_size``
-    before the augmentation, as ViT-PCM trains at 384 × 384."""
+    before the augmentation, as ViT-PCM trains at 384 × 384; else ``fit`` may first scale each image so that
+    its short side is the crop (:mod:`pipeline.data.sizes`)."""
 
     def __init__(
         self, manifest: Manifest, split: str, crop_size: int | None = None,
         scale_range: tuple[float, float] = (1.0, 1.0), seed: int = 0,
         normalisation: Normalisation = (IMAGENET_MEAN, IMAGENET_STD), pixel_labels: Path | None = None,
-        per_image: Mapping[str, torch.Tensor] | None = None, square: bool = False,
+        per_image: Mapping[str, torch.Tensor] | None = None, square: bool = False, fit: ViewFit = AS_STORED,
     ) -> None:  # fmt: skip
         self.manifest = manifest
+        self.fit = fit
         self.square = square
         self.entries = manifest.entries(split)
         self.crop_size = crop_size
@@ -125,7 +129,8 @@ class ClassificationDataset(Dataset):
                 label = F.interpolate(label[None, None].float(), size=side, mode="nearest")[0, 0].long()
         if self.crop_size is not None:
             generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
-            image, label = augment(image, self.crop_size, self.scale_range, generator, label)
+            base = 1.0 if self.square else self.fit.scale(entry.height, entry.width)
+            image, label = augment(image, self.crop_size, self.scale_range, generator, label, base)
         targets = multi_hot(entry.labels, self.manifest.num_classes)
         extras = ([] if label is None else [label]) + ([] if self.per_image is None else [self.per_image[entry.id]])
         return (image, targets, *extras)

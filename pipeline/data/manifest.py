@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.data.sizes import SplitSizes, split_sizes
 from pipeline.io import FileTree, decode_label_png, id_problem
 
 MANIFEST_NAME = "manifest.json"
@@ -55,6 +56,10 @@ class Manifest:
 
     def entries(self, split: str) -> list[Entry]:
         return self.splits[split]
+
+    def sizes(self, split: str = "train") -> SplitSizes:
+        """The median image sides of ``split`` (what size-derived defaults follow)."""
+        return split_sizes((entry.height, entry.width) for entry in self.splits[split])
 
     def by_id(self) -> dict[str, Entry]:
         """Every entry of every split by image id."""

@@ -22,6 +22,7 @@ from pipeline.cams.params import CamParams
 from pipeline.cams.train import load_cam_method
 from pipeline.data.loading import IMAGENET_MEAN, IMAGENET_STD, ClassificationDataset
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
+from pipeline.data.sizes import scheduled_epochs
 from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
 from pipeline.io import fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.params import IrnRefineParams
@@ -75,17 +76,18 @@ def train_irn(
     dataset = ClassificationDataset(manifest, "train", training.crop_size, training.scale_range, seed,
                                     normalisation, seeds)  # fmt: skip
     loader = EpochLoader(dataset, training.batch_size, seed, runtime)
+    epochs = scheduled_epochs(training.epochs, training.min_steps, loader.batches)
     trainable = [p for p in network.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=training.lr, momentum=training.momentum,
                                 weight_decay=training.weight_decay)  # fmt: skip
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly(training.epochs * loader.batches,
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly(epochs * loader.batches,
                                                                   training.poly_power))  # fmt: skip
 
     def step(batch: tuple[torch.Tensor, ...]) -> tuple[dict[str, torch.Tensor], int]:
         images, _, labels = (part.to(device) for part in batch)
         return network.training_step(images, labels, training.radius), len(images)
 
-    history = run_epochs("train_irn", network, optimizer, scheduler, loader, step, training.epochs, seed,
+    history = run_epochs("train_irn", network, optimizer, scheduler, loader, step, epochs, seed,
                          work / "checkpoint.pt", runtime=runtime)  # fmt: skip
     write_torch(out_dir / MODEL_NAME, {
         "method": "irn", "arch": arch, "trunk_stride": trunk_stride, "network": params.network.model_dump(mode="json"),
@@ -94,7 +96,7 @@ def train_irn(
     })  # fmt: skip
     write_history(out_dir / "loss.csv", history, LOSS_COLUMNS)
     metrics = {"method": "irn", "backbone": f"{params.network.backbone} {arch}", "epochs": len(history),
-               **runtime.metrics(),
+               "steps": epochs * loader.batches, **runtime.metrics(),
                "train_loss": history[-1]["loss"], **{k: history[-1][k] for k in LOSS_COLUMNS[2:]}}  # fmt: skip
     write_json(out_dir / "metrics.json", metrics)
     remove_work(work)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from pipeline.data.loading import load_image, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
+from pipeline.data.sizes import scaled_views
 from pipeline.device import autocast, resolve_device
 from pipeline.execution.chunks import LabelJob, run_images
 from pipeline.execution.params import ExecutionParams
@@ -24,7 +25,7 @@ from pipeline.params import PredictParams, SegmenterParams
 from pipeline.proposals.store import ProposalStore
 from pipeline.refine.crf import crf_from_probabilities
 from pipeline.seeds.sams import sams_seeds
-from pipeline.segmentation.training import load_segmenter
+from pipeline.segmentation.training import load_segmenter, segmenter_fit
 from pipeline.tta import multiscale_sum, size_multiple
 
 
@@ -71,12 +72,14 @@ class PredictJob(LabelJob):
         self.torch_device = resolve_device(self.device)
         self.model = load_segmenter(self.checkpoint, self.segmenter, self.manifest.num_classes + 1, self.torch_device)
         self.regions = ProposalStore(self.proposals) if self.params.postprocess == "sams" else None
+        self.fit = segmenter_fit(self.manifest, self.segmenter)
 
     def compute(self, image_id: str) -> None:
         params, image = self.params, load_image(self.manifest, self.by_id[image_id])
+        scales = scaled_views(params.scales, self.fit.scale(*image.shape[:2]))  # relative to training's view
         with autocast(self.torch_device, params.precision):
-            probabilities = multiscale_probabilities(self.model, to_tensor(image).to(self.torch_device),
-                                                     params.scales, params.flip)  # fmt: skip
+            probabilities = multiscale_probabilities(self.model, to_tensor(image).to(self.torch_device), scales,
+                                                     params.flip)  # fmt: skip
         probabilities = probabilities.float().cpu().numpy()
         if params.postprocess == "crf":
             label = crf_from_probabilities(image, probabilities, params.crf)

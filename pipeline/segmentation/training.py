@@ -18,15 +18,19 @@ from torch.utils.data import Dataset
 
 from pipeline.data.loading import augment, load_image, read_training_label, to_tensor
 from pipeline.data.manifest import MANIFEST_NAME, Entry, Manifest
+from pipeline.data.sizes import AS_STORED, ViewFit, resolve_rescale, scheduled_epochs
 from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
 from pipeline.io import FileTree, fingerprint, remove_work, work_directory, write_json, write_torch
+from pipeline.metrics import confusion_matrix, summary
 from pipeline.params import SegmenterParams
 from pipeline.segmentation import SEGMENTERS
-from pipeline.trainer import EpochLoader, epoch_seed, run_epochs, write_history
+from pipeline.trainer import EpochLoader, epoch_seed, run_epochs, spread, write_history
+from pipeline.tta import multiscale_sum, size_multiple
 from pipeline.voc import IGNORE_INDEX
 
 MODEL_NAME = "model.pt"
 CHECKPOINT_NAME = "checkpoint.pt"
+TRAIN_FIGURE_IMAGES = 64  # the train-set mIoU: a fixed subset this size, spread over the split
 
 
 def label_source(manifest: Manifest, entry: Entry, labels: FileTree | None) -> tuple[FileTree, str]:
@@ -34,11 +38,19 @@ def label_source(manifest: Manifest, entry: Entry, labels: FileTree | None) -> t
     return (manifest.files, entry.mask) if labels is None else (labels, f"{entry.id}.png")
 
 
-class SegmentationDataset(Dataset):
-    """(image, label) pairs of the train split with joint random scale, flip and crop (label padded with 255)."""
+def segmenter_fit(manifest: Manifest, params: SegmenterParams) -> ViewFit:
+    """How the segmenter sees images, in training and prediction (``segmenter.rescale``,
+    :mod:`pipeline.data.sizes`)."""
+    return resolve_rescale(params.rescale, params.crop_size, manifest.sizes(), "segmenter")
 
-    def __init__(self, manifest: Manifest, labels: Path | None, params: SegmenterParams, seed: int) -> None:
-        self.manifest, self.params, self.seed = manifest, params, seed
+
+class SegmentationDataset(Dataset):
+    """(image, label) pairs of the train split with joint random scale (after ``fit``), flip and crop (label
+    padded with 255)."""
+
+    def __init__(self, manifest: Manifest, labels: Path | None, params: SegmenterParams, seed: int,
+                 fit: ViewFit = AS_STORED) -> None:  # fmt: skip
+        self.manifest, self.params, self.seed, self.fit = manifest, params, seed, fit
         self.labels = FileTree(labels) if labels is not None else None
         self.entries = manifest.entries("train")
         self.epoch = 0
@@ -47,13 +59,17 @@ class SegmentationDataset(Dataset):
         return len(self.entries)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        entry = self.entries[index]
         generator = torch.Generator().manual_seed(epoch_seed(epoch_seed(self.seed, self.epoch), index))
-        image = to_tensor(load_image(self.manifest, entry))
+        image, label = self.pair(index)
+        return augment(image, self.params.crop_size, self.params.scale_range, generator, label,
+                       self.fit.scale(*image.shape[-2:]))  # fmt: skip
+
+    def pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image (normalised) and its training label, as stored."""
+        entry = self.entries[index]
         files, name = label_source(self.manifest, entry, self.labels)
-        label = torch.from_numpy(read_training_label(files, name, entry, self.manifest.num_classes).astype(np.int64))
-        image, label = augment(image, self.params.crop_size, self.params.scale_range, generator, label)
-        return image, label
+        label = read_training_label(files, name, entry, self.manifest.num_classes).astype(np.int64)
+        return to_tensor(load_image(self.manifest, entry)), torch.from_numpy(label)
 
 
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -101,26 +117,46 @@ def train_segmenter(
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = build_segmenter(params, manifest.num_classes + 1).to(device)
-    dataset = SegmentationDataset(manifest, labels, params, seed)
+    fit = segmenter_fit(manifest, params)
+    dataset = SegmentationDataset(manifest, labels, params, seed, fit)
     loader = EpochLoader(dataset, params.batch_size, seed, runtime)
-    optimizer, scheduler = _optimizer(model, params, params.epochs * loader.batches)
+    epochs = scheduled_epochs(params.epochs, params.min_steps, loader.batches)
+    optimizer, scheduler = _optimizer(model, params, epochs * loader.batches)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
         images, targets = batch[0].to(device), batch[1].to(device)
         return {"cross_entropy": segmentation_loss(model(images), targets)}, int((targets != IGNORE_INDEX).sum())
 
-    history = run_epochs(name, model, optimizer, scheduler, loader, step, params.epochs, seed, work / CHECKPOINT_NAME,
+    history = run_epochs(name, model, optimizer, scheduler, loader, step, epochs, seed, work / CHECKPOINT_NAME,
                          runtime=runtime)  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     saved = {"params": params.model_dump(mode="json"), "classes": list(manifest.classes),
              "state_dict": model.state_dict()}  # fmt: skip
     write_torch(out_dir / MODEL_NAME, saved)
     write_history(out_dir / "loss.csv", history)
-    metrics = {"train_loss": history[-1]["loss"], "epochs": params.epochs, **runtime.metrics(),
-               "labels": "ground truth" if labels is None else str(labels)}  # fmt: skip
+    metrics = {"train_loss": history[-1]["loss"], "epochs": epochs, "steps": epochs * loader.batches,
+               "rescale": fit.mode, "train_median_size": manifest.sizes().describe(), **runtime.metrics(),
+               "labels": "ground truth" if labels is None else str(labels),
+               "train": train_figure(model, dataset, device, TRAIN_FIGURE_IMAGES)}  # fmt: skip
     write_json(out_dir / "metrics.json", metrics)
     remove_work(work)
     return metrics, history
+
+
+@torch.no_grad()
+def train_figure(model: torch.nn.Module, dataset: SegmentationDataset, device: torch.device, limit: int) -> dict:
+    """How well the network fits what it was trained on: mIoU against its training labels on a fixed subset of
+    ``limit`` train images spread over the split, each seen once at the scale training saw it (no flip)."""
+    model.eval()
+    num_labels = dataset.manifest.num_classes + 1
+    confusion = np.zeros((num_labels, num_labels), np.int64)
+    indices = spread(len(dataset), limit)
+    for index in indices:
+        image, label = dataset.pair(index)
+        scale = dataset.fit.scale(*image.shape[-2:])
+        logits, _ = multiscale_sum(model, image.to(device), (scale,), False, size_multiple(model))
+        confusion += confusion_matrix(logits.argmax(0).cpu().numpy(), label.numpy(), num_labels)
+    return {"images": len(indices), "miou": summary(confusion)["miou"]}
 
 
 def load_segmenter(checkpoint: Path, params: SegmenterParams, num_classes: int, device: torch.device):

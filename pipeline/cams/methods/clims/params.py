@@ -65,5 +65,6 @@ class ClimsParams(CamMethodParams):
         warmup_fraction=0.0,
         crop_size=128,
         scale_range=(2.0, 2.0),
+        min_steps=225,
         optimizer="adamw",
     )

@@ -43,7 +43,7 @@ class PromptMethodParams(CamMethodParams):
     prompts: PromptParams = PromptParams()
     caa: CaaParams = CaaParams()
     training: PromptTrainingParams = PromptTrainingParams(epochs=6, lr=2e-2, weight_decay=5e-4,
-                                                          warmup_fraction=0.1)  # fmt: skip
+                                                          warmup_fraction=0.1, min_steps=450)  # fmt: skip
 
 
 @CAM_PARAMS.register("fma_cls")
