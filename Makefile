@@ -19,7 +19,7 @@ test: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=15 -m "not smoke" tests
 
 # Every preset end to end on real-sized images with format-faithful random checkpoints, and the GPU benchmark at
-# tiny sizes (tests marked smoke): ~45 minutes on two cores, beyond what CI leaves after `make test`.
+# tiny sizes (tests marked smoke): CI runs it after `make test` (.ci/run).
 smoke: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=20 -m smoke tests
 
