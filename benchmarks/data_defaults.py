@@ -19,23 +19,9 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks.gpu import with_settings
 from benchmarks.polygon_voc import write_polygon_voc
 from tests.conftest import REPO, dvc, make_project, project_env, write_params
-
-
-def parse_value(text: str):
-    return yaml.safe_load(text)
-
-
-def with_overrides(params: dict, overrides: list[str]) -> dict:
-    for item in overrides:
-        key, value = item.split("=", 1)
-        *parents, leaf = key.split(".")
-        node = params
-        for name in parents:
-            node = node[name]
-        node[leaf] = parse_value(value)
-    return params
 
 
 def run_default(project_root: Path, dataset: Path | None, overrides: list[str]) -> dict:
@@ -45,7 +31,8 @@ def run_default(project_root: Path, dataset: Path | None, overrides: list[str]) 
     if dataset is not None:
         params["data"]["source"] = "voc"
         params["data"]["voc"]["root"] = str(dataset)
-    write_params(project, with_overrides(params, overrides))
+    values = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in overrides)}
+    write_params(project, with_settings(params, values))
     start = time.perf_counter()
     dvc(project, "repro", env=project_env())
     seconds = time.perf_counter() - start
