@@ -5,6 +5,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export HF_HUB_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
+export DO_NOT_TRACK := 1
 export PYTHONHASHSEED := 0
 
 .PHONY: setup repro test smoke lint bench compare prefect-server

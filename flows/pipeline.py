@@ -3,10 +3,11 @@
     PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.pipeline [stage ...]
 
 Named stages run with every stage they depend on, as ``dvc repro <stage>`` would (default: all). Each stage
-is a task that calls ``dvc repro --single-item <stage>`` in topological order, so DVC's
-caching (and run-cache restores) decide what runs; the stage processes report to the same Prefect server as
-flows of their own, nested under that task (their parent) and tagged with this run's id and the stage's DVC
-run-cache key. A markdown artifact lists what ran, what was skipped and how long each took.
+is a task that calls ``dvc repro --single-item <stage>`` in topological order, its output streamed to the
+terminal, so DVC's caching (and run-cache restores) decide what runs; the stage processes report to the same
+Prefect server as flows of their own, nested under that task (their parent) and tagged with this run's id and
+the stage's DVC run-cache key. A markdown artifact lists what ran, what was skipped and how long each took.
+The first stage that fails ends the run: its error line is printed once (by the stage), then one line here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import networkx as nx
 from prefect import flow, task
+from prefect.states import State
 
 from pipeline.tracking import DVC_HASH_ENV, PARENT_TASK_RUN_ENV, PIPELINE_RUN_ENV, report
 
@@ -65,10 +67,13 @@ def run_cache_key(stage: str, repo_dir: Path = Path(".")) -> str | None:
 
 
 @task(name="dvc-repro-stage")
-def reproduce_stage(stage: str) -> dict[str, str | float]:
-    """``dvc repro --single-item`` one stage; raise with DVC's output if it fails. The stage's own flow run is
-    nested under this task run and tagged with the pipeline run and its run-cache key."""
+def reproduce_stage(stage: str) -> dict[str, str | float] | State:
+    """``dvc repro --single-item`` one stage, its output streamed to this terminal as it comes (progress bars
+    included); a failure is the task's state, with a one-line message (the stage's own error line is in the
+    output above it, printed once). The stage's own flow run is nested under this task run and tagged with the
+    pipeline run and its run-cache key."""
     from prefect.context import TaskRunContext
+    from prefect.states import Failed
 
     start = time.monotonic()
     task_run = TaskRunContext.get().task_run
@@ -77,19 +82,49 @@ def reproduce_stage(stage: str) -> dict[str, str | float]:
     if key:
         env[DVC_HASH_ENV] = key
     dvc = str(Path(sys.executable).parent / "dvc")
-    result = subprocess.run([dvc, "repro", "--single-item", stage], capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        raise RuntimeError(f"stage {stage} failed:\n{result.stdout}\n{result.stderr}")
-    return {"stage": stage, "outcome": outcome(result.stdout), "seconds": round(time.monotonic() - start, 1)}
+    output, code = streamed([dvc, "repro", "--single-item", stage], env)
+    if code != 0:
+        return Failed(message=f"stage {stage} failed (dvc repro exited with {code}); its error is above")
+    return {"stage": stage, "outcome": outcome(output), "seconds": round(time.monotonic() - start, 1)}
+
+
+def streamed(command: list[str], env: dict[str, str]) -> tuple[str, int]:
+    """Run ``command``, copying its stdout and stderr to this process's as they come; return the output (both,
+    interleaved) and the exit code."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    chunks = []
+    while chunk := os.read(process.stdout.fileno(), 65536):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace"), process.wait()
 
 
 @flow(name="wsss-pipeline", log_prints=True)
-def pipeline_flow(stages: list[str] | None = None) -> list[dict[str, str | float]]:
-    """Reproduce the selected stages (default: all) and what they depend on, in DAG order, as ``dvc repro``."""
-    rows = [reproduce_stage.with_options(name=f"dvc repro {stage}")(stage) for stage in stage_order(stages)]
+def pipeline_flow(stages: list[str] | None = None) -> list[dict[str, str | float]] | State:
+    """Reproduce the selected stages (default: all) and what they depend on, in DAG order, as ``dvc repro``;
+    stop at the first that fails (the run is failed with its one line)."""
+    from prefect.states import Failed
+
+    rows: list[dict[str, str | float]] = []
+    for stage in stage_order(stages):
+        state = reproduce_stage.with_options(name=f"dvc repro {stage}")(stage, return_state=True)
+        if state.is_failed():
+            report("Pipeline run", rows)
+            return Failed(message=state.message)
+        rows.append(state.result())
     report("Pipeline run", rows)  # a markdown artifact inside this flow run
     return rows
 
 
+def main(argv: list[str]) -> int:
+    """Run the flow; a failed stage ends it with one line and exit code 1."""
+    state = pipeline_flow(argv or None, return_state=True)
+    if state.is_failed():
+        print(f"flows.pipeline: error: {state.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    pipeline_flow(sys.argv[1:] or None)
+    sys.exit(main(sys.argv[1:]))

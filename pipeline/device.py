@@ -38,10 +38,15 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
 class TrainingRuntime:
     """How a training stage computes on its device: the DataLoader's options (:func:`loader_options`) and the
     precision (``precision`` in params): ``fp32``, or autocast to ``bf16`` / ``fp16`` for the forward pass and the
-    losses, with a gradient scaler for ``fp16`` (the weights and the optimiser stay fp32)."""
+    losses, with a gradient scaler for ``fp16`` (the weights and the optimiser stay fp32); and what the run logs
+    while it trains (``monitoring`` in params: the per-epoch validation subset, prediction images every so many
+    epochs, system figures)."""
 
     loader: dict[str, Any] = field(default_factory=dict)
     precision: str = "fp32"
+    validation_images: int = 0
+    images_every: int = 0
+    system: bool = False
 
     def autocast(self, device: torch.device) -> torch.autocast:
         return autocast(device, self.precision)
@@ -66,7 +71,9 @@ PLAIN_RUNTIME = TrainingRuntime()  # fp32, no loader workers: what a training fu
 
 def training_runtime(params: PipelineParams, device: torch.device) -> TrainingRuntime:
     """A training stage's runtime on ``device`` from ``loader_workers`` and ``precision``."""
-    return TrainingRuntime(loader_options(params.loader_workers, device), params.precision)
+    monitoring = params.monitoring
+    return TrainingRuntime(loader_options(params.loader_workers, device), params.precision,
+                           monitoring.validation_images, monitoring.images_every, monitoring.system)  # fmt: skip
 
 
 def loader_options(workers: int | None, device: torch.device) -> dict[str, Any]:

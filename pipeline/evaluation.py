@@ -25,7 +25,7 @@ from pipeline.io import LabelSet, atomic_path  # noqa: E402
 from pipeline.metrics import confusion_matrix, scores, summary  # noqa: E402
 from pipeline.params import EvaluateParams  # noqa: E402
 from pipeline.tracking import progress, report  # noqa: E402
-from pipeline.voc import IGNORE_INDEX, voc_palette  # noqa: E402
+from pipeline.voc import IGNORE_INDEX, blend_labels, voc_palette  # noqa: E402
 
 
 def sweep_values(params: EvaluateParams) -> list[float]:
@@ -188,25 +188,37 @@ def _plot_confusion(path: Path, confusion: np.ndarray, names: list[str], title: 
 def _plot_overlay(
     path: Path, manifest: Manifest, ids: list[str], store: CamStore, label_sets: dict[str, LabelSet]
 ) -> None:  # fmt: skip
-    """Grid: image | ground truth | CAM (max over classes, on the image) | each label set."""
+    """Grid: image | ground truth | CAM (max over classes, on the image) | each label set, labels blended over
+    the image, with a legend of the classes shown."""
     by_id = manifest.by_id()
     palette = voc_palette()
-    rows, captions = [], []
+    rows, captions, shown = [], [], set()
     for image_id in ids:
         entry = by_id[image_id]
         image = load_image(manifest, entry)
         maps, classes = store.read(image_id)
         heat = plt.get_cmap("jet")(maps.max(axis=0, initial=0.0))[..., :3]
-        rows.append([
-            image, palette[manifest.read_mask(entry)], 0.5 * image / 255.0 + 0.5 * heat,
-            *(palette[labels.read(image_id, image.shape[:2])] for labels in label_sets.values()),
-        ])  # fmt: skip
+        labels = [manifest.read_mask(entry), *(s.read(image_id, image.shape[:2]) for s in label_sets.values())]
+        shown.update(int(c) for label in labels for c in np.unique(label))
+        blended = [blend_labels(image, label, palette) for label in labels]
+        rows.append([image, blended[0], 0.5 * image / 255.0 + 0.5 * heat, *blended[1:]])
         captions.append(f"{image_id}: {', '.join(manifest.classes[c] for c in classes)}")
-    _save_grid(path, rows, ["image", "ground truth", "CAM", *label_sets], captions)
+    _save_grid(path, rows, ["image", "ground truth", "CAM", *label_sets], captions, _legend(manifest, shown, palette))
 
 
-def _save_grid(path: Path, rows: list[list[np.ndarray]], titles: list[str], captions: list[str]) -> None:
-    fig, axes = plt.subplots(len(rows), len(titles), figsize=(2 * len(titles), 2 * len(rows)), squeeze=False)
+def _legend(manifest: Manifest, labels: set[int], palette: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(name, colour) of each foreground class among ``labels`` (0: background, 255: ignored, shown as is)."""
+    names = ("background", *manifest.classes)
+    return [(names[c], palette[c] / 255.0) for c in sorted(labels) if 0 < c < len(names)]
+
+
+def _save_grid(
+    path: Path, rows: list[list[np.ndarray]], titles: list[str], captions: list[str],
+    legend: list[tuple[str, np.ndarray]] = (),
+) -> None:  # fmt: skip
+    from matplotlib.patches import Patch
+
+    fig, axes = plt.subplots(len(rows), len(titles), figsize=(2 * len(titles), 2 * len(rows) + 0.4), squeeze=False)
     for r, (panels, caption) in enumerate(zip(rows, captions, strict=True)):
         for c, (panel, title) in enumerate(zip(panels, titles, strict=True)):
             axes[r, c].imshow(panel)
@@ -214,7 +226,10 @@ def _save_grid(path: Path, rows: list[list[np.ndarray]], titles: list[str], capt
             if r == 0:
                 axes[r, c].set_title(title, fontsize=9)
         axes[r, 0].text(0, -2, caption, fontsize=6)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06 if legend else 0, 1, 1))
+    if legend:
+        handles = [Patch(facecolor=colour, label=name) for name, colour in legend]
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
@@ -254,12 +269,14 @@ def evaluate_predictions(
     for name, conf in confusion.items():
         _plot_confusion(out / f"confusion_{name}.png", conf, names, f"{name} on {split}: confusion (row-normalised)")
     palette = voc_palette()
-    rows = [
-        [load_image(manifest, e), palette[manifest.read_mask(e)],
-         *(palette[labels.read(e.id, (e.height, e.width))] for labels in sets.values())]
-        for e in entries[:overlay_images]
-    ]  # fmt: skip
+    rows, shown = [], set()
+    for entry in entries[:overlay_images]:
+        image = load_image(manifest, entry)
+        labels = [manifest.read_mask(entry), *(s.read(entry.id, (entry.height, entry.width)) for s in sets.values())]
+        shown.update(int(c) for label in labels for c in np.unique(label))
+        rows.append([image, *(blend_labels(image, label, palette) for label in labels)])
     captions = [f"{e.id}: {', '.join(manifest.classes[c] for c in e.labels)}" for e in entries[:overlay_images]]
-    _save_grid(out / f"overlay_{split}.png", rows, ["image", "ground truth", *predictions], captions)
+    _save_grid(out / f"overlay_{split}.png", rows, ["image", "ground truth", *predictions], captions,
+               _legend(manifest, shown, palette))  # fmt: skip
     report(f"Final segmentation on {split}", [{"model": name, **metrics[name]} for name in predictions])
     return metrics

@@ -422,6 +422,15 @@ class VocabParams(Strict):
     file: FileVocabParams = FileVocabParams()
 
 
+class MonitoringParams(Strict):
+    """What a training stage logs while it runs (pipeline/live.py). Validation figures are logged only: no
+    checkpoint is ever picked by them (every stage keeps its last epoch)."""
+
+    validation_images: int = Field(32, ge=0)  # per-epoch val figure on this many val images spread over the split
+    images_every: int = Field(2, ge=0)  # the segmenter's val predictions as images every this many epochs (0: none)
+    system: bool = True  # samples/s and CPU/RAM/GPU figures in logs/<stage>/ (not a DVC output: no rerun)
+
+
 class PipelineParams(Strict):
     seed: int = 0
     device: Annotated[str, StringConstraints(pattern=DEVICE_PATTERN)] = "auto"  # auto | cpu | cuda | cuda:N
@@ -438,6 +447,7 @@ class PipelineParams(Strict):
     evaluate: EvaluateParams = EvaluateParams()
     vocab: VocabParams = VocabParams()
     execution: ExecutionParams = ExecutionParams()
+    monitoring: MonitoringParams = MonitoringParams()
 
     def method_problems(self) -> list[str]:
         """``  key.path: message`` for each invalid CAM method section and cross-section rule (imports every

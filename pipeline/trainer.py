@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
 from pipeline.io import atomic_path, write_torch
-from pipeline.tracking import ProgressBar, info, metrics_table
+from pipeline.live import TrainingLog
+from pipeline.tracking import ProgressBar, info
 
 Step = Callable[[Any], tuple[dict[str, torch.Tensor], int]]
 
@@ -85,14 +87,20 @@ def run_epochs(
     scheduler: torch.optim.lr_scheduler.LRScheduler, loader: Callable[[int], Iterable], step: Step, epochs: int,
     seed: int, checkpoint: Path, after_step: Callable[[], None] | None = None,
     after_epoch: Callable[[int], dict[str, float]] | None = None, runtime: TrainingRuntime = PLAIN_RUNTIME,
+    live_out: Path | None = None, epoch_images: Callable[[int], dict[str, Any]] | None = None,
+    system: bool = True,
 ) -> list[dict[str, float]]:  # fmt: skip
     """Train ``epochs`` epochs (resuming from ``checkpoint``); return the per-epoch loss history.
 
     ``loader(epoch)`` gives the epoch's batches; ``step(batch)`` returns (named losses, weight); ``after_step``
     runs after each optimiser step (an EMA teacher's update). Each history row holds the epoch, the summed
     ``loss`` and every named term, averaged over the epoch's weights, then what ``after_epoch(epoch)``
-    returns (a validation figure per epoch). ``runtime.precision`` autocasts ``step`` (bf16 / fp16, with a
-    gradient scaler for fp16, checkpointed with the rest).
+    returns (validation figures named ``val_…``, logged only: no checkpoint is picked by them). ``runtime.precision``
+    autocasts ``step`` (bf16 / fp16, with a gradient scaler for fp16, checkpointed with the rest).
+
+    With ``live_out`` (the stage's output folder) the run logs live curves (:class:`pipeline.live.TrainingLog`):
+    per step each term, each parameter group's learning rate and the gradient norm; per epoch the means,
+    the validation figures and ``epoch_images(epoch)``; with ``system``, samples/s and system metrics.
     """
     device = next(model.parameters()).device
     scaler = runtime.grad_scaler(device)
@@ -108,39 +116,70 @@ def run_epochs(
         info(f"{name}: resuming after epoch {start}/{epochs} from {checkpoint}")
     batches = getattr(loader, "batches", None)  # per epoch, when the loader knows
     total = batches * (epochs - start) if batches else None
-    with ProgressBar(total=total, desc=name, unit="batches") as bar:  # closed on an error too: its line ends
-        for epoch in range(start, epochs):
-            torch.manual_seed(epoch_seed(seed, epoch))
-            model.train()
-            sums: dict[str, float] = {}
-            total_weight = 0
-            for batch in loader(epoch):
-                bar.advance()
-                with runtime.autocast(device):
-                    losses, weight = step(batch)
-                    loss = sum(losses.values())
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(name, epoch + 1, losses, checkpoint if start or epoch else None)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                if after_step is not None:
-                    after_step()
-                for key, value in {"loss": loss, **losses}.items():
-                    sums[key] = sums.get(key, 0.0) + value.item() * weight
-                total_weight += weight
-            history.append({"epoch": epoch + 1, **{k: v / max(total_weight, 1) for k, v in sums.items()},
-                            **(after_epoch(epoch + 1) if after_epoch is not None else {})})  # fmt: skip
-            terms = " ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k != "epoch")
-            info(f"{name}: epoch {epoch + 1}/{epochs} {terms}")
-            metrics_table(f"{name} metrics", history)
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                     "history": history}  # fmt: skip
-            write_torch(checkpoint, state)
-    return history
+    steps_done = sum(row.get("steps", 0) for row in history) if history and "steps" in history[-1] else 0
+    live = TrainingLog(name, checkpoint.parent if live_out is not None else None, live_out, steps_done, system)
+    try:
+        with ProgressBar(total=total, desc=name, unit="batches") as bar:  # closed on an error too: its line ends
+            for epoch in range(start, epochs):
+                torch.manual_seed(epoch_seed(seed, epoch))
+                model.train()
+                sums: dict[str, float] = {}
+                total_weight, steps, samples, epoch_start = 0, 0, 0, time.monotonic()
+                for batch in loader(epoch):
+                    bar.advance()
+                    with runtime.autocast(device):
+                        losses, weight = step(batch)
+                        loss = sum(losses.values())
+                    if not torch.isfinite(loss):
+                        raise TrainingDiverged(name, epoch + 1, losses, checkpoint if start or epoch else None)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)  # a no-op scale without fp16: the norm is of the true gradients
+                    norm = gradient_norm(model)
+                    rates = learning_rates(optimizer)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    if after_step is not None:
+                        after_step()
+                    values = {key: value.item() for key, value in {"loss": loss, **losses}.items()}
+                    for key, value in values.items():
+                        sums[key] = sums.get(key, 0.0) + value * weight
+                    total_weight += weight
+                    steps += 1
+                    samples += batch_size(batch)
+                    live.step(values, rates, norm, batch_size(batch))
+                means = {k: v / max(total_weight, 1) for k, v in sums.items()}
+                validation = after_epoch(epoch + 1) if after_epoch is not None else {}
+                history.append({"epoch": epoch + 1, **means, **validation, "steps": steps})
+                terms = " ".join(f"{k} {v:.4f}" for k, v in {**means, **validation}.items())
+                info(f"{name}: epoch {epoch + 1}/{epochs} {terms}")
+                live.epoch(epoch + 1, means, validation, epoch_images(epoch + 1) if epoch_images else None,
+                           samples / max(time.monotonic() - epoch_start, 1e-9))  # fmt: skip
+                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                         "history": history}  # fmt: skip
+                write_torch(checkpoint, state)
+    finally:
+        live.close()  # ends the system monitor's thread, also on an error
+    return [{key: value for key, value in row.items() if key != "steps"} for row in history]
+
+
+def gradient_norm(model: torch.nn.Module) -> float:
+    """The L2 norm of all parameters' gradients together (what clipping would measure)."""
+    norms = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms)).item() if norms else 0.0
+
+
+def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """Each parameter group's learning rate, by the group's ``name`` where it has one, else its index."""
+    return {str(group.get("name", index)): group["lr"] for index, group in enumerate(optimizer.param_groups)}
+
+
+def batch_size(batch: Any) -> int:
+    """The number of samples in a batch (the first tensor's first dimension)."""
+    first = batch[0] if isinstance(batch, list | tuple) else batch
+    return len(first) if hasattr(first, "__len__") else 1
 
 
 def write_history(path: Path, history: list[dict[str, float]], columns: tuple[str, ...] = ("epoch", "loss")) -> None:

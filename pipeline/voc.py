@@ -21,6 +21,14 @@ VOC_SUPERCATEGORIES: dict[str, tuple[str, ...]] = {
 IGNORE_INDEX = 255
 
 
+def blend_labels(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """An (H, W, 3) uint8 image with each labelled pixel's class colour blended over it (``alpha`` of the
+    colour); background (0) and ignored (255) pixels show the image."""
+    coloured = (1 - alpha) * image.astype(np.float32) + alpha * palette[labels].astype(np.float32)
+    keep = (labels == 0) | (labels == IGNORE_INDEX)
+    return np.where(keep[..., None], image, coloured.round()).astype(np.uint8)
+
+
 def voc_palette() -> np.ndarray:
     """The standard 256×3 VOC palette (bit-interleaved label colours; 255 → (224, 224, 192))."""
     palette = np.zeros((256, 3), dtype=np.uint8)

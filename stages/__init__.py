@@ -14,8 +14,12 @@ from pipeline.tracking import run_stage
 
 
 def method_choices(params: PipelineParams) -> dict[str, str]:
-    """The run's resolved method choices, flat (``cam.method``: ``pole``), for filtering Prefect runs."""
+    """The run's resolved method choices, flat (``cam.method``: ``pole``, ``cam.backbone``: ``vit`` where the
+    method offers a choice), for naming and filtering Prefect runs."""
+    raw = (params.cam.model_extra or {}).get(params.cam.method)  # unvalidated: no method module is imported
+    backbone = raw.get("backbone") if isinstance(raw, dict) else getattr(raw, "backbone", None)
     return {"data.source": params.data.source, "cam.method": params.cam.method,
+            **({"cam.backbone": backbone} if isinstance(backbone, str) else {}),
             "proposals.method": params.proposals.method, "seeds.method": params.seeds.method,
             "refine.method": params.refine.method, "predict.postprocess": params.predict.postprocess}  # fmt: skip
 

@@ -7,6 +7,7 @@ from pipeline import layout
 from pipeline.data.manifest import load_manifest
 from pipeline.device import resolve_device, training_runtime
 from pipeline.io import write_json, write_torch
+from pipeline.live import empty_curves
 from pipeline.params import PipelineParams
 from pipeline.tracking import report
 from pipeline.trainer import write_history
@@ -20,6 +21,7 @@ def body(params: PipelineParams) -> None:
         layout.IRN.mkdir(parents=True, exist_ok=True)
         write_torch(layout.IRN_MODEL, {"method": "none"})
         write_history(layout.IRN / "loss.csv", [])  # the header alone, as the other placeholders'
+        empty_curves(layout.IRN)
         write_json(layout.IRN / "metrics.json", {"method": "none"})
         report("IRN boundary network", [{"method": "none", "refine.method": params.refine.method}])
         return

@@ -4,30 +4,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from filelock import FileLock
 
+from pipeline.schema import read_yaml
+
 REPO = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["dvc.yaml", "pipeline", "stages", "flows", "prompts", "presets", "pyproject.toml"]
-TINY_VOCABULARY = "kitten\nfeline\npuppy\nhound\nautomobile\nvehicle\nairplane\naircraft\nboat\nship\nseat\ncouch\n"
-
-TINY_OVERRIDES = {
-    "data": {"synthetic": {"num_train": 24, "num_val": 8, "image_size": 48}},
-    "cam": {
-        "inference": {"scales": [1.0, 0.5]},
-        "cam": {"training": {"epochs": 1, "batch_size": 8, "crop_size": 48}},
-        "usage": {"training": {"epochs": 1, "batch_size": 8, "crop_size": 48}},
-    },
-    "segmenter": {"epochs": 1, "batch_size": 8, "crop_size": 48},
-    "predict": {"scales": [1.0]},
-    "evaluate": {"overlay_images": 2, "sweep": {"start": 0.1, "stop": 0.5, "step": 0.2}},
-    "vocab": {"num_synonyms": 1, "embedding": {"vocabulary_file": "tiny_vocabulary.txt", "use_wordnet": False}},
-}
+TINY_OVERRIDES = read_yaml((REPO / "presets/smoke.yaml").read_text())  # the tiny run, as a user tries it
 
 
 def merge(base: dict, overrides: dict) -> dict:
@@ -52,7 +44,8 @@ def tiny_params(**overrides: dict) -> dict:
 def project_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONHASHSEED="0", HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1")
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONHASHSEED="0", HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1",
+               DO_NOT_TRACK="1")  # fmt: skip
     env.pop("PREFECT_API_URL", None)
     return env
 
@@ -85,7 +78,6 @@ def make_project(root: Path) -> Path:
         else:
             shutil.copy2(source, root / name)
     write_params(root, tiny_params())
-    (root / "tiny_vocabulary.txt").write_text(TINY_VOCABULARY)
     dvc = str(Path(sys.executable).parent / "dvc")
     run(["git", "init", "-q"], root)
     run(["git", "config", "user.email", "test@example.com"], root)
@@ -94,6 +86,8 @@ def make_project(root: Path) -> Path:
     shutil.copy2(REPO / ".dvcignore", root / ".dvcignore")  # bytecode written by the stages is not a source
     run([dvc, "config", "core.analytics", "false"], root)
     run([dvc, "config", "core.check_update", "false"], root)
+    shutil.copy2(REPO / ".dvc/plots.html", root / ".dvc/plots.html")  # dvc plots show renders offline
+    run([dvc, "config", "plots.html_template", "plots.html"], root)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "init"], root)
     return root
@@ -129,3 +123,38 @@ def reproduced_project(reproduced_template: tuple[Path, str], tmp_path: Path) ->
 
 def dvc(project: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     return run([str(Path(sys.executable).parent / "dvc"), *args], project, check=check, env=env)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def prefect_api(tmp_path: Path):
+    port = free_port()
+    env = project_env()
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"Prefect server did not start:\n{(tmp_path / 'server.log').read_text()}")
+            time.sleep(0.5)
+        yield url, env
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()

@@ -196,6 +196,6 @@ def preset_params(presets: list[str], dataset: Path, batch_size: int, sam: str =
         params["proposals"]["sam"].update(model_type="auto", checkpoint=f"models/{SAM_FILES[sam]}",
                                           points_per_side=min(params["proposals"]["sam"]["points_per_side"],
                                                               sam_points))  # fmt: skip
-    params["vocab"]["embedding"].update(vocabulary_file="tiny_vocabulary.txt", use_wordnet=False)
+    params["vocab"]["embedding"].update(vocabulary_file="presets/smoke_vocabulary.txt", use_wordnet=False)
     params["evaluate"]["overlay_images"] = 2
     return params

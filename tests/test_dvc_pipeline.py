@@ -166,7 +166,8 @@ def test_new_synonyms_rerun_only_the_selection_and_poles_training(reproduced_pro
     assert prompts["method"] == "pole" and prompts["baseline"] == "cam" and len(prompts["choices"]) == 24
     assert json.loads((project / "artifacts/coarse/prompt_stats.json").read_text())["pairs"] > 0
     losses = assert_training_resumes(project, "train_classifier", "artifacts/classifier", 3)  # same bytes again
-    assert losses.splitlines()[0] == "epoch,loss,object,background,suppression,area"
+    assert losses.splitlines()[0] == ("epoch,loss,object,background,suppression,area,val_exact_match,val_f1_macro,"
+                                      "val_mAP")  # fmt: skip
 
     edit(project, lambda p: p["vocab"].update(num_synonyms=1))  # the template's synonyms: from the run-cache
     again = dvc(project, "repro", "train_classifier").stdout

@@ -140,7 +140,7 @@ def test_an_edited_dataset_vocabulary_or_checkpoint_file_makes_its_reader_stale(
     edited(root / "SegmentationClassAug" / f"{VOC_IDS[0]}.png", "prepare_data")
     edited(root / "JPEGImages" / f"{VOC_IDS[2]}.jpg", "prepare_data")
     edited(root / "ImageSets/Segmentation/train_aug.txt", "prepare_data")
-    edited(project / "tiny_vocabulary.txt", "vocab")
+    edited(project / "presets/smoke_vocabulary.txt", "vocab")
     edited(checkpoint, "train_segmenter_fullsup")
     (root / "JPEGImages/2008_000009.jpg").write_bytes(b"not listed")  # a file no list names: nothing
     assert status(project) == set()

@@ -86,6 +86,9 @@ def assert_training_resumes(project: Path, stage: str, out: str, epochs: int) ->
     run(command, project)
     model, losses = project / out / "model.pt", project / out / "loss.csv"
     reference, reference_loss = torch.load(model, weights_only=True)["state_dict"], losses.read_text()
+    curves = project / out / "live"
+    reference_curves = {str(p.relative_to(curves)): p.read_bytes() for p in curves.rglob("*") if p.is_file()}
+    assert "plots/metrics/train/loss.tsv" in reference_curves
     model.unlink()
 
     work = project / "artifacts/.work"
@@ -101,6 +104,7 @@ def assert_training_resumes(project: Path, stage: str, out: str, epochs: int) ->
     assert state.keys() == reference.keys()
     assert all(torch.equal(state[k], reference[k]) for k in reference)
     assert losses.read_text() == reference_loss
+    assert {str(p.relative_to(curves)): p.read_bytes() for p in curves.rglob("*") if p.is_file()} == reference_curves
     assert not work.exists()
     return reference_loss
 
@@ -133,4 +137,4 @@ def test_killed_classifier_training_resumes_to_the_same_weights_and_losses(
     edit_params(project, select)
     dvc(project, "repro", "prepare_data", *FIRST_STAGES.get(method, []))
     losses = assert_training_resumes(project, "train_classifier", "artifacts/classifier", 3)
-    assert losses.splitlines()[0] == f"epoch,loss,{LOSS_TERMS[method]}"
+    assert losses.splitlines()[0] == f"epoch,loss,{LOSS_TERMS[method]},val_exact_match,val_f1_macro,val_mAP"

@@ -21,6 +21,7 @@ from pipeline.data.manifest import Manifest
 from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
 from pipeline.execution.params import ExecutionParams
 from pipeline.io import pack_zip, write_json, write_torch
+from pipeline.live import empty_curves
 from pipeline.params import SamsSeedParams, SeedParams
 from pipeline.seeds import make_seeds
 from pipeline.trainer import write_history
@@ -38,6 +39,7 @@ def train_coarse(request: dict[str, Any], manifest: Manifest, manifest_dir: Path
         out_dir.mkdir(parents=True, exist_ok=True)
         write_torch(out_dir / MODEL_NAME, {"method": "none"})
         write_history(out_dir / "loss.csv", [])
+        empty_curves(out_dir)
         write_json(out_dir / "metrics.json", {"method": "none"})
         return {"method": "none"}
     cam = first_phase(request["method"], request["params"])

@@ -25,6 +25,7 @@ from pipeline.data.manifest import MANIFEST_NAME, Manifest
 from pipeline.data.sizes import AS_STORED, ViewFit, resolve_rescale, scheduled_epochs
 from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
 from pipeline.io import fingerprint, remove_work, work_directory, write_json, write_torch
+from pipeline.live import empty_curves
 from pipeline.tracking import progress
 from pipeline.trainer import EpochLoader, run_epochs, spread, write_history
 from pipeline.tta import pad_to_multiple
@@ -59,9 +60,11 @@ def train_cam_method(
     trains = type(params).trains
     fit = view_fit(cam, manifest)
     history, steps = train_epochs(model, params.training, manifest, seed, device, work, seeds, runtime,
-                                  fit) if trains else ([], 0)  # fmt: skip
+                                  fit, out_dir) if trains else ([], 0)  # fmt: skip
     save_cam_method(out_dir / MODEL_NAME, cam, tuple(manifest.classes), model)
     write_history(out_dir / "loss.csv", history)  # a training-free method: the header alone
+    if not trains:
+        empty_curves(out_dir)
     metrics = {"method": cam.method, "backbone": describe_backbone(cam), "epochs": len(history),
                "steps": steps, **runtime.metrics(),
                **({"rescale": fit.mode, "train_median_size": manifest.sizes().describe()} if trains else {}),
@@ -76,11 +79,13 @@ def train_cam_method(
 def train_epochs(
     model: CamMethod, training: CamTrainingParams, manifest: Manifest, seed: int, device: torch.device, work: Path,
     pixel_labels: Path | None = None, runtime: TrainingRuntime = PLAIN_RUNTIME, fit: ViewFit = AS_STORED,
+    live_out: Path | None = None,
 ) -> tuple[list[dict[str, float]], int]:  # fmt: skip
     """The shared epoch loop on the train split's image labels (and ``pixel_labels``' maps, cropped alike, for
     a two-phase method, and the method's per-image inputs), resumable from ``work``, with images fitted to the
     crop by ``fit`` and the epochs raised to ``training.min_steps`` (:mod:`pipeline.data.sizes`); the loss
-    history and the number of optimiser steps."""
+    history and the number of optimiser steps. Each epoch logs the val label figures of
+    ``runtime.validation_images`` val images, and ``live_out`` gets the live curves (:mod:`pipeline.live`)."""
     dataset = ClassificationDataset(manifest, "train", training.crop_size, training.scale_range, seed,
                                     (model.input_mean, model.input_std), pixel_labels,
                                     model.per_image_inputs(), square=model.square_inputs, fit=fit)  # fmt: skip
@@ -96,8 +101,14 @@ def train_epochs(
         images, targets, *extras = (part.to(device) for part in batch)
         return model.training_step(images, targets, *extras), len(images)
 
+    def validate(epoch: int) -> dict[str, float]:  # logged only: the last epoch is always the one kept
+        figures = evaluate_labels(model, manifest, "val", device, fit, runtime.validation_images, show_progress=False)
+        return {f"val_{key}": value for key, value in figures.items()}
+
     history = run_epochs("train_classifier", model, optimizer, scheduler, loader, step, training.epochs, seed,
-                         work / CHECKPOINT_NAME, model.after_optimizer_step, runtime=runtime)  # fmt: skip
+                         work / CHECKPOINT_NAME, model.after_optimizer_step,
+                         validate if runtime.validation_images else None, runtime, live_out,
+                         system=runtime.system)  # fmt: skip
     return history, training.epochs * loader.batches
 
 
@@ -137,11 +148,11 @@ def resized(image: torch.Tensor, scale: float) -> torch.Tensor:
 @torch.no_grad()
 def evaluate_labels(
     model: CamMethod, manifest: Manifest, split: str, device: torch.device, fit: ViewFit = AS_STORED,
-    limit: int | None = None,
+    limit: int | None = None, show_progress: bool = True,
 ) -> dict[str, float]:  # fmt: skip
     """Image-label quality of the method's image scores: exact match, macro F1 and mAP at threshold 0.5, on
     ``split`` (a fixed subset of at most ``limit`` images spread over it), each image seen at the scale
-    training saw it (``fit``)."""
+    training saw it (``fit``); a progress bar unless ``show_progress`` is off (the per-epoch figure)."""
     from torchmetrics.classification import MultilabelAveragePrecision, MultilabelExactMatch, MultilabelF1Score
 
     model.eval()
@@ -150,7 +161,8 @@ def evaluate_labels(
     f1 = MultilabelF1Score(num_labels=k, average="macro")
     average_precision = MultilabelAveragePrecision(num_labels=k, average="macro")
     dataset = ClassificationDataset(manifest, split, normalisation=(model.input_mean, model.input_std))
-    for index in progress(spread(len(dataset), limit), desc=f"classify {split}"):
+    indices = spread(len(dataset), limit)
+    for index in progress(indices, desc=f"classify {split}") if show_progress else indices:
         image, target = dataset[index]
         image = resized(image, fit.scale(*image.shape[-2:]))
         batch = pad_to_multiple(image[None].to(device), model.size_multiple)  # as CAM extraction pads its views

@@ -11,6 +11,7 @@ from pipeline.clip.params import DESCRIPTOR_NAME
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
 from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
 from pipeline.io import fingerprint, publish_directory, work_directory, write_json
+from pipeline.live import empty_curves
 from pipeline.trainer import write_history
 
 
@@ -35,7 +36,7 @@ def build_clip(
     if request["source"] == "pretrain_here":
         from pipeline.clip.pretrain import pretrain_here
 
-        descriptor, trained, history = pretrain_here(request, manifest, device, work, runtime)
+        descriptor, trained, history = pretrain_here(request, manifest, device, work, runtime, out_dir)
         metrics.update(trained, precision=runtime.precision)
     elif request["source"] == "open_clip":  # loaded and checked now, before any CAM stage spends hours on it
         from pipeline.clip.models import load_open_clip
@@ -47,6 +48,8 @@ def build_clip(
     else:
         descriptor = {**request, "weights_sha256": weights or {}}
     write_json(work / DESCRIPTOR_NAME, descriptor)
+    if request["source"] != "pretrain_here":  # nothing trained here: no curves
+        empty_curves(out_dir)
     write_history(out_dir / "curve.csv", history, ("epoch", "loss", "val_zero_shot_mAP", "val_zero_shot_mAP_cosine"))
     write_json(out_dir / "metrics.json", metrics)
     publish_directory(work, model_dir)

@@ -12,6 +12,7 @@ into the curve; the images of that split are never trained on.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from pipeline.data.loading import ClassificationDataset
 from pipeline.data.manifest import Manifest
 from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
 from pipeline.io import sha256_file, write_torch
+from pipeline.live import LIVE_DIR
 from pipeline.params import SyntheticDataParams
 from pipeline.tracking import progress
 from pipeline.trainer import epoch_seed, run_epochs, warmup_cosine
@@ -111,9 +113,10 @@ class TextTargets:
 
 def pretrain_stand_in(
     params: StandInClipParams, look: SyntheticDataParams, manifest: Manifest, device: torch.device,
-    checkpoint: Path, seed: int = 0, runtime: TrainingRuntime = PLAIN_RUNTIME,
+    checkpoint: Path, seed: int = 0, runtime: TrainingRuntime = PLAIN_RUNTIME, live_out: Path | None = None,
 ) -> tuple[Clip, list[dict[str, float]]]:  # fmt: skip
-    """Train the stand-in; return it (eval mode) and its per-epoch curve (loss, zero-shot val mAP)."""
+    """Train the stand-in; return it (eval mode) and its per-epoch curve (loss, zero-shot val mAP); live
+    curves in ``live_out`` (:mod:`pipeline.live`)."""
     torch.manual_seed(seed)
     config = stand_in_config(params)
     model = build_from_config(config).to(device)
@@ -152,19 +155,21 @@ def pretrain_stand_in(
         return {"val_zero_shot_mAP": scores["softmax"], "val_zero_shot_mAP_cosine": scores["cosine"]}
 
     history = run_epochs("pretrain_clip", model, optimizer, scheduler, loader, step, params.epochs, seed,
-                         checkpoint, clamp_scale, after_epoch, runtime)  # fmt: skip
+                         checkpoint, clamp_scale, after_epoch, runtime, live_out, system=runtime.system)  # fmt: skip
     model.eval().requires_grad_(False)
     return clip, history
 
 
 def pretrain_here(
     request: dict[str, Any], manifest: Manifest, device: torch.device, work: Path,
-    runtime: TrainingRuntime = PLAIN_RUNTIME,
+    runtime: TrainingRuntime = PLAIN_RUNTIME, live_out: Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, float]]]:  # fmt: skip
-    """Pretrain the stand-in of a ``pretrain_here`` request in ``work``: its descriptor, metrics and curve."""
+    """Pretrain the stand-in of a ``pretrain_here`` request in ``work``: its descriptor, metrics and curve
+    (live curves in ``live_out``)."""
     params = StandInClipParams(**request["pretrain_here"])
     look = SyntheticDataParams(**request["look"])
-    clip, history = pretrain_stand_in(params, look, manifest, device, work / "checkpoint.pt", request["seed"], runtime)
+    clip, history = pretrain_stand_in(params, look, manifest, device, work / "checkpoint.pt", request["seed"], runtime,
+                                      live_out)  # fmt: skip
     write_torch(work / STAND_IN_WEIGHTS, stand_in_state(clip.model))
     descriptor = {"source": "pretrain_here", "config": stand_in_config(params), "weights": STAND_IN_WEIGHTS,
                   "weights_sha256": sha256_file(work / STAND_IN_WEIGHTS)}  # fmt: skip
@@ -173,4 +178,5 @@ def pretrain_here(
                "val_zero_shot_mAP_cosine": history[-1]["val_zero_shot_mAP_cosine"],
                "zero_shot_scores": "softmax over the class prompts (cosine: raw cosine)"}  # fmt: skip
     (work / "checkpoint.pt").unlink()
+    shutil.rmtree(work / LIVE_DIR, ignore_errors=True)  # the curves are in live_out; work becomes the model folder
     return descriptor, metrics, history

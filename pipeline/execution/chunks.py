@@ -27,7 +27,7 @@ import numpy as np
 
 from pipeline.execution.params import ExecutionParams
 from pipeline.io import inside, write_label_png
-from pipeline.tracking import ProgressBar, forward_warnings, in_prefect_run, info
+from pipeline.tracking import ProgressBar, debug, forward_warnings, in_prefect_run
 
 Chunks = list[list[str]]  # image ids, chunk by chunk
 JOURNAL_PREFIX = ".computed-"  # dot names are never published (pipeline.io.pack_zip)
@@ -128,9 +128,8 @@ def _compute_chunk(job: ImageJob, image_ids: list[str]) -> ChunkResult:
     for group in loaded.groups(pending):
         _compute_group(loaded, group, result, journal)
     result.seconds = round(time.perf_counter() - start, 3)
-    if in_prefect_run():
-        info(f"{len(image_ids)} images on {result.worker}: {result.computed} computed, "
-             f"{result.already_done} already done, {len(result.failures)} failed, {result.seconds:.1f} s")  # fmt: skip
+    debug(f"{len(image_ids)} images on {result.worker}: {result.computed} computed, {result.already_done} already "
+          f"done, {len(result.failures)} failed, {result.seconds:.1f} s")  # fmt: skip
     return result
 
 

@@ -88,7 +88,7 @@ def train_irn(
         return network.training_step(images, labels, training.radius), len(images)
 
     history = run_epochs("train_irn", network, optimizer, scheduler, loader, step, epochs, seed,
-                         work / "checkpoint.pt", runtime=runtime)  # fmt: skip
+                         work / "checkpoint.pt", runtime=runtime, live_out=out_dir, system=runtime.system)  # fmt: skip
     write_torch(out_dir / MODEL_NAME, {
         "method": "irn", "arch": arch, "trunk_stride": trunk_stride, "network": params.network.model_dump(mode="json"),
         "mean": list(normalisation[0]), "std": list(normalisation[1]),

@@ -26,11 +26,12 @@ from pipeline.params import SegmenterParams
 from pipeline.segmentation import SEGMENTERS
 from pipeline.trainer import EpochLoader, epoch_seed, run_epochs, spread, write_history
 from pipeline.tta import multiscale_sum, size_multiple
-from pipeline.voc import IGNORE_INDEX
+from pipeline.voc import IGNORE_INDEX, blend_labels, voc_palette
 
 MODEL_NAME = "model.pt"
 CHECKPOINT_NAME = "checkpoint.pt"
 TRAIN_FIGURE_IMAGES = 64  # the train-set mIoU: a fixed subset this size, spread over the split
+VAL_IMAGES_SHOWN = 4  # val images in the live log's prediction strips
 
 
 def label_source(manifest: Manifest, entry: Entry, labels: FileTree | None) -> tuple[FileTree, str]:
@@ -45,14 +46,14 @@ def segmenter_fit(manifest: Manifest, params: SegmenterParams) -> ViewFit:
 
 
 class SegmentationDataset(Dataset):
-    """(image, label) pairs of the train split with joint random scale (after ``fit``), flip and crop (label
-    padded with 255)."""
+    """(image, label) pairs of the train split (or ``split``, with ground truth) with joint random scale (after
+    ``fit``), flip and crop (label padded with 255)."""
 
     def __init__(self, manifest: Manifest, labels: Path | None, params: SegmenterParams, seed: int,
-                 fit: ViewFit = AS_STORED) -> None:  # fmt: skip
+                 fit: ViewFit = AS_STORED, split: str = "train") -> None:  # fmt: skip
         self.manifest, self.params, self.seed, self.fit = manifest, params, seed, fit
         self.labels = FileTree(labels) if labels is not None else None
-        self.entries = manifest.entries("train")
+        self.entries = manifest.entries(split)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -127,8 +128,19 @@ def train_segmenter(
         images, targets = batch[0].to(device), batch[1].to(device)
         return {"cross_entropy": segmentation_loss(model(images), targets)}, int((targets != IGNORE_INDEX).sum())
 
+    validation = SegmentationDataset(manifest, None, params, seed, fit, split="val")
+
+    def validate(epoch: int) -> dict[str, float]:  # logged only: the last epoch is always the one kept
+        return {"val_mIoU": miou_figure(model, validation, device, runtime.validation_images)["miou"]}
+
+    def images(epoch: int) -> dict[str, Any]:
+        if not runtime.images_every or epoch % runtime.images_every:
+            return {}
+        return {f"val/epoch-{epoch:03d}.png": prediction_strip(model, validation, device, VAL_IMAGES_SHOWN)}
+
     history = run_epochs(name, model, optimizer, scheduler, loader, step, epochs, seed, work / CHECKPOINT_NAME,
-                         runtime=runtime)  # fmt: skip
+                         after_epoch=validate if runtime.validation_images else None, runtime=runtime,
+                         live_out=out_dir, epoch_images=images, system=runtime.system)  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     saved = {"params": params.model_dump(mode="json"), "classes": list(manifest.classes),
              "state_dict": model.state_dict()}  # fmt: skip
@@ -137,26 +149,51 @@ def train_segmenter(
     metrics = {"train_loss": history[-1]["loss"], "epochs": epochs, "steps": epochs * loader.batches,
                "rescale": fit.mode, "train_median_size": manifest.sizes().describe(), **runtime.metrics(),
                "labels": "ground truth" if labels is None else str(labels),
-               "train": train_figure(model, dataset, device, TRAIN_FIGURE_IMAGES)}  # fmt: skip
+               "train": miou_figure(model, dataset, device, TRAIN_FIGURE_IMAGES)}  # fmt: skip
     write_json(out_dir / "metrics.json", metrics)
     remove_work(work)
     return metrics, history
 
 
 @torch.no_grad()
-def train_figure(model: torch.nn.Module, dataset: SegmentationDataset, device: torch.device, limit: int) -> dict:
-    """How well the network fits what it was trained on: mIoU against its training labels on a fixed subset of
-    ``limit`` train images spread over the split, each seen once at the scale training saw it (no flip)."""
+def miou_figure(model: torch.nn.Module, dataset: SegmentationDataset, device: torch.device, limit: int) -> dict:
+    """mIoU against the dataset's labels on a fixed subset of ``limit`` images spread over its split, each seen
+    once at the scale training saw it (no flip): with the train split's training labels, how well the network
+    fits what it learned; with val's ground truth, the per-epoch validation figure."""
     model.eval()
     num_labels = dataset.manifest.num_classes + 1
     confusion = np.zeros((num_labels, num_labels), np.int64)
     indices = spread(len(dataset), limit)
     for index in indices:
         image, label = dataset.pair(index)
-        scale = dataset.fit.scale(*image.shape[-2:])
-        logits, _ = multiscale_sum(model, image.to(device), (scale,), False, size_multiple(model))
-        confusion += confusion_matrix(logits.argmax(0).cpu().numpy(), label.numpy(), num_labels)
+        confusion += confusion_matrix(_predict(model, image, dataset.fit, device), label.numpy(), num_labels)
     return {"images": len(indices), "miou": summary(confusion)["miou"]}
+
+
+def _predict(model: torch.nn.Module, image: torch.Tensor, fit: ViewFit, device: torch.device) -> np.ndarray:
+    logits, _ = multiscale_sum(model, image.to(device), (fit.scale(*image.shape[-2:]),), False, size_multiple(model))
+    return logits.argmax(0).cpu().numpy()
+
+
+@torch.no_grad()
+def prediction_strip(model: torch.nn.Module, dataset: SegmentationDataset, device: torch.device, count: int):
+    """A PIL image of ``count`` images spread over the dataset's split, one row each: the image, its label and
+    the network's prediction, classes blended over the image in the VOC palette."""
+    from PIL import Image
+
+    model.eval()
+    palette = voc_palette()
+    rows = []
+    for index in spread(len(dataset), count):
+        entry = dataset.entries[index]
+        image, label = dataset.pair(index)
+        pixels = load_image(dataset.manifest, entry)
+        predicted = _predict(model, image, dataset.fit, device)
+        rows.append(np.concatenate([pixels, blend_labels(pixels, label.numpy(), palette),
+                                    blend_labels(pixels, predicted, palette)], axis=1))  # fmt: skip
+    width = max(row.shape[1] for row in rows)
+    rows = [np.pad(row, ((0, 2), (0, width - row.shape[1]), (0, 0)), constant_values=255) for row in rows]
+    return Image.fromarray(np.concatenate(rows, axis=0))
 
 
 def load_segmenter(checkpoint: Path, params: SegmenterParams, num_classes: int, device: torch.device):

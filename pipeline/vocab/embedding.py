@@ -8,6 +8,7 @@ from functools import lru_cache
 import numpy as np
 
 from pipeline.device import resolve_device
+from pipeline.tracking import info
 
 
 @lru_cache(maxsize=1)
@@ -21,5 +22,9 @@ def _model():
 
 
 def encode(texts: list[str]) -> np.ndarray:
-    """L2-normalised embeddings, one row per text."""
-    return np.asarray(_model().encode(texts, batch_size=256, normalize_embeddings=True), dtype=np.float32)
+    """L2-normalised embeddings, one row per text (a progress bar of its batches when there are several)."""
+    model = _model()
+    if len(texts) > 256:
+        info(f"vocab: embedding {len(texts)} words with MiniLM")
+    return np.asarray(model.encode(texts, batch_size=256, normalize_embeddings=True,
+                                   show_progress_bar=len(texts) > 256), dtype=np.float32)  # fmt: skip
