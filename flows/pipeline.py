@@ -23,7 +23,7 @@ import networkx as nx
 from prefect import flow, task
 from prefect.states import State
 
-from pipeline.tracking import DVC_HASH_ENV, PARENT_TASK_RUN_ENV, PIPELINE_RUN_ENV, report
+from pipeline.tracking import DVC_HASH_ENV, PARENT_TASK_RUN_ENV, PIPELINE_RUN_ENV, experiment_name, git_commit, report
 
 
 def stage_order(targets: list[str] | None = None, repo_dir: Path = Path(".")) -> list[str]:
@@ -100,7 +100,17 @@ def streamed(command: list[str], env: dict[str, str]) -> tuple[str, int]:
     return b"".join(chunks).decode(errors="replace"), process.wait()
 
 
-@flow(name="wsss-pipeline", log_prints=True)
+def pipeline_run_name() -> str:
+    """``flows.pipeline <stages> / <experiment> / <commit>``: which run of the DAG this is, at a glance."""
+    from prefect.runtime import flow_run
+
+    stages = flow_run.parameters.get("stages") or ["all"]
+    commit = git_commit()
+    short = commit[:8] + ("+dirty" if commit.endswith("+dirty") else "") if commit else None
+    return " / ".join(filter(None, ["flows.pipeline " + " ".join(stages), experiment_name(), short]))
+
+
+@flow(name="wsss-pipeline", log_prints=True, flow_run_name=pipeline_run_name)
 def pipeline_flow(stages: list[str] | None = None) -> list[dict[str, str | float]] | State:
     """Reproduce the selected stages (default: all) and what they depend on, in DAG order, as ``dvc repro``;
     stop at the first that fails (the run is failed with its one line)."""

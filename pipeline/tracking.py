@@ -384,10 +384,11 @@ def prefect_answers(name: str) -> bool:
     """Whether the Prefect API of PREFECT_API_URL answers its health check; if not, one line on stderr saying
     how to start it or run without it (the stage then runs plainly)."""
     from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
     url = os.environ["PREFECT_API_URL"]
-    try:
-        with get_client(sync_client=True) as client:
+    try:  # one try: a server that is not there is not retried for a minute before the line
+        with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}), get_client(sync_client=True) as client:
             error = client.api_healthcheck()
     except Exception as failure:  # a malformed URL, a refused connection while opening
         error = failure

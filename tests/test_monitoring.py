@@ -86,7 +86,7 @@ def test_a_server_killed_mid_training_leaves_the_stage_to_finish_with_the_same_o
 
 
 def test_an_unreachable_server_at_the_start_is_one_line_and_the_stage_runs(project: Path) -> None:
-    env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api", "PREFECT_CLIENT_MAX_RETRIES": "0",
+    env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # fmt: skip
     result = run([sys.executable, "-m", "stages.prepare_data"], project, env=env)
     lines = [line for line in result.stderr.splitlines() if "Prefect" in line]
