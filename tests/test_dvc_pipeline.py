@@ -165,6 +165,10 @@ def test_new_synonyms_rerun_only_the_selection_and_poles_training(reproduced_pro
     prompts = json.loads((project / "artifacts/coarse/prompts.json").read_text())
     assert prompts["method"] == "pole" and prompts["baseline"] == "cam" and len(prompts["choices"]) == 24
     assert json.loads((project / "artifacts/coarse/prompt_stats.json").read_text())["pairs"] > 0
+    for stage in ("clip", "coarse"):  # the stand-in CLIP's and the first phase's live curves (pipeline/live.py)
+        curves = project / "artifacts" / stage / "live/plots/metrics"
+        assert (curves / "train/loss.tsv").is_file() and (curves / "train/grad_norm.tsv").is_file()
+    assert (project / "artifacts/clip/live/plots/metrics/val/zero_shot_mAP.tsv").is_file()
     losses = assert_training_resumes(project, "train_classifier", "artifacts/classifier", 3)  # same bytes again
     assert losses.splitlines()[0] == ("epoch,loss,object,background,suppression,area,val_exact_match,val_f1_macro,"
                                       "val_mAP")  # fmt: skip
