@@ -129,8 +129,8 @@ class TrainingLog:
         self.samples += samples
         self.global_step += 1
         if self.curves is not None:
-            if self.pending:
-                self.curves.next_step()
+            if self.pending:  # next step; DVCLive's next_step() would also rewrite its summary: once an epoch
+                self.curves.step += 1
             for key, value in losses.items():
                 self.curves.log_metric(f"train/{key}", value)
             for group, value in learning_rates.items():
