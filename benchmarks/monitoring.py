@@ -1,7 +1,7 @@
 """What live monitoring costs a training run: the shared epoch loop without logs, with the DVCLive curves, and
 with the curves and the system monitor, as ratios of steps/s in one run.
 
-    python -m benchmarks.monitoring [--steps 300] [--size 64]
+    python -m benchmarks.monitoring [--steps 1000] [--size 64]
 
 A small ConvNet on random 64 px batches of 8 (steps of a few milliseconds on a CPU: the worst case for
 per-step logging, whose cost is fixed per step); each setting runs in a fresh work folder, alternating, three
@@ -50,7 +50,7 @@ def steps_per_second(steps: int, size: int, live: bool, system: bool) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--size", type=int, default=64)
     args = parser.parse_args()
     settings = {"no live logs": (False, False), "DVCLive curves": (True, False), "curves + system": (True, True)}
