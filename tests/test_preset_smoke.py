@@ -28,8 +28,9 @@ SMOKE_SAM_POINTS = 4  # FMA's 32 per side: 2,048 prompts per image with the crop
 
 
 def test_every_preset_file_is_in_a_run() -> None:
+    """Every paper-scale preset; ``smoke.yaml`` is the tests' own tiny project, which every DVC test runs."""
     in_runs = {name for presets in preset_runs.RUNS.values() for name in presets}
-    assert {p.stem for p in (REPO / "presets").glob("*.yaml")} == in_runs
+    assert {p.stem for p in (REPO / "presets").glob("*.yaml")} - {"smoke"} == in_runs
 
 
 @pytest.fixture(scope="session")
