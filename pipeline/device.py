@@ -8,14 +8,19 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from pipeline.execution.world import WORKER_ENV, World, current_world
+
 if TYPE_CHECKING:
     from pipeline.params import PipelineParams
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """Map ``auto | cpu | cuda | cuda:N`` to a device; ``auto`` takes CUDA when present."""
+    """Map ``auto | cpu | cuda | cuda:N`` to a device; ``auto`` takes CUDA when present. A process of a
+    data-parallel run given ``auto`` or ``cuda`` takes the GPU of its local rank."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and current_world().distributed:
+        name = f"cuda:{current_world().local_rank}"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device: '{name}' was requested but CUDA is not available on this machine (set device: "
@@ -40,13 +45,16 @@ class TrainingRuntime:
     precision (``precision`` in params): ``fp32``, or autocast to ``bf16`` / ``fp16`` for the forward pass and the
     losses, with a gradient scaler for ``fp16`` (the weights and the optimiser stay fp32); and what the run logs
     while it trains (``monitoring`` in params: the per-epoch validation subset, prediction images every so many
-    epochs, system figures)."""
+    epochs, system figures); and this process's place among the run's data-parallel processes
+    (``execution.training``; :mod:`pipeline.distributed`) with their ``backend``."""
 
     loader: dict[str, Any] = field(default_factory=dict)
     precision: str = "fp32"
     validation_images: int = 0
     images_every: int = 0
     system: bool = False
+    world: World = World()
+    backend: str = "auto"
 
     def autocast(self, device: torch.device) -> torch.autocast:
         return autocast(device, self.precision)
@@ -62,18 +70,24 @@ class TrainingRuntime:
                 **({"loader_workers": workers} if workers else {})}  # fmt: skip
 
     def metrics(self) -> dict[str, Any]:
-        """The settings that change a training stage's numbers, for its metrics."""
-        return {"precision": self.precision, "loader_workers": self.loader.get("num_workers", 0)}
+        """The settings that change a training stage's numbers, for its metrics (the processes, when several)."""
+        return {"precision": self.precision, "loader_workers": self.loader.get("num_workers", 0),
+                **({"processes": self.world.size} if self.world.distributed else {})}  # fmt: skip
 
 
 PLAIN_RUNTIME = TrainingRuntime()  # fp32, no loader workers: what a training function runs without a runtime
 
 
 def training_runtime(params: PipelineParams, device: torch.device) -> TrainingRuntime:
-    """A training stage's runtime on ``device`` from ``loader_workers`` and ``precision``."""
-    monitoring = params.monitoring
+    """A training stage's runtime on ``device`` from ``loader_workers``, ``precision``, ``monitoring`` and this
+    process's place among ``execution.training.processes``."""
+    monitoring, training, world = params.monitoring, params.execution.training, current_world()
+    if os.environ.get(WORKER_ENV) and world.size != training.processes:
+        raise ValueError(f"execution.training.processes is {training.processes} but its launcher started "
+                         f"{world.size} processes ({training.launcher or 'this machine'})")  # fmt: skip
     return TrainingRuntime(loader_options(params.loader_workers, device), params.precision,
-                           monitoring.validation_images, monitoring.images_every, monitoring.system)  # fmt: skip
+                           monitoring.validation_images, monitoring.images_every, monitoring.system, world,
+                           training.backend)  # fmt: skip
 
 
 def loader_options(workers: int | None, device: torch.device) -> dict[str, Any]:

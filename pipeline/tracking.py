@@ -21,10 +21,13 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 from pipeline import redaction
+from pipeline.execution.world import RELAY_ENV, current_world
 
 T = TypeVar("T")
 log = logging.getLogger("pipeline")
 PROGRESS_SECONDS_ENV = "WSSS_PROGRESS_SECONDS"  # how often Prefect progress artifacts are updated (default 2 s)
+RELAY_MARK = "\x1ewsss-relay "  # starts a line of monitoring a training process relays to its stage
+RELAY_SECONDS = 0.5  # how often a relayed progress bar reports its count
 
 
 class _Monitoring:
@@ -62,6 +65,24 @@ def monitoring_lost(what: str, error: BaseException) -> None:
                 logger.removeHandler(handler)
 
 
+def relaying() -> bool:
+    """Whether this process is a training process whose stage relays its monitoring (pipeline/execution/launch.py)."""
+    return bool(os.environ.get(RELAY_ENV))
+
+
+def relay(event: str, **fields: Any) -> None:
+    """Send one monitoring event to the stage that started this process (a line on stdout); if that stage is
+    gone, end this process: nobody would read its results."""
+    import json
+
+    line = RELAY_MARK + json.dumps({"event": event, "rank": current_world().rank, **fields}, default=str)
+    try:
+        sys.__stdout__.write(line + "\n")
+        sys.__stdout__.flush()
+    except BrokenPipeError:
+        os._exit(1)
+
+
 def in_prefect_run() -> bool:
     """Whether a Prefect flow or task run is active here and Prefect still answers (never imports Prefect when
     nothing else has)."""
@@ -86,7 +107,13 @@ def artifact_key(text: str) -> str:
 
 
 def info(message: str) -> None:
-    """Log to the terminal and, inside a flow run, to the Prefect run log."""
+    """Log to the terminal and, inside a flow run, to the Prefect run log (a training process: to its stage's;
+    a process other than rank 0 tags its lines with its rank)."""
+    if relaying():
+        relay("info", message=message)
+        return
+    if current_world().rank:
+        message = f"[rank {current_world().rank}] {message}"
     if in_prefect_run():
         from prefect import get_run_logger
 
@@ -98,7 +125,9 @@ def info(message: str) -> None:
 def debug(message: str) -> None:
     """A detail (one per-image chunk's account) at debug level: in the terminal and the Prefect run log only
     when their level is lowered to DEBUG (``PREFECT_LOGGING_LEVEL=DEBUG``)."""
-    if in_prefect_run():
+    if relaying():
+        relay("debug", message=message)
+    elif in_prefect_run():
         from prefect import get_run_logger
 
         best_effort("log", lambda: get_run_logger().debug(message))
@@ -109,13 +138,19 @@ def debug(message: str) -> None:
 class ProgressBar:
     """A tqdm bar advanced by counts; inside a flow run also a Prefect progress artifact whose description
     gives the count, the rate and the time left, updated at most every ``every`` seconds (default: the
-    ``WSSS_PROGRESS_SECONDS`` variable, else 2) and at the end."""
+    ``WSSS_PROGRESS_SECONDS`` variable, else 2) and at the end. Of a data-parallel run's processes only rank 0
+    shows one; a training process relays it to its stage, which shows it."""
 
     def __init__(self, total: int | None, desc: str, unit: str = "it", every: float | None = None) -> None:
         every = float(os.environ.get(PROGRESS_SECONDS_ENV, "2")) if every is None else every
         self.total, self.desc, self.unit, self.every = total, desc, unit, every
         self.done, self.start, self.last = 0, time.monotonic(), 0.0
-        self.bar = tqdm(total=total, desc=desc, unit=f" {unit}", dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
+        self.relayed = relaying() and current_world().main
+        self.relayed_count = 0
+        if self.relayed:
+            relay("bar", id=str(id(self)), total=total, desc=desc, unit=unit)
+        self.bar = tqdm(total=total, desc=desc, unit=f" {unit}", dynamic_ncols=True, mininterval=1.0, file=sys.stderr,
+                        disable=relaying() or not current_world().main)  # fmt: skip
         self.artifact_id = None
         if in_prefect_run() and total:
             from prefect.artifacts import create_progress_artifact
@@ -137,6 +172,9 @@ class ProgressBar:
         self.done += count
         self.bar.update(count)
         finished = self.total is not None and self.done >= self.total
+        if self.relayed and (time.monotonic() - self.last > RELAY_SECONDS or finished):
+            relay("bar", id=str(id(self)), count=self.done - self.relayed_count)
+            self.relayed_count, self.last = self.done, time.monotonic()
         if self.artifact_id is not None and in_prefect_run() and (time.monotonic() - self.last > self.every or
                                                                     finished):  # fmt: skip
             from prefect.artifacts import update_progress_artifact
@@ -149,6 +187,11 @@ class ProgressBar:
         return self
 
     def close(self) -> None:
+        if self.relayed:
+            if self.done > self.relayed_count:
+                relay("bar", id=str(id(self)), count=self.done - self.relayed_count)
+            relay("bar", id=str(id(self)), done=True)
+            self.relayed = False
         self.bar.close()
 
     def __exit__(self, *exc: object) -> None:
@@ -178,6 +221,8 @@ class MetricsTable:
         self.title, self.artifact_id = title, None
 
     def update(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows and relaying() and current_world().main:
+            relay("table", title=self.title, rows=list(rows))
         if not rows or not in_prefect_run():
             return
         table = [{key: _rounded(value) for key, value in row.items()} for row in rows]
@@ -220,7 +265,9 @@ def inline_image_markdown(title: str, png: Path, width: int = 960) -> str:
 def image_artifact(title: str, png: Path) -> None:
     """Inside a flow run, show a PNG (an overlay grid, a plot) as a markdown artifact, so the run page shows it
     without a file server."""
-    if in_prefect_run():
+    if relaying() and current_world().main:
+        relay("image", title=title, png=str(Path(png).resolve()))
+    elif in_prefect_run():
         from prefect.artifacts import create_markdown_artifact
 
         best_effort("image artifact", create_markdown_artifact, markdown=inline_image_markdown(title, png),
@@ -228,7 +275,12 @@ def image_artifact(title: str, png: Path) -> None:
 
 
 def report(title: str, rows: Sequence[dict[str, Any]], notes: str = "") -> str:
-    """Render rows as a markdown table; print it, and publish it as a Prefect artifact in a flow run."""
+    """Render rows as a markdown table; print it, and publish it as a Prefect artifact in a flow run (a training
+    process: rank 0 relays it to its stage)."""
+    if relaying():
+        if current_world().main:
+            relay("report", title=title, rows=list(rows), notes=notes)
+        return ""
     if rows:
         header = list(rows[0])
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -361,14 +413,15 @@ def run_stage(
     dies during the stage warns once and the stage finishes, with the same outputs. Expected failures (bad
     params, bad data, missing weights, unreadable or unwritable files, a diverged loss) print one clear line
     naming the file or key and exit non-zero, with or without Prefect (where the flow run is marked failed with
-    that line, no traceback). No secret reaches the terminal, a log or Prefect (pipeline/redaction.py).
+    that line, no traceback). No secret reaches the terminal, a log or Prefect (pipeline/redaction.py). Of the
+    processes of a data-parallel training run started by torchrun, only rank 0 makes a flow run.
     """
     redaction.install()
     _terminal_logging()
     choices = choices or {}
     _Subject.text = "-".join(filter(None, [choices.get("cam.method"), choices.get("cam.backbone")]))
     try:
-        if os.environ.get("PREFECT_API_URL") and prefect_answers(name):
+        if os.environ.get("PREFECT_API_URL") and current_world().main and prefect_answers(name):
             flat = {key.replace(".", "_"): value for key, value in choices.items()}  # cam_method: pole
             _run_as_flow(name, body, {**flat, **parameters}, run_name(name, choices), run_tags(name, choices),
                          task_runner)  # fmt: skip

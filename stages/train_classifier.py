@@ -34,4 +34,4 @@ def body(params: PipelineParams) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run("train_classifier", __doc__, body, ["seed", "cam"]))
+    sys.exit(run("train_classifier", __doc__, body, ["seed", "cam"], trains=lambda p: type(p.cam.selected()).trains))

@@ -15,8 +15,13 @@ from stages import run
 CAM_ROLES = ("first_phase",)  # the CAM methods this stage runs (pipeline/code_closure.py)
 
 
+def training_request() -> dict:
+    """What the first phase trains (``method: none`` for a one-phase method: a placeholder)."""
+    return json.loads((layout.COARSE_REQUEST / "training.json").read_text())
+
+
 def body(params: PipelineParams) -> None:
-    request = json.loads((layout.COARSE_REQUEST / "training.json").read_text())
+    request = training_request()
     device = resolve_device(params.device)
     metrics = train_coarse(request, load_manifest(layout.DATASET), layout.DATASET, device, layout.COARSE,
                            training_runtime(params, device))  # fmt: skip
@@ -24,4 +29,4 @@ def body(params: PipelineParams) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run("train_coarse", __doc__, body, ["device"]))
+    sys.exit(run("train_coarse", __doc__, body, ["device"], trains=lambda _: training_request()["method"] != "none"))

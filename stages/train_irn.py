@@ -35,4 +35,4 @@ def body(params: PipelineParams) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run("train_irn", __doc__, body, ["refine", "cam"]))
+    sys.exit(run("train_irn", __doc__, body, ["refine", "cam"], trains=lambda p: p.refine.method == "irn"))

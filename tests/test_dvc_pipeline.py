@@ -79,9 +79,10 @@ def test_repro_caching_and_method_swapping(reproduced_template: tuple[Path, str]
     edit(project, lambda p: p["refine"]["affinity"].update(beta=8.0))
     assert executed(dvc(project, "repro").stdout) == set()
     # The runner is not tracked: sam_masks and refine rerun by hand on a 2-worker local Dask cluster publish the
-    # same bytes, and DVC still finds everything up to date.
+    # same bytes, and DVC still finds everything up to date; nor are the training processes.
     published = {name: (project / "artifacts" / name).read_bytes() for name in ("proposals.zarr.zip", "refined.zip")}
-    edit(project, lambda p: p.update(execution={"runner": "local", "workers": 2, "chunk_size": 5}))
+    edit(project, lambda p: p.update(execution={"runner": "local", "workers": 2, "chunk_size": 5,
+                                                "training": {"processes": 2, "launcher": "srun", "backend": "gloo"}}))
     for stage in ("sam_masks", "refine"):
         run([sys.executable, "-m", f"stages.{stage}"], project)
     assert {name: (project / "artifacts" / name).read_bytes() for name in published} == published

@@ -24,6 +24,7 @@ from pipeline.data.loading import ClassificationDataset
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
 from pipeline.data.sizes import AS_STORED, ViewFit, resolve_rescale, scheduled_epochs
 from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
+from pipeline.execution.world import leave_unless_main
 from pipeline.io import fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.live import empty_curves
 from pipeline.tracking import progress
@@ -61,6 +62,7 @@ def train_cam_method(
     fit = view_fit(cam, manifest)
     history, steps = train_epochs(model, params.training, manifest, seed, device, work, seeds, runtime,
                                   fit, out_dir) if trains else ([], 0)  # fmt: skip
+    leave_unless_main(runtime.world)
     save_cam_method(out_dir / MODEL_NAME, cam, tuple(manifest.classes), model)
     write_history(out_dir / "loss.csv", history)  # a training-free method: the header alone
     if not trains:

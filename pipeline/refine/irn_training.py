@@ -24,6 +24,7 @@ from pipeline.data.loading import IMAGENET_MEAN, IMAGENET_STD, ClassificationDat
 from pipeline.data.manifest import MANIFEST_NAME, Manifest
 from pipeline.data.sizes import scheduled_epochs
 from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
+from pipeline.execution.world import leave_unless_main
 from pipeline.io import fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.params import IrnRefineParams
 from pipeline.refine.irn import BoundaryNetwork
@@ -89,6 +90,7 @@ def train_irn(
 
     history = run_epochs("train_irn", network, optimizer, scheduler, loader, step, epochs, seed,
                          work / "checkpoint.pt", runtime=runtime, live_out=out_dir, system=runtime.system)  # fmt: skip
+    leave_unless_main(runtime.world)
     write_torch(out_dir / MODEL_NAME, {
         "method": "irn", "arch": arch, "trunk_stride": trunk_stride, "network": params.network.model_dump(mode="json"),
         "mean": list(normalisation[0]), "std": list(normalisation[1]),

@@ -20,6 +20,7 @@ from pipeline.data.loading import augment, load_image, read_training_label, to_t
 from pipeline.data.manifest import MANIFEST_NAME, Entry, Manifest
 from pipeline.data.sizes import AS_STORED, ViewFit, resolve_rescale, scheduled_epochs
 from pipeline.device import PLAIN_RUNTIME, TrainingRuntime
+from pipeline.execution.world import leave_unless_main
 from pipeline.io import FileTree, fingerprint, remove_work, work_directory, write_json, write_torch
 from pipeline.metrics import confusion_matrix, summary
 from pipeline.params import SegmenterParams
@@ -141,6 +142,7 @@ def train_segmenter(
     history = run_epochs(name, model, optimizer, scheduler, loader, step, epochs, seed, work / CHECKPOINT_NAME,
                          after_epoch=validate if runtime.validation_images else None, runtime=runtime,
                          live_out=out_dir, epoch_images=images, system=runtime.system)  # fmt: skip
+    leave_unless_main(runtime.world)
     out_dir.mkdir(parents=True, exist_ok=True)
     saved = {"params": params.model_dump(mode="json"), "classes": list(manifest.classes),
              "state_dict": model.state_dict()}  # fmt: skip

@@ -44,6 +44,7 @@ from pipeline.cams.methods.plain_cam.model import multilabel_soft_margin_loss
 from pipeline.cams.methods.usage.params import UsageParams
 from pipeline.cams.network import ActivationNetwork
 from pipeline.cams.registry import CAM_METHODS
+from pipeline.distributed import process_mean
 
 
 def with_background(activations: torch.Tensor, background: float) -> torch.Tensor:
@@ -128,6 +129,7 @@ class Usage(CamModel):
         scores = tempered_scores(student, self.params.background, self.tau1)
         momentum = self.params.status_momentum
         score = classification_score(scores.detach(), targets)
+        score = process_mean(score, int((targets.sum(dim=1) > 0).sum()), 0.5)  # the whole batch's, under DDP
         self.learning_status.mul_(momentum).add_((1 - momentum) * score)
         regularisation = regularisation_loss(student, teacher, self.params.background, self.params.tau2)
         generation = generation_loss(scores, targets)

@@ -1,0 +1,190 @@
+"""Data-parallel training on two CPU processes (gloo): every CAM method, the segmenter and IRN; the data order
+of one process; a killed process resumed from, on two processes or one; monitoring relayed to Prefect; the
+DVC cache untouched by ``execution.training`` (tests/test_dvc_pipeline.py). World size 1 is today's code path,
+byte for byte: every other test runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from pipeline.device import TrainingRuntime
+from pipeline.execution.world import World
+from pipeline.trainer import EpochLoader, epoch_seed
+from tests.conftest import REPO, edit_params, free_port, project_env, run
+from tests.distributed_methods import main as train_methods
+from tests.test_cam_contract import vocab_outputs  # noqa: F401 - the methods' inputs in the test's folder
+from tests.test_prefect import artifacts_of, flow_runs
+
+# One process computes the same gradient as two where a method's losses are means over images, its network has
+# no BatchNorm in training mode (on the CPU each process normalises its own part; SyncBatchNorm needs CUDA) and
+# no loss compares the images of a batch with each other: plain CAM on a ViT, FMA (its double backward through
+# GradCAM) and USAGE on a ViT (its EMA teacher and learning status). The others differ by design: BatchNorm
+# (the ResNet methods: CAM, CLIMS, POLE, USAGE; APC's decoder) or batch-wide losses (APC's and PCC's contrast,
+# FMA's MCL).
+SAME_GRADIENT = ("cam-vit", "fma-only", "usage-vit")
+
+
+def torchrun(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m <module> args`` on two processes started by torchrun (they join by its variables)."""
+    env = {**project_env(), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
+               "127.0.0.1", "--master-port", str(free_port()), "-m", module, *args]  # fmt: skip
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return result
+
+
+def test_every_cam_method_trains_an_epoch_on_two_processes(tmp_path: Path) -> None:
+    torchrun("tests.distributed_methods", str(tmp_path / "two"), cwd=tmp_path)
+    train_methods(tmp_path / "one")
+    runs = sorted(path.name for path in (tmp_path / "one").glob("*-rank0.pt"))
+    assert len(runs) == 2 * 10  # every method that trains (not CLIP-ES), with its optimiser and with SGD
+    for name in runs:
+        one, rank0, rank1 = (torch.load(path, weights_only=True) for path in (
+            tmp_path / "one" / name, tmp_path / "two" / name, tmp_path / "two" / name.replace("rank0", "rank1")))
+        assert rank0["history"] == rank1["history"], name  # both log the whole batch's losses
+        for key, value in rank0["state"].items():  # DDP keeps the processes' weights (and EMA teacher) equal;
+            if "running_" not in key:  # BatchNorm statistics are each process's own on the CPU
+                assert torch.equal(value, rank1["state"][key]), f"{name}: {key} differs between the processes"
+        method = name.removesuffix("-rank0.pt").removesuffix("-sgd")
+        first_step = rank0["history"][0]
+        assert all(torch.isfinite(torch.tensor(v)) for v in first_step.values()), name
+        if method in SAME_GRADIENT and name.endswith("-sgd-rank0.pt"):
+            # USAGE's student draws its drop-path masks per process: its regulariser moves in the 3rd digit
+            assert first_step == pytest.approx(one["history"][0], rel=5e-3), name
+            for key, value in one["state"].items():
+                if value.is_floating_point():
+                    torch.testing.assert_close(rank0["state"][key], value, atol=1e-4, rtol=1e-3, msg=f"{name}: {key}")
+    learning_status = [torch.load(tmp_path / "two" / f"usage-vit-rank{r}.pt", weights_only=True)["state"]
+                       ["learning_status"] for r in (0, 1)]  # fmt: skip
+    assert learning_status[0] == learning_status[1] != 0.5  # the whole batch's score on both
+
+
+class Indices(torch.utils.data.Dataset):
+    def __init__(self, count: int) -> None:
+        self.count, self.epoch = count, 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+@pytest.mark.parametrize("count", [23, 24, 5])
+def test_the_processes_batches_at_a_step_are_the_one_process_batch(count: int) -> None:
+    dataset, batch = Indices(count), 8
+    one = EpochLoader(dataset, batch, seed=3)
+    processes = [EpochLoader(dataset, batch, 3, TrainingRuntime(world=World(rank, 4))) for rank in range(4)]
+    assert {loader.batches for loader in processes} == {one.batches}
+    for epoch in (0, 1):
+        expected = [sorted(b.tolist()) for b in one(epoch)]
+        parts = [[b.tolist() for b in loader(epoch)] for loader in processes]
+        together = [sorted(i for part in parts for i in part[step]) for step in range(len(parts[0]))]
+        if count >= batch:
+            assert together == expected
+        else:  # one step an epoch: each process takes count // 4 of the same permutation
+            assert len(together) == 1 and set(together[0]) <= set(expected[0]) and len(together[0]) == 4
+    drawn = DataLoader(dataset, batch, shuffle=True, generator=torch.Generator().manual_seed(epoch_seed(3, 1)))
+    assert [b.tolist() for b in drawn][0] == [b.tolist() for b in one(1)][0]
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"batch size 6 does not split over 4 processes \(execution.training"):
+        EpochLoader(Indices(24), 6, 0, TrainingRuntime(world=World(0, 4)))
+
+
+def processes(count: int, **segmenter: object):
+    def change(params: dict) -> None:
+        params["execution"]["training"]["processes"] = count
+        params["segmenter"].update(segmenter)
+
+    return change
+
+
+def stage(project: Path, name: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", f"stages.{name}"], project, check=check, env=env)
+
+
+def test_segmenter_and_irn_train_on_two_processes_the_stage_starts(reproduced_project: Path, prefect_api) -> None:
+    """The segmenter under a Prefect server: one flow run, every process's lines in its log tagged with the
+    rank, rank 0's progress, epoch table and report as its artifacts; IRN plainly, relayed to the terminal."""
+    project, (url, env) = reproduced_project, prefect_api
+    edit_params(project, processes(2))
+    edit_params(project, lambda p: p["refine"].update(method="irn"))
+    for name, out, prefect in (("train_segmenter", "segmenter", True), ("train_irn", "irn", False)):
+        result = stage(project, name, env={**env, "PREFECT_API_URL": url} if prefect else None)
+        output = result.stdout + result.stderr
+        assert f"{name}: starting 2 training processes on this machine" in output
+        assert f"[rank 1] {name}: rank 1 of 2 processes on cpu" in output
+        assert output.count(f"{name}: epoch 1/") == 1, output  # rank 0 logs the epochs
+        metrics = json.loads((project / "artifacts" / out / "metrics.json").read_text())
+        assert metrics["processes"] == 2 and metrics["train_loss"] > 0
+        assert (project / "artifacts" / out / "live").is_dir()
+    assert not (project / "artifacts" / ".work").exists()
+
+    (flow_run,) = flow_runs(url, "train_segmenter")
+    assert flow_run["state_type"] == "COMPLETED"
+    response = httpx.post(f"{url}/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run["id"]]}}})
+    messages = [log["message"] for log in response.json()]
+    for rank in (0, 1):
+        assert f"[rank {rank}] train_segmenter: rank {rank} of 2 processes on cpu" in messages
+    keys = {artifact["key"] for artifact in artifacts_of(url, flow_run["id"])}
+    expected = {"train-segmenter-metrics", "segmenter-on-pseudo-labels", "train-segmenter-progress"}
+    assert {f"{key}-cam-resnet" for key in expected} <= keys, keys
+
+
+def kill_a_process(project: Path, rank: int) -> subprocess.CompletedProcess:
+    """Start train_segmenter on two processes; SIGKILL the process of ``rank`` once the first epoch is
+    checkpointed; the stage's result."""
+    import psutil
+
+    stage_process = subprocess.Popen([sys.executable, "-m", "stages.train_segmenter"], cwd=project,
+                                     env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, killed = time.monotonic() + 300, False
+    while stage_process.poll() is None and time.monotonic() < deadline and not killed:
+        if list((project / "artifacts" / ".work").glob("segmenter-*/checkpoint.pt")):
+            for child in psutil.Process(stage_process.pid).children():
+                if child.environ().get("RANK") == str(rank):
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed = True
+        time.sleep(0.02)
+    stdout, stderr = stage_process.communicate(timeout=120)
+    assert killed, stdout + stderr
+    return subprocess.CompletedProcess(stage_process.args, stage_process.returncode, stdout, stderr)
+
+
+def test_a_killed_process_is_resumed_from_on_two_processes_or_one(reproduced_project: Path) -> None:
+    project = reproduced_project
+    edit_params(project, processes(2, epochs=2))
+    stage(project, "train_segmenter")
+    model = project / "artifacts/segmenter/model.pt"
+    uninterrupted = model.read_bytes()
+    model.unlink()
+
+    failed = kill_a_process(project, rank=1)
+    assert failed.returncode == 1
+    assert "the training process of rank 1 was killed by signal 9" in failed.stderr
+    assert "rerun to resume" in failed.stderr and "Traceback" not in failed.stderr
+    resumed = stage(project, "train_segmenter")
+    assert "train_segmenter: resuming after epoch" in resumed.stdout + resumed.stderr
+    assert model.read_bytes() == uninterrupted  # the same world size: the same bytes
+
+    model.unlink()
+    kill_a_process(project, rank=0)
+    edit_params(project, processes(1, epochs=2))
+    on_one = stage(project, "train_segmenter")
+    assert "train_segmenter: resuming after epoch" in on_one.stdout + on_one.stderr
+    metrics = json.loads((project / "artifacts/segmenter/metrics.json").read_text())
+    assert "processes" not in metrics and metrics["epochs"] == 2
