@@ -7,7 +7,8 @@ For the segmenter (DeepLabV3+ / ResNet-18, 96 px crops) and one ViT CAM method (
 96 px), ``--steps`` optimiser steps of a ``--batch`` global batch of random images through the epoch loop
 (:func:`pipeline.trainer.run_epochs`): once on one process with every core, once on two processes started by
 torchrun (gloo on the CPU, NCCL on CUDA; each process takes half of every batch and, on the CPU, half the
-cores), alternating, ``--rounds`` times; the medians. Start-up (imports, the process group) is not timed.
+cores), alternating, ``--rounds`` times; the medians. Only the second of two epochs is timed (not the
+start-up, the process group, the first steps).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from pipeline.execution.launch import free_port
 
 MODELS = ("segmenter", "cam-vit")
 SIZE, CLASSES = 96, 20
@@ -77,7 +80,7 @@ class RandomImages:
 
 
 def worker(model: str, steps: int, batch: int, out: Path) -> None:
-    """One process's part: ``steps`` steps after one warm-up step; rank 0 writes steps/s to ``out``."""
+    """One process's part: an epoch of ``steps`` steps after a warm-up epoch; rank 0 writes steps/s to ``out``."""
     import torch
 
     from pipeline.device import TrainingRuntime, resolve_device
@@ -88,20 +91,20 @@ def worker(model: str, steps: int, batch: int, out: Path) -> None:
     runtime = TrainingRuntime(world=world)
     network, step, optimizer = build(model, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    loader = EpochLoader(RandomImages(steps * batch), batch, 0, runtime)
+    ends: list[float] = []  # rank 0's clock at the end of each epoch: the first warms up, the second is timed
+
+    def epoch_end(epoch: int) -> dict[str, float]:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        ends.append(time.perf_counter())
+        return {}
+
     with tempfile.TemporaryDirectory() as work:
-        timed = {}
-        for epoch, count in enumerate((1, steps)):  # a warm-up epoch of one step, then the timed one
-            loader = EpochLoader(RandomImages(count * batch), batch, 0, runtime)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            run_epochs(model, network, optimizer, scheduler, loader, step, epoch + 1, 0, Path(work) / "checkpoint.pt",
-                       runtime=runtime, system=False)  # fmt: skip
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            timed[count] = time.perf_counter() - start
+        run_epochs(model, network, optimizer, scheduler, loader, step, 2, 0, Path(work) / "checkpoint.pt",
+                   after_epoch=epoch_end, runtime=runtime, system=False)  # fmt: skip
     if world.main:
-        out.write_text(json.dumps({"steps_per_s": steps / timed[steps], "device": str(device)}))
+        out.write_text(json.dumps({"steps_per_s": steps / (ends[1] - ends[0]), "device": str(device)}))
 
 
 def measure(model: str, processes: int, steps: int, batch: int) -> dict:
@@ -115,7 +118,7 @@ def measure(model: str, processes: int, steps: int, batch: int) -> dict:
             command = [sys.executable, *args]
         else:
             command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
-                       "--master-addr", "127.0.0.1", "--master-port", "29561", *args]  # fmt: skip
+                       "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *args]  # fmt: skip
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
         subprocess.run(command, check=True, env=env, capture_output=True, text=True)
         return json.loads(out.read_text())

@@ -46,6 +46,8 @@ def join_process_group(world: World, device: torch.device, backend: str = "auto"
     ``MASTER_ADDR`` / ``MASTER_PORT``); it is left when the process ends."""
     if dist.is_initialized():
         return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL's communicator on this process's GPU, not GPU 0
     store = os.environ.get(STORE_ENV)
     init = f"file://{store}" if store else "env://"
     dist.init_process_group(backend_for(device, backend), init_method=init, rank=world.rank, world_size=world.size)

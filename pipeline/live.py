@@ -79,6 +79,7 @@ class TrainingLog:
     def __init__(self, name: str, work: Path | None, out: Path | None, steps_done: int, system: bool = True) -> None:
         self.name, self.out, self.start = name, out, time.monotonic()
         self.samples, self.samples_start = 0, time.monotonic()
+        self.epoch_samples, self.epoch_start = 0, time.monotonic()  # for the epoch's samples/s in the table
         self.pending, self.failed = False, False
         self.table = MetricsTable(f"{name} metrics")
         self.rows: list[dict[str, Any]] = []
@@ -111,10 +112,10 @@ class TrainingLog:
         self._guarded(self._step, losses, learning_rates, grad_norm, samples)
 
     def epoch(self, epoch: int, losses: dict[str, float], validation: dict[str, float],
-              images: dict[str, Any] | None = None, samples_per_s: float | None = None) -> None:  # fmt: skip
+              images: dict[str, Any] | None = None) -> None:  # fmt: skip
         """Log an epoch's mean losses and validation figures at its last step, and ``images`` (name → PIL
-        image); update the Prefect table; copy the curves to the output folder."""
-        self._guarded(self._epoch, epoch, losses, validation, images, samples_per_s)
+        image); update the Prefect table (with the epoch's samples/s); copy the curves to the output folder."""
+        self._guarded(self._epoch, epoch, losses, validation, images)
 
     def _guarded(self, call: Any, *args: Any) -> None:
         """Run a logging call; on a failure warn once and log nothing more: the run goes on."""
@@ -128,6 +129,7 @@ class TrainingLog:
 
     def _step(self, losses: dict[str, float], learning_rates: dict[str, float], grad_norm: float, samples: int) -> None:
         self.samples += samples
+        self.epoch_samples += samples
         self.global_step += 1
         if self.curves is not None:
             if self.pending:  # next step; DVCLive's next_step() would also rewrite its summary: once an epoch
@@ -146,9 +148,10 @@ class TrainingLog:
                 self.samples, self.samples_start = 0, time.monotonic()
 
     def _epoch(self, epoch: int, losses: dict[str, float], validation: dict[str, float],
-               images: dict[str, Any] | None, samples_per_s: float | None) -> None:  # fmt: skip
-        rate = {"samples/s": round(samples_per_s, 2)} if samples_per_s is not None else {}
-        self.rows.append({"epoch": epoch, **losses, **validation, **rate,
+               images: dict[str, Any] | None) -> None:  # fmt: skip
+        rate = self.epoch_samples / max(time.monotonic() - self.epoch_start, 1e-9)
+        self.epoch_samples, self.epoch_start = 0, time.monotonic()
+        self.rows.append({"epoch": epoch, **losses, **validation, "samples/s": round(rate, 2),
                           "elapsed": clock(time.monotonic() - self.start)})  # fmt: skip
         self.table.update(self.rows)
         if self.curves is None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import math
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -164,7 +163,7 @@ def run_epochs(
                 torch.manual_seed(epoch_seed(seed, epoch))
                 model.train()
                 sums: dict[str, float] = {}
-                total_weight, steps, samples, epoch_start = 0, 0, 0, time.monotonic()
+                total_weight, steps = 0, 0
                 for batch in loader(epoch):
                     bar.advance()
                     with runtime.autocast(device):
@@ -172,9 +171,9 @@ def run_epochs(
                         loss = sum(losses.values())
                     values = {key: value.item() for key, value in {"loss": loss, **losses}.items()}
                     if world.distributed:  # the whole batch's values; this part's share of its gradient
-                        values, total = global_means(values, weight)
-                        loss = loss * (weight * world.size / total) if total else loss
-                        weight = total
+                        values, batch_weight = global_means(values, weight)
+                        loss = loss * (weight * world.size / batch_weight) if batch_weight else loss
+                        weight = batch_weight
                     if not math.isfinite(values["loss"]):
                         raise TrainingDiverged(name, epoch + 1, values, checkpoint if start or epoch else None)
                     optimizer.zero_grad(set_to_none=True)
@@ -191,16 +190,14 @@ def run_epochs(
                         sums[key] = sums.get(key, 0.0) + value * weight
                     total_weight += weight
                     steps += 1
-                    samples += batch_size(batch)
-                    live.step(values, rates, norm, batch_size(batch))
+                    live.step(values, rates, norm, batch_size(batch) * world.size)  # every process's part
                 means = {k: v / max(total_weight, 1) for k, v in sums.items()}
                 validation = after_epoch(epoch + 1) if after_epoch is not None and world.main else {}
                 history.append({"epoch": epoch + 1, **means, **validation, "steps": steps})
                 terms = " ".join(f"{k} {v:.4f}" for k, v in {**means, **validation}.items())
                 if world.main:
                     info(f"{name}: epoch {epoch + 1}/{epochs} {terms}")
-                live.epoch(epoch + 1, means, validation, epoch_images(epoch + 1) if epoch_images else None,
-                           samples / max(time.monotonic() - epoch_start, 1e-9))  # fmt: skip
+                live.epoch(epoch + 1, means, validation, epoch_images(epoch + 1) if epoch_images else None)
                 state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
                          "history": history}  # fmt: skip
