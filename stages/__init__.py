@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.code_closure import modules_outside_closure
+from pipeline.execution.params import TrainingExecutionParams
 from pipeline.execution.world import is_training_worker
 from pipeline.layout import CODE
 from pipeline.params import ParamsError, PipelineParams, load_params
@@ -28,12 +29,14 @@ def method_choices(params: PipelineParams) -> dict[str, str]:
 def run(
     name: str, description: str, body: Callable[[PipelineParams], None], sections: list[str], per_image: bool = False,
     trains: Callable[[PipelineParams], bool] | None = None,
+    start_processes: Callable[[str, TrainingExecutionParams], None] | None = None,
 ) -> int:  # fmt: skip
     """Parse ``--params``, validate them and run ``body`` as the stage ``name``; return the exit code.
 
     A ``per_image`` stage's Prefect flow runs its chunk tasks on the task runner of ``execution``. A training
-    stage whose run ``trains(params)`` on more than one of ``execution.training.processes`` starts them, each
-    running this stage's command line, and relays their output (pipeline/execution/launch.py). The CAM
+    stage whose run ``trains(params)`` on more than one of ``execution.training.processes`` has
+    ``start_processes`` start them, each running this stage's command line, and relay their output
+    (pipeline/execution/launch.py, imported by the training stages only: its code is theirs). The CAM
     methods' sections are validated when read (check_params validated them all), so the stage imports only the
     methods it runs; a stage that imported a module its code closure lacks fails (pipeline/code_closure.py).
     """
@@ -52,10 +55,8 @@ def run(
         runner = task_runner(params.execution)
     stage_body = lambda: body(params)  # noqa: E731
     training = params.execution.training
-    if trains is not None and training.processes > 1 and not is_training_worker() and trains(params):
-        from pipeline.execution.launch import start_training_processes
-
-        stage_body = lambda: start_training_processes(name, training)  # noqa: E731
+    if start_processes and trains and training.processes > 1 and not is_training_worker() and trains(params):
+        stage_body = lambda: start_processes(name, training)  # noqa: E731
     code = run_stage(name, stage_body, {section: dumped[section] for section in sections}, method_choices(params),
                      runner)  # fmt: skip
     outside = modules_outside_closure(Path.cwd(), CODE / f"{name}.json") if code == 0 else []

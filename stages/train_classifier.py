@@ -6,6 +6,7 @@ from pipeline import layout
 from pipeline.cams.train import train_cam_method
 from pipeline.data.manifest import load_manifest
 from pipeline.device import resolve_device, training_runtime
+from pipeline.execution.launch import start_training_processes
 from pipeline.params import PipelineParams
 from pipeline.tracking import report
 from stages import run
@@ -34,4 +35,5 @@ def body(params: PipelineParams) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run("train_classifier", __doc__, body, ["seed", "cam"], trains=lambda p: type(p.cam.selected()).trains))
+    sys.exit(run("train_classifier", __doc__, body, ["seed", "cam"], trains=lambda p: type(p.cam.selected()).trains,
+                 start_processes=start_training_processes))

@@ -8,6 +8,7 @@ from pipeline import layout
 from pipeline.cams.coarse import train_coarse
 from pipeline.data.manifest import load_manifest
 from pipeline.device import resolve_device, training_runtime
+from pipeline.execution.launch import start_training_processes
 from pipeline.params import PipelineParams
 from pipeline.tracking import report
 from stages import run
@@ -29,4 +30,5 @@ def body(params: PipelineParams) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run("train_coarse", __doc__, body, ["device"], trains=lambda _: training_request()["method"] != "none"))
+    sys.exit(run("train_coarse", __doc__, body, ["device"], trains=lambda _: training_request()["method"] != "none",
+                 start_processes=start_training_processes))

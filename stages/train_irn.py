@@ -6,6 +6,7 @@ import sys
 from pipeline import layout
 from pipeline.data.manifest import load_manifest
 from pipeline.device import resolve_device, training_runtime
+from pipeline.execution.launch import start_training_processes
 from pipeline.io import write_json, write_torch
 from pipeline.live import empty_curves
 from pipeline.params import PipelineParams
@@ -35,4 +36,5 @@ def body(params: PipelineParams) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run("train_irn", __doc__, body, ["refine", "cam"], trains=lambda p: p.refine.method == "irn"))
+    sys.exit(run("train_irn", __doc__, body, ["refine", "cam"], trains=lambda p: p.refine.method == "irn",
+                 start_processes=start_training_processes))

@@ -6,6 +6,7 @@ from pathlib import Path
 from pipeline import layout
 from pipeline.data.manifest import load_manifest
 from pipeline.device import resolve_device, training_runtime
+from pipeline.execution.launch import start_training_processes
 from pipeline.params import PipelineParams
 from pipeline.segmentation.training import train_segmenter
 from pipeline.tracking import report
@@ -31,4 +32,5 @@ def body(params: PipelineParams) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run("train_segmenter", __doc__, body, ["segmenter"], trains=lambda _: True))
+    sys.exit(run("train_segmenter", __doc__, body, ["segmenter"], trains=lambda _: True,
+                 start_processes=start_training_processes))

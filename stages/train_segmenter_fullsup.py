@@ -3,6 +3,7 @@
 import sys
 
 from pipeline import layout
+from pipeline.execution.launch import start_training_processes
 from pipeline.params import PipelineParams
 from stages import run
 from stages.train_segmenter import train
@@ -13,4 +14,5 @@ def body(params: PipelineParams) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run("train_segmenter_fullsup", __doc__, body, ["segmenter"], trains=lambda _: True))
+    sys.exit(run("train_segmenter_fullsup", __doc__, body, ["segmenter"], trains=lambda _: True,
+                 start_processes=start_training_processes))

@@ -42,10 +42,11 @@ class TinyImages(Dataset):
         return self.images[index], self.targets[index], *(extra[index] for extra in self.extras)
 
 
-def train(method: str, backbone: str | None, out: Path, sgd: bool) -> None:
+def train(method: str, backbone: str | None, out: Path) -> None:
     """One epoch of the method on this process's part of the batches; its state and history saved per rank.
-    ``sgd``: plain SGD at a constant rate instead of the method's optimiser, so the weights move linearly with
-    the gradients (Adam's first steps are about lr · sign(gradient), which rounding can flip)."""
+    Plain SGD at a constant rate instead of the method's optimiser (the stages' tests run those), so the
+    weights move linearly with the gradients (Adam's first steps are about lr · sign(gradient), which rounding
+    flips); the method's parameter groups all the same."""
     world = current_world()
     cam = cam_params(method, backbone)
     training = cam.selected().training
@@ -53,20 +54,14 @@ def train(method: str, backbone: str | None, out: Path, sgd: bool) -> None:
     dataset = TinyImages("coarse_seeds" in type(cam.selected()).extra_inputs, model.per_image_inputs() is not None)
     loader = EpochLoader(dataset, BATCH, 0, TrainingRuntime(world=world))
     groups = model.parameter_groups(training)
-    if sgd:
-        optimizer = torch.optim.SGD([{"params": group["params"], "name": group["name"]} for group in groups], lr=0.05)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    else:
-        optimizer = model.optimizer(groups, training)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, [model.lr_schedule(group["name"], training, loader.batches) for group in groups]
-        )
+    optimizer = torch.optim.SGD([{"params": group["params"], "name": group["name"]} for group in groups], lr=0.05)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
     def step(batch: tuple[torch.Tensor, ...]) -> tuple[dict[str, torch.Tensor], int]:
         images, targets, *extras = batch
         return model.training_step(images, targets, *extras), len(images)
 
-    name = f"{method}-{backbone or 'only'}{'-sgd' if sgd else ''}"
+    name = f"{method}-{backbone or 'only'}"
     history = run_epochs(name, model, optimizer, scheduler, loader, step, 1, 0, out / f"{name}.checkpoint.pt",
                          model.after_optimizer_step, runtime=TrainingRuntime(world=world))  # fmt: skip
     torch.save({"state": model.state_dict(), "history": history}, out / f"{name}-rank{world.rank}.pt")
@@ -77,8 +72,7 @@ def main(out: Path) -> None:
     for method, backbone in METHODS:
         cam = cam_params(method, backbone)
         if type(cam.selected()).trains:
-            for sgd in (False, True):
-                train(method, backbone, out, sgd)
+            train(method, backbone, out)
 
 
 if __name__ == "__main__":

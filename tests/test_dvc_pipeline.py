@@ -87,6 +87,7 @@ def test_repro_caching_and_method_swapping(reproduced_template: tuple[Path, str]
         run([sys.executable, "-m", f"stages.{stage}"], project)
     assert {name: (project / "artifacts" / name).read_bytes() for name in published} == published
     assert executed(dvc(project, "repro").stdout) == set()
+    edit(project, lambda p: p.update(execution={}))  # back to in-process and one training process
     # CLIP settings matter only to a CLIP method: the request is rewritten unchanged, no CLIP is pretrained.
     edit(project, lambda p: p["clip"]["pretrain_here"].update(epochs=2))
     assert executed(dvc(project, "repro").stdout) == {"clip_request"}

@@ -32,7 +32,7 @@ def artifacts_of(url: str, flow_run_id: str) -> list[dict]:
 
 def test_stage_and_pipeline_flow_runs_are_recorded(project: Path, prefect_api) -> None:
     """A stage alone, then the pipeline flow twice (one server for both, as a researcher's would be): plainly,
-    then on a local Dask cluster."""
+    with the classifier trained on two processes that relay to its flow run, then on a local Dask cluster."""
     url, env = prefect_api
     env = {**env, "PREFECT_API_URL": url}
     run([sys.executable, "-m", "stages.prepare_data"], project, env=env)
@@ -48,6 +48,7 @@ def test_stage_and_pipeline_flow_runs_are_recorded(project: Path, prefect_api) -
     progress = [a for a in artifacts if a["type"] == "progress"]
     assert progress and all(a["data"] == 100.0 for a in progress)
 
+    edit_params(project, lambda p: p["execution"]["training"].update(processes=2))  # its processes relay to it
     run([sys.executable, "-m", "flows.pipeline", "prepare_data", "train_classifier"], project, env=env)
     (pipeline_run,) = flow_runs(url, "wsss-pipeline")
     assert pipeline_run["state"]["type"] == "COMPLETED"
@@ -59,6 +60,11 @@ def test_stage_and_pipeline_flow_runs_are_recorded(project: Path, prefect_api) -
     assert artifacts["train-classifier-metrics-cam-resnet"]["type"] == "table"  # per epoch, while training
     progress = artifacts["train-classifier-progress-cam-resnet"]["description"]
     assert progress.startswith("train_classifier: 3/3 batches · ") and " · elapsed 0:00:" in progress
+    assert "classifier-cam-resnet" in artifacts  # the stage's report, from rank 0
+    logs = httpx.post(f"{url}/logs/filter", json={"logs": {"flow_run_id": {"any_": [training["id"]]}}}).json()
+    messages = [entry["message"] for entry in logs]
+    for rank in (0, 1):  # two processes (execution.training.processes): each one's lines, tagged, in one run
+        assert f"[rank {rank}] train_classifier: rank {rank} of 2 processes on cpu" in messages
     assert_chunked_stage_is_nested_and_watched(project, url, env, pipeline_run["id"])
 
 

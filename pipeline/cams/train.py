@@ -159,9 +159,10 @@ def evaluate_labels(
 
     model.eval()
     k = manifest.num_classes
-    exact = MultilabelExactMatch(num_labels=k)
-    f1 = MultilabelF1Score(num_labels=k, average="macro")
-    average_precision = MultilabelAveragePrecision(num_labels=k, average="macro")
+    local = {"sync_on_compute": False}  # rank 0's figure of its own images: no gather from other processes
+    exact = MultilabelExactMatch(num_labels=k, **local)
+    f1 = MultilabelF1Score(num_labels=k, average="macro", **local)
+    average_precision = MultilabelAveragePrecision(num_labels=k, average="macro", **local)
     dataset = ClassificationDataset(manifest, split, normalisation=(model.input_mean, model.input_std))
     indices = spread(len(dataset), limit)
     for index in progress(indices, desc=f"classify {split}") if show_progress else indices:

@@ -63,7 +63,10 @@ def start_training_processes(name: str, training: TrainingExecutionParams) -> No
             env.setdefault("MASTER_ADDR", socket.getfqdn())
             env.setdefault("MASTER_PORT", str(free_port()))
             info(f"{name}: starting {training.processes} training processes with `{shlex.join(command)}`")
-            processes = {None: subprocess.Popen(command, env=env, **_PIPED)}
+            try:
+                processes = {None: subprocess.Popen(command, env=env, **_PIPED)}
+            except FileNotFoundError:
+                raise ValueError(f"execution.training.launcher: {command[0]!r} is not a command here") from None
         else:
             info(f"{name}: starting {training.processes} training processes on this machine")
             local = {**env, STORE_ENV: str(Path(rendezvous) / "store"), "WORLD_SIZE": str(training.processes),
