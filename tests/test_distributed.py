@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pipeline.device import TrainingRuntime
-from pipeline.execution.world import World
+from pipeline.execution.world import WORKER_ENV, World, current_world
 from pipeline.trainer import EpochLoader, epoch_seed
 from tests.conftest import REPO, edit_params, free_port, project_env, run
 from tests.distributed_methods import main as train_methods
@@ -98,6 +99,20 @@ def test_the_processes_batches_at_a_step_are_the_one_process_batch(count: int) -
     assert [b.tolist() for b in drawn][0] == [b.tolist() for b in one(1)][0]
 
 
+def test_a_process_knows_its_rank_from_torchrun_or_from_slurm_under_its_launcher(monkeypatch) -> None:
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", WORKER_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "5")
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    assert current_world() == World()  # a batch script's own variables: not a training process
+    monkeypatch.setenv(WORKER_ENV, "1")
+    assert current_world() == World(5, 8, 1)  # started by execution.training.launcher (srun)
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert current_world() == World(2, 4, 0)  # torchrun's variables first
+
+
 def test_a_batch_that_does_not_split_over_the_processes_is_refused() -> None:
     with pytest.raises(ValueError, match=r"batch size 6 does not split over 4 processes \(execution.training"):
         EpochLoader(Indices(24), 6, 0, TrainingRuntime(world=World(0, 4)))
@@ -136,37 +151,44 @@ def kill_a_process(project: Path, rank: int) -> subprocess.CompletedProcess:
 
 
 def test_segmenter_and_irn_train_on_two_processes_and_resume_after_a_kill(reproduced_project: Path) -> None:
-    """Started by their stage, under bf16 autocast (mixed precision under DDP): every process's lines relayed
-    tagged with its rank, rank 0 alone logging epochs and writing; then a SIGKILLed process of either rank,
-    resumed from on two processes (the same bytes) and on one."""
+    """Started by their stage, under bf16 autocast (mixed precision under DDP): the segmenter's processes on
+    this machine, IRN's by a launcher command (a stand-in for srun: the ranks from SLURM's variables, the
+    rendezvous at MASTER_ADDR); every process's lines relayed tagged with its rank, rank 0 alone logging epochs
+    and writing; then rank 0 SIGKILLed, its checkpoint resumed from on two processes (the same bytes) and on
+    one. (The launcher's account of a killed process does not depend on its rank.)"""
     project = reproduced_project
     edit_params(project, processes(2, epochs=2))
     edit_params(project, lambda p: p["refine"].update(method="irn"))
     edit_params(project, lambda p: p.update(precision="bf16"))
-    for name, out in (("train_segmenter", "segmenter"), ("train_irn", "irn")):
-        result = stage(project, name)
+    srun = f"{sys.executable} {REPO / 'tests/fake_srun.py'} --ntasks=2"
+    for name, out, launcher in (("train_segmenter", "segmenter", ""), ("train_irn", "irn", srun)):
+        edit_params(project, lambda p, launcher=launcher: p["execution"]["training"].update(launcher=launcher))
+        result = stage(project, name, env={**project_env(), "MASTER_ADDR": "127.0.0.1"})
         output = result.stdout + result.stderr
-        assert f"{name}: starting 2 training processes on this machine" in output
+        started = f"with `{launcher} " if launcher else "on this machine"
+        assert f"{name}: starting 2 training processes {started}" in output
         assert f"[rank 1] {name}: rank 1 of 2 processes on cpu" in output
         assert output.count(f"{name}: epoch 1/") == 1, output  # rank 0 logs the epochs
         metrics = json.loads((project / "artifacts" / out / "metrics.json").read_text())
         assert metrics["processes"] == 2 and metrics["precision"] == "bf16" and metrics["train_loss"] > 0
         assert (project / "artifacts" / out / "live").is_dir()
     assert not (project / "artifacts" / ".work").exists()
+    edit_params(project, lambda p: p["execution"]["training"].update(launcher=""))
     model = project / "artifacts/segmenter/model.pt"
     uninterrupted = model.read_bytes()
     model.unlink()
 
-    failed = kill_a_process(project, rank=1)
+    failed = kill_a_process(project, rank=0)  # the process that writes
     assert failed.returncode == 1
-    assert "the training process of rank 1 was killed by signal 9" in failed.stderr
+    assert "the training process of rank 0 was killed by signal 9" in failed.stderr
     assert "rerun to resume" in failed.stderr and "Traceback" not in failed.stderr
+    (work,) = (project / "artifacts/.work").glob("segmenter-*")
+    shutil.copytree(work, project / "kept")
     resumed = stage(project, "train_segmenter")
     assert "train_segmenter: resuming after epoch 1/2" in resumed.stdout + resumed.stderr
     assert model.read_bytes() == uninterrupted  # the same number of processes: the same bytes
 
-    model.unlink()
-    kill_a_process(project, rank=0)
+    shutil.copytree(project / "kept", work)  # the same checkpoint, resumed on one process
     edit_params(project, processes(1))
     on_one = stage(project, "train_segmenter")
     assert "train_segmenter: resuming after epoch 1/2" in on_one.stdout + on_one.stderr
